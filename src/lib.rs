@@ -1,3 +1,12 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy that splits reads and writes over streaming replicas.
 
+pub mod admin;
+pub mod auth;
+pub mod backend;
 pub mod config;
+pub mod frontend;
+pub mod localcluster;
+pub mod pool;
+pub mod protocol;
+pub mod route;
+pub mod topology;
