@@ -1,9 +1,11 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy that splits reads and writes over streaming replicas.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod frontend;
 pub mod localcluster;
 pub mod pool;

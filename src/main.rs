@@ -1,1 +1,111 @@
-fn main() {}
+//! The `pgsplit` command line: `run`, `check` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pgsplit::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "pgsplit", version, about = "A PostgreSQL proxy that sends writes to the primary and reads to streaming replicas")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the proxy, from a config file, flags, or both (flags win).
+    Run {
+        /// TOML config file (see config/pgsplit.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address for PostgreSQL clients, e.g. 127.0.0.1:6432.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The primary server, HOST:PORT.
+        #[arg(long)]
+        primary: Option<String>,
+        /// A streaming replica, HOST:PORT; repeat for more.
+        #[arg(long = "replica")]
+        replicas: Vec<String>,
+        /// Address for the HTTP admin server (/healthz, /readyz).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+    /// Validates a config file and prints the effective topology.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Starts a local primary with 3 streaming replicas and pgsplit in front of them.
+    Demo {
+        /// Where the demo's servers keep their data (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Port for pgsplit on 127.0.0.1.
+        #[arg(long, default_value_t = 6432)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            listen,
+            primary,
+            replicas,
+            admin,
+        } => load_config(config, Overrides { listen, admin, primary, replicas }).and_then(run),
+        Command::Check { config } => check(&config),
+        Command::Demo { dir, port } => runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("pgsplit: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGSPLIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn load_config(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, String> {
+    let mut config = match &file {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => return Config::from_overrides(&overrides).map_err(|e| e.to_string()),
+    };
+    config.apply_overrides(&overrides).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn check(path: &std::path::Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    print!("{}", config.topology_report());
+    println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn run(config: Config) -> Result<(), String> {
+    runtime()?.block_on(async {
+        let running = pgsplit::app::start(config).await?;
+        running.run_until_signalled().await;
+        Ok(())
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}

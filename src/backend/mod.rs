@@ -1,1 +1,282 @@
-//! backend
+//! One connection to a PostgreSQL server: opening and authenticating it, and reading its
+//! messages as raw frames for the relay.
+
+mod error;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::auth::ServerAuth;
+use crate::protocol::{CancelKey, Frame, read_cstr, tag, try_backend_frame};
+
+pub use error::BackendError;
+
+/// Where to connect and as whom.
+#[derive(Clone)]
+pub struct ConnectSpec {
+    /// Node name, for messages and metrics.
+    pub node: String,
+    /// "host:port".
+    pub addr: String,
+    /// StartupMessage parameters, `user` and `database` included.
+    pub startup: Vec<(String, String)>,
+    pub password: Option<String>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectSpec")
+            .field("node", &self.node)
+            .field("addr", &self.addr)
+            .field("startup", &self.startup)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated server connection, idle and ready for a query when handed out.
+pub struct ServerConn {
+    stream: TcpStream,
+    read_buf: BytesMut,
+    pub node: String,
+    pub addr: String,
+    /// The server process and secret: what a CancelRequest for it must carry.
+    pub key: CancelKey,
+    /// Every ParameterStatus the server reported, kept current while relaying.
+    pub params: HashMap<String, String>,
+    /// Session settings as the connection's startup packet set them (what RESET returns to).
+    pub startup_settings: Vec<(String, String)>,
+    /// Transaction status from the last ReadyForQuery: b'I', b'T' or b'E'.
+    pub tx_status: u8,
+}
+
+impl ServerConn {
+    /// Connects, authenticates and waits for the first ReadyForQuery, all within `spec.timeout`.
+    pub async fn connect(spec: &ConnectSpec) -> Result<ServerConn, BackendError> {
+        match tokio::time::timeout(spec.timeout, Self::connect_unbounded(spec)).await {
+            Ok(result) => result,
+            Err(_) => Err(BackendError::ConnectTimeout {
+                node: spec.node.clone(),
+                addr: spec.addr.clone(),
+                after: spec.timeout,
+            }),
+        }
+    }
+
+    async fn connect_unbounded(spec: &ConnectSpec) -> Result<ServerConn, BackendError> {
+        let stream = TcpStream::connect(&spec.addr)
+            .await
+            .map_err(|source| BackendError::Connect {
+                node: spec.node.clone(),
+                addr: spec.addr.clone(),
+                source,
+            })?;
+        stream.set_nodelay(true).map_err(|e| BackendError::lost(spec, e))?;
+        let mut conn = ServerConn {
+            stream,
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            node: spec.node.clone(),
+            addr: spec.addr.clone(),
+            key: CancelKey { pid: 0, secret: 0 },
+            params: HashMap::new(),
+            startup_settings: spec
+                .startup
+                .iter()
+                .filter(|(k, _)| k != "user" && k != "database")
+                .cloned()
+                .collect(),
+            tx_status: b'I',
+        };
+        conn.send_startup(spec).await?;
+        conn.authenticate(spec).await?;
+        conn.read_until_ready().await?;
+        Ok(conn)
+    }
+
+    async fn send_startup(&mut self, spec: &ConnectSpec) -> Result<(), BackendError> {
+        let mut buf = BytesMut::new();
+        let params = spec.startup.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        postgres_protocol::message::frontend::startup_message(params, &mut buf)
+            .map_err(|e| BackendError::lost(spec, e))?;
+        self.write_all(&buf).await
+    }
+
+    /// Answers the server's authentication requests until AuthenticationOk.
+    async fn authenticate(&mut self, spec: &ConnectSpec) -> Result<(), BackendError> {
+        let user = spec
+            .startup
+            .iter()
+            .find(|(k, _)| k == "user")
+            .map_or("", |(_, v)| v.as_str());
+        let mut auth = ServerAuth::new(user, spec.password.as_deref());
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.tag {
+                tag::AUTHENTICATION => {
+                    let body = frame.body();
+                    let Some(code) = body.get(..4).map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]])) else {
+                        return Err(BackendError::Malformed("authentication request too short".into()));
+                    };
+                    // AuthenticationOk goes through `respond` too: it refuses a server that
+                    // claims success before proving it knows the password (SCRAM).
+                    if let Some((reply_tag, reply)) = auth.respond(code, &body[4..])? {
+                        self.write_message(reply_tag, &reply).await?;
+                    }
+                    if code == crate::auth::code::OK {
+                        return Ok(());
+                    }
+                }
+                tag::ERROR_RESPONSE => return Err(BackendError::Server(frame.bytes)),
+                tag::NEGOTIATE_PROTOCOL_VERSION => {}
+                other => return Err(BackendError::Malformed(format!("unexpected message '{}' during authentication", char::from(other)))),
+            }
+        }
+    }
+
+    /// Collects ParameterStatus and BackendKeyData up to the first ReadyForQuery.
+    async fn read_until_ready(&mut self) -> Result<(), BackendError> {
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.tag {
+                tag::READY_FOR_QUERY => {
+                    self.observe(&frame);
+                    return Ok(());
+                }
+                tag::BACKEND_KEY_DATA => {
+                    let b = frame.body();
+                    if b.len() < 8 {
+                        return Err(BackendError::Malformed("BackendKeyData too short".into()));
+                    }
+                    self.key = CancelKey {
+                        pid: i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                        secret: i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                    };
+                }
+                tag::ERROR_RESPONSE => return Err(BackendError::Server(frame.bytes)),
+                _ => self.observe(&frame),
+            }
+        }
+    }
+
+    /// Keeps the connection's own record current from a message passing through.
+    pub fn observe(&mut self, frame: &Frame) {
+        match frame.tag {
+            tag::READY_FOR_QUERY => {
+                if let Some(&status) = frame.body().first() {
+                    self.tx_status = status;
+                }
+            }
+            tag::PARAMETER_STATUS => {
+                if let Some((name, rest)) = read_cstr(frame.body())
+                    && let Some((value, _)) = read_cstr(rest)
+                {
+                    self.params.insert(name.to_string(), value.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next whole message from the server, waiting for it to arrive.
+    pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(frame) = self.next_buffered_frame()? {
+                return Ok(frame);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// A message already in the read buffer, if a whole one is there.
+    pub fn next_buffered_frame(&mut self) -> Result<Option<Frame>, BackendError> {
+        Ok(try_backend_frame(&mut self.read_buf)?)
+    }
+
+    /// Reads more bytes from the socket. Cancel-safe, so it can sit in a `select!`.
+    pub async fn fill(&mut self) -> Result<(), BackendError> {
+        let n = self
+            .stream
+            .read_buf(&mut self.read_buf)
+            .await
+            .map_err(|e| BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: e.to_string() })?;
+        if n == 0 {
+            return Err(BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: "the server closed the connection".into() });
+        }
+        Ok(())
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: e.to_string() })
+    }
+
+    async fn write_message(&mut self, tag: u8, body: &[u8]) -> Result<(), BackendError> {
+        let mut buf = BytesMut::with_capacity(body.len() + 5);
+        buf.extend_from_slice(&[tag]);
+        buf.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        buf.extend_from_slice(body);
+        self.write_all(&buf).await
+    }
+
+    /// Runs a simple query whose answers nobody needs (resets, settings) and waits for
+    /// ReadyForQuery. ParameterStatus changes are recorded; a server error is returned.
+    pub async fn run_internal(&mut self, sql: &str) -> Result<Vec<Frame>, BackendError> {
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut buf)
+            .map_err(|e| BackendError::Malformed(e.to_string()))?;
+        self.write_all(&buf).await?;
+        let mut reported = Vec::new();
+        let mut error = None;
+        loop {
+            let frame = self.read_frame().await?;
+            self.observe(&frame);
+            match frame.tag {
+                tag::READY_FOR_QUERY => break,
+                tag::ERROR_RESPONSE => error = Some(frame.bytes),
+                tag::PARAMETER_STATUS => reported.push(frame),
+                _ => {}
+            }
+        }
+        match error {
+            Some(bytes) => Err(BackendError::Server(bytes)),
+            None => Ok(reported),
+        }
+    }
+
+    /// True if the idle connection was closed or sent something unasked (then it is unusable).
+    pub fn is_stale(&self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Sends Terminate so the server ends the backend cleanly rather than logging an EOF.
+    pub async fn terminate(mut self) {
+        let _ = self.stream.write_all(&[tag::TERMINATE, 0, 0, 0, 4]).await;
+    }
+}
+
+/// Asks the server process behind `key` to cancel its current query (a separate connection,
+/// as the protocol wants).
+pub async fn send_cancel(addr: &str, key: CancelKey, timeout: Duration) -> Result<(), std::io::Error> {
+    let send = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::cancel_request(key.pid, key.secret, &mut buf);
+        stream.write_all(&buf).await?;
+        // The server closes the connection when done; waiting for that makes the cancel
+        // happen before we report success.
+        let mut sink = [0u8; 1];
+        let _ = stream.read(&mut sink).await;
+        Ok(())
+    };
+    tokio::time::timeout(timeout, send)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel request timed out")))
+}
+

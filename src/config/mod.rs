@@ -1,12 +1,49 @@
-//! Configuration: the TOML schema, defaults, and validation.
-//! PLACEHOLDER: the types below are the contract the rest of the code uses.
+//! Configuration: the TOML schema, defaults, validation, command-line overrides and the report
+//! `pgsplit check` prints.
+//!
+//! `config/pgsplit.toml` documents every key. The decisions worth knowing:
+//! - Loading is all or nothing: the text is parsed, deserialized strictly (unknown keys are
+//!   errors) and validated before a [`Config`] exists. Every [`ConfigError`] names the file, the
+//!   1-based line and the key path.
+//! - The first cluster is the default: it serves every database that no other cluster lists, so
+//!   it alone may leave `databases` empty. A database listed by two clusters is an error.
+//! - Nodes without a name are called "primary", "replica1", "replica2", ... (replicas numbered by
+//!   position, from 1). With several clusters these are prefixed with the cluster's name
+//!   ("main.primary", "shard2.replica1") so that node names stay unique across the file.
+//! - `auth = "trust"` needs no password; one given anyway is still used towards the servers.
+//!
+//! The module reads the file and nothing else: no DNS, no connections.
 
+mod address;
+mod error;
+mod locate;
+mod overrides;
+mod schema;
+mod secret;
+mod topology_report;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+use toml::de::DeTable;
+
+pub use error::ConfigError;
+pub use overrides::Overrides;
+pub use secret::PasswordKind;
+
+use locate::Document;
+use schema::RawConfig;
+use validate::validate;
+
 /// The whole effective configuration of one pgsplit process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Address the PostgreSQL protocol listener binds to.
     pub listen: SocketAddr,
@@ -23,32 +60,41 @@ pub struct Config {
     pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PoolMode {
     Session,
+    #[default]
     Transaction,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PoolSettings {
     pub mode: PoolMode,
     /// Server connections per (node, database, user).
     pub max_server_connections: usize,
     /// How long a client may wait for a server connection before SQLSTATE 53300.
+    #[serde(deserialize_with = "schema::duration")]
     pub checkout_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     /// Opening and authenticating a server connection.
+    #[serde(deserialize_with = "schema::duration")]
     pub connect: Duration,
     /// A client must finish startup and authentication within this.
+    #[serde(deserialize_with = "schema::duration")]
     pub client_login: Duration,
     /// Graceful shutdown waits this long for sessions to finish.
+    #[serde(deserialize_with = "schema::duration")]
     pub shutdown: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest frontend message accepted after startup, in bytes.
     pub max_message_size: usize,
@@ -56,7 +102,7 @@ pub struct Limits {
     pub max_client_connections: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     pub name: String,
     /// Databases this cluster serves; empty means any.
@@ -65,28 +111,191 @@ pub struct ClusterConfig {
     pub replicas: Vec<NodeConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub name: String,
     pub host: String,
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub enum AuthMethod {
+    #[serde(rename = "trust")]
     Trust,
+    #[serde(rename = "password")]
     Password,
+    #[serde(rename = "md5")]
     Md5,
+    #[serde(rename = "scram-sha-256")]
+    #[default]
     ScramSha256,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
     /// Plain text, an `md5...` hash or a `SCRAM-SHA-256$...` verifier.
     pub password: Option<String>,
+    #[serde(default)]
     pub auth: AuthMethod,
     /// Credentials towards the servers; default: the user's own name and plain password.
     pub server_user: Option<String>,
     pub server_password: Option<String>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            mode: PoolMode::default(),
+            max_server_connections: 100,
+            checkout_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            client_login: Duration::from_secs(60),
+            shutdown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 256 * 1024 * 1024,
+            max_client_connections: 10_000,
+        }
+    }
+}
+
+impl PoolMode {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+        }
+    }
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AuthMethod {
+    /// The name used in the file (and in `pg_hba.conf`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trust => "trust",
+            Self::Password => "password",
+            Self::Md5 => "md5",
+            Self::ScramSha256 => "scram-sha-256",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl NodeConfig {
+    /// The node's address as `host:port`, with an IPv6 host in brackets.
+    pub fn addr(&self) -> String {
+        address::join_host_port(&self.host, self.port)
+    }
+}
+
+impl UserConfig {
+    /// The form the password is stored in, if there is one.
+    pub fn password_kind(&self) -> Option<PasswordKind> {
+        self.password.as_deref().map(PasswordKind::of)
+    }
+}
+
+/// Secrets are replaced, so a configuration can be logged or printed with `{:?}` safely.
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .field("auth", &self.auth)
+            .field("server_user", &self.server_user)
+            .field(
+                "server_password",
+                &self.server_password.as_ref().map(|_| Redacted),
+            )
+            .finish()
+    }
+}
+
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Errors name `path` as it was given.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse(&text, &path.display().to_string(), Some(path.to_path_buf()))
+    }
+
+    /// Parses and validates configuration text; `source` names it in errors (a file name).
+    pub fn from_toml(text: &str, source: &str) -> Result<Config, ConfigError> {
+        parse(text, source, None)
+    }
+
+    /// The cluster that serves `database`: the one listing it, else the first (default) one.
+    ///
+    /// # Panics
+    /// If there is no cluster, which a loaded or validated configuration never has.
+    pub fn cluster_for_database(&self, database: &str) -> &ClusterConfig {
+        self.clusters
+            .iter()
+            .find(|cluster| cluster.databases.iter().any(|db| db == database))
+            .unwrap_or_else(|| self.default_cluster())
+    }
+
+    /// The first cluster, which serves every database no other cluster lists.
+    ///
+    /// # Panics
+    /// If there is no cluster, which a loaded or validated configuration never has.
+    pub fn default_cluster(&self) -> &ClusterConfig {
+        &self.clusters[0]
+    }
+
+    /// The configured user called `name`.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|user| user.name == name)
+    }
+}
+
+/// Syntax, then types and values, then cross-checks: each step reports the first error, placed
+/// by the same document.
+fn parse(text: &str, origin: &str, path: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    let document = Document::new(origin, text, root.get_ref());
+    if let Some(error) = syntax_errors.first() {
+        return Err(document.toml_error(error, "syntax error: "));
+    }
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(root))
+        .map_err(|error| document.toml_error(&error, ""))?;
+    let config = raw.into_config(path);
+    validate(&config).map_err(|problem| document.problem(problem))?;
+    Ok(config)
 }

@@ -1,1 +1,134 @@
-//! pool
+//! Server connections pooled per (node, database, user), with a cap per pool and a bounded wait
+//! for a free connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::{BackendError, ConnectSpec, ServerConn};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub node: String,
+    pub database: String,
+    pub user: String,
+    /// The startup `options` (e.g. `-c geqo=off`): they set what RESET returns to, so
+    /// connections opened with different ones are not interchangeable.
+    pub options: String,
+}
+
+#[derive(Debug, Error)]
+pub enum PoolError {
+    #[error(
+        "no server connection to {node} became free within {waited:?} (all {max} in use); raise pool.max_server_connections or pool.checkout_timeout"
+    )]
+    Exhausted { node: String, waited: Duration, max: usize },
+    #[error(transparent)]
+    Connect(#[from] BackendError),
+}
+
+/// All pools of the process.
+pub struct Pools {
+    max_per_pool: usize,
+    checkout_timeout: Duration,
+    pools: Mutex<HashMap<PoolKey, Arc<NodePool>>>,
+}
+
+/// The connections of one (node, database, user).
+struct NodePool {
+    idle: Mutex<Vec<ServerConn>>,
+    permits: Arc<Semaphore>,
+}
+
+/// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
+/// which is the safe default when its state is unknown.
+pub struct Checkout {
+    pub conn: ServerConn,
+    pool: Arc<NodePool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pools {
+    pub fn new(max_per_pool: usize, checkout_timeout: Duration) -> Self {
+        Pools {
+            max_per_pool,
+            checkout_timeout,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pool(&self, key: &PoolKey) -> Arc<NodePool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(NodePool {
+                    idle: Mutex::new(Vec::new()),
+                    permits: Arc::new(Semaphore::new(self.max_per_pool)),
+                })
+            })
+            .clone()
+    }
+
+    /// An idle connection of the pool, or a new one made from `spec`, waiting at most the
+    /// checkout timeout for the pool to have room.
+    pub async fn checkout(&self, key: &PoolKey, spec: &ConnectSpec) -> Result<Checkout, PoolError> {
+        let pool = self.pool(key);
+        let permit = tokio::time::timeout(self.checkout_timeout, pool.permits.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| PoolError::Exhausted {
+                node: key.node.clone(),
+                waited: self.checkout_timeout,
+                max: self.max_per_pool,
+            })?;
+        let conn = match pool.take_live_idle() {
+            Some(conn) => conn,
+            None => ServerConn::connect(spec).await?,
+        };
+        Ok(Checkout {
+            conn,
+            pool,
+            _permit: permit,
+        })
+    }
+
+    /// Returns a connection that is idle outside any transaction; anything else is closed.
+    pub fn checkin(&self, checkout: Checkout) {
+        let Checkout { conn, pool, _permit } = checkout;
+        if conn.tx_status == b'I' {
+            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+    }
+
+    /// (idle, in use) per pool, for status pages.
+    pub fn usage(&self) -> Vec<(PoolKey, usize, usize)> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .iter()
+            .map(|(key, pool)| {
+                let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+                let in_use = self.max_per_pool - pool.permits.available_permits();
+                (key.clone(), idle, in_use)
+            })
+            .collect()
+    }
+}
+
+impl NodePool {
+    /// The most recently used idle connection that is still open (LIFO keeps few connections
+    /// warm and lets the rest age out).
+    fn take_live_idle(&self) -> Option<ServerConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(conn) = idle.pop() {
+            if !conn.is_stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+}

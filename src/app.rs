@@ -1,0 +1,74 @@
+//! Running the proxy: binding the listeners, serving, and shutting down gracefully on SIGTERM
+//! or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::frontend::{self, Shared};
+
+/// A running proxy: where it listens, and the handle to stop it.
+pub struct Running {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub shared: Arc<Shared>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown and waits for it to complete.
+    pub async fn shutdown(self) {
+        self.shared.begin_shutdown();
+        let _ = self.served.await;
+    }
+
+    /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn run_until_signalled(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Binds the client and admin listeners and starts serving in the background.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = match config.admin {
+        Some(addr) => Some(crate::admin::bind(addr).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let shared = Shared::new(config)?;
+    if let Some(listener) = admin_listener {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve(listener, shared).await {
+                tracing::error!(error = %e, "admin server stopped");
+            }
+        });
+    }
+    let served = tokio::spawn(frontend::serve(listener, shared.clone()));
+    tracing::info!(%listen, ?admin, "pgsplit is listening");
+    Ok(Running { listen, admin, shared, served })
+}
+
+/// SIGTERM (what service managers and orchestrators send) or Ctrl-C.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The file format: serde structs for the parts of the file that differ from the public types
+//! (clusters and nodes, whose `addr` becomes host and port and whose names have defaults), the
+//! string-valued types (durations, addresses), and the conversion into [`Config`].
+//!
+//! Every struct here denies unknown keys: a misspelt key is an error, never a silently ignored
+//! setting. Values are checked while deserializing, so their errors carry the toml crate's span.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+use super::address::{parse_listen_address, parse_node_address};
+use super::{ClusterConfig, Config, Limits, NodeConfig, PoolSettings, Timeouts, UserConfig};
+
+/// The name of a cluster that does not give one, and of the quick-start cluster.
+pub(crate) const DEFAULT_CLUSTER_NAME: &str = "main";
+
+/// The whole file. Sections that are absent take their defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub listen: Option<ListenAddr>,
+    #[serde(default)]
+    pub admin: Option<ListenAddr>,
+    #[serde(default)]
+    pub pool: PoolSettings,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Absent means none; validation then says at least one is needed, which reads better than
+    /// serde's "missing field".
+    #[serde(default)]
+    pub clusters: Vec<RawCluster>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    pub primary: RawNode,
+    #[serde(default)]
+    pub replicas: Vec<RawNode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub addr: NodeAddr,
+}
+
+/// A listener address: numeric IP and port.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListenAddr(pub SocketAddr);
+
+/// A server address: host (name or IP) and port.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl NodeAddr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (host, port) = parse_node_address(text)?;
+        Ok(Self { host, port })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parse_string(deserializer, "an \"ip:port\" string", |text| {
+            parse_listen_address(text).map(ListenAddr)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parse_string(deserializer, "a \"host:port\" string", NodeAddr::parse)
+    }
+}
+
+/// `deserialize_with` for durations written as humantime strings: "100ms", "5s", "2m".
+pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    parse_string(
+        deserializer,
+        "a duration string such as \"100ms\", \"5s\" or \"2m\"",
+        |text| {
+            humantime::parse_duration(text).map_err(|err| {
+                format!(
+                    "invalid duration {text:?}: {err}; expected a number and a unit, such as \
+                     \"100ms\", \"5s\" or \"2m\""
+                )
+            })
+        },
+    )
+}
+
+/// Deserializes a string and parses it. The `expecting` text is what serde prints when the value
+/// is not a string at all, so a number where a duration belongs says what to write instead.
+fn parse_string<'de, D, T>(
+    deserializer: D,
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    deserializer.deserialize_str(ParseVisitor {
+        expecting,
+        parse,
+        marker: PhantomData,
+    })
+}
+
+struct ParseVisitor<T> {
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    marker: PhantomData<T>,
+}
+
+impl<T> Visitor<'_> for ParseVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        (self.parse)(text).map_err(E::custom)
+    }
+}
+
+fn default_cluster_name() -> String {
+    DEFAULT_CLUSTER_NAME.to_owned()
+}
+
+/// The name of a node that does not give one: "primary", "replica1", "replica2", ... With
+/// several clusters these would clash, so they are prefixed with the cluster's name:
+/// "main.primary", "main.replica1", "shard2.primary".
+pub(crate) fn default_node_name(cluster: &str, several_clusters: bool, role: &str) -> String {
+    if several_clusters {
+        format!("{cluster}.{role}")
+    } else {
+        role.to_owned()
+    }
+}
+
+/// The role part of the default name of replica `index` (0-based).
+pub(crate) fn replica_role(index: usize) -> String {
+    format!("replica{}", index + 1)
+}
+
+impl RawConfig {
+    /// Applies defaults and names. Nothing here can fail: values were checked while
+    /// deserializing, and cross-checks belong to validation.
+    pub fn into_config(self, source: Option<PathBuf>) -> Config {
+        let several = self.clusters.len() > 1;
+        Config {
+            listen: self.listen.map_or_else(default_listen, |addr| addr.0),
+            admin: self.admin.map(|addr| addr.0),
+            pool: self.pool,
+            timeouts: self.timeouts,
+            limits: self.limits,
+            clusters: self
+                .clusters
+                .into_iter()
+                .map(|cluster| cluster.into_cluster(several))
+                .collect(),
+            users: self.users,
+            source,
+        }
+    }
+}
+
+/// Where clients connect when the file does not say.
+pub(crate) fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6432))
+}
+
+impl RawCluster {
+    fn into_cluster(self, several_clusters: bool) -> ClusterConfig {
+        let name_node = |node: RawNode, role: String| {
+            let default = || default_node_name(&self.name, several_clusters, &role);
+            node.into_node(default)
+        };
+        let primary = name_node(self.primary, "primary".to_owned());
+        let replicas = self
+            .replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| name_node(node, replica_role(i)))
+            .collect();
+        ClusterConfig {
+            name: self.name,
+            databases: self.databases,
+            primary,
+            replicas,
+        }
+    }
+}
+
+impl RawNode {
+    fn into_node(self, default_name: impl FnOnce() -> String) -> NodeConfig {
+        NodeConfig {
+            name: self.name.unwrap_or_else(default_name),
+            host: self.addr.host,
+            port: self.addr.port,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_listen_matches_its_documentation() {
+        assert_eq!(default_listen().to_string(), "127.0.0.1:6432");
+    }
+
+    #[test]
+    fn node_names_are_prefixed_only_with_several_clusters() {
+        assert_eq!(default_node_name("main", false, "primary"), "primary");
+        assert_eq!(
+            default_node_name("shard2", true, &replica_role(0)),
+            "shard2.replica1"
+        );
+    }
+}

@@ -1,0 +1,729 @@
+//! Loading whole configurations: defaults, the documented layout, errors with exact places,
+//! overrides, and that secrets stay secret.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::secret::tests::VERIFIER;
+use super::*;
+
+/// Joins lines, so a test's line numbers are its array indexes plus one.
+fn lines(lines: &[&str]) -> String {
+    lines.join("\n") + "\n"
+}
+
+fn load(text: &str) -> Config {
+    match Config::from_toml(text, "test.toml") {
+        Ok(config) => config,
+        Err(err) => panic!("expected a valid configuration, got: {err}"),
+    }
+}
+
+/// The line, key and full message of the error `text` must produce.
+fn error(text: &str) -> (Option<usize>, String, String) {
+    match Config::from_toml(text, "test.toml") {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(err) => (
+            err.line(),
+            err.key().unwrap_or_default().to_owned(),
+            err.to_string(),
+        ),
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| panic!("bad test address {text}"))
+}
+
+/// Two lines, no trailing newline: what follows it in `lines` starts at line 3.
+const MINIMAL: &str = "[[clusters]]\nprimary = { addr = \"db1:5432\" }";
+
+#[test]
+fn defaults_fill_everything_left_out() {
+    let config = load(MINIMAL);
+    assert_eq!(config.listen, addr("127.0.0.1:6432"));
+    assert_eq!(config.admin, None);
+    assert_eq!(config.pool, PoolSettings::default());
+    assert_eq!(config.pool.mode, PoolMode::Transaction);
+    assert_eq!(config.pool.max_server_connections, 100);
+    assert_eq!(config.pool.checkout_timeout, Duration::from_secs(5));
+    assert_eq!(config.timeouts.connect, Duration::from_secs(5));
+    assert_eq!(config.timeouts.client_login, Duration::from_secs(60));
+    assert_eq!(config.timeouts.shutdown, Duration::from_secs(30));
+    assert_eq!(config.limits.max_message_size, 268_435_456);
+    assert_eq!(config.limits.max_client_connections, 10_000);
+    assert!(config.users.is_empty());
+    assert_eq!(config.source, None);
+    let cluster = &config.clusters[0];
+    assert_eq!(cluster.name, "main");
+    assert!(cluster.databases.is_empty());
+    assert_eq!(
+        cluster.primary,
+        NodeConfig {
+            name: "primary".into(),
+            host: "db1".into(),
+            port: 5432
+        }
+    );
+    assert!(cluster.replicas.is_empty());
+}
+
+#[test]
+fn every_key_of_the_documented_layout_is_read() {
+    let config = load(&lines(&[
+        "listen = \"0.0.0.0:7432\"",
+        "admin = \"127.0.0.1:9930\"",
+        "[pool]",
+        "mode = \"session\"",
+        "max_server_connections = 7",
+        "checkout_timeout = \"250ms\"",
+        "[timeouts]",
+        "connect = \"2s\"",
+        "client_login = \"1m\"",
+        "shutdown = \"1m 30s\"",
+        "[limits]",
+        "max_message_size = 1024",
+        "max_client_connections = 3",
+        "[[clusters]]",
+        "name = \"east\"",
+        "databases = [\"app\", \"shop\"]",
+        "primary = { name = \"p\", addr = \"10.0.0.1:5432\" }",
+        "replicas = [ { name = \"r\", addr = \"[::1]:5433\" }, { addr = \"db3:5434\" } ]",
+        "[[users]]",
+        "name = \"app\"",
+        "password = \"secret\"",
+        "auth = \"md5\"",
+        "server_user = \"app_server\"",
+        "server_password = \"other\"",
+    ]));
+    assert_eq!(config.listen, addr("0.0.0.0:7432"));
+    assert_eq!(config.admin, Some(addr("127.0.0.1:9930")));
+    assert_eq!(config.pool.mode, PoolMode::Session);
+    assert_eq!(config.pool.max_server_connections, 7);
+    assert_eq!(config.pool.checkout_timeout, Duration::from_millis(250));
+    assert_eq!(config.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(config.timeouts.client_login, Duration::from_secs(60));
+    assert_eq!(config.timeouts.shutdown, Duration::from_secs(90));
+    assert_eq!(config.limits.max_message_size, 1024);
+    assert_eq!(config.limits.max_client_connections, 3);
+    let cluster = &config.clusters[0];
+    assert_eq!(cluster.name, "east");
+    assert_eq!(cluster.databases, ["app", "shop"]);
+    assert_eq!(cluster.primary.addr(), "10.0.0.1:5432");
+    let replicas: Vec<_> = cluster
+        .replicas
+        .iter()
+        .map(|n| (n.name.as_str(), n.host.as_str(), n.port))
+        .collect();
+    assert_eq!(replicas, [("r", "::1", 5433), ("replica2", "db3", 5434)]);
+    let user = config.user("app").cloned();
+    assert_eq!(
+        user,
+        Some(UserConfig {
+            name: "app".into(),
+            password: Some("secret".into()),
+            auth: AuthMethod::Md5,
+            server_user: Some("app_server".into()),
+            server_password: Some("other".into()),
+        })
+    );
+    assert_eq!(config.user("nobody"), None);
+}
+
+#[test]
+fn default_node_names_carry_the_cluster_when_there_are_several() {
+    let config = load(&lines(&[
+        "[[clusters]]",
+        "primary = { addr = \"a:1\" }",
+        "replicas = [ { addr = \"b:1\" } ]",
+        "[[clusters]]",
+        "name = \"shard2\"",
+        "databases = [\"s2\"]",
+        "primary = { addr = \"c:1\" }",
+        "replicas = [ { addr = \"d:1\" }, { name = \"mine\", addr = \"e:1\" } ]",
+    ]));
+    let names: Vec<&str> = config
+        .clusters
+        .iter()
+        .flat_map(|c| std::iter::once(&c.primary).chain(&c.replicas))
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "main.primary",
+            "main.replica1",
+            "shard2.primary",
+            "shard2.replica1",
+            "mine"
+        ]
+    );
+}
+
+#[test]
+fn databases_go_to_the_cluster_listing_them_else_the_first() {
+    let config = load(&lines(&[
+        "[[clusters]]",
+        "name = \"general\"",
+        "primary = { addr = \"a:1\" }",
+        "[[clusters]]",
+        "name = \"reports\"",
+        "databases = [\"reporting\", \"analytics\"]",
+        "primary = { addr = \"b:1\" }",
+    ]));
+    assert_eq!(config.cluster_for_database("analytics").name, "reports");
+    assert_eq!(config.cluster_for_database("app").name, "general");
+    assert_eq!(config.default_cluster().name, "general");
+}
+
+#[test]
+fn errors_name_the_exact_line_and_key() {
+    // (configuration, line, key, words the message must contain)
+    let cases: Vec<(String, usize, &str, &str)> = vec![
+        // Syntax.
+        (
+            lines(&["listen = \"127.0.0.1:6432\"", "[pool", "mode = \"session\""]),
+            2,
+            "pool",
+            "syntax error: unclosed table",
+        ),
+        (
+            lines(&[
+                "[pool]",
+                "mode = \"session\"",
+                "mode = \"transaction\"",
+                MINIMAL,
+            ]),
+            3,
+            "pool.mode",
+            "syntax error: duplicate key",
+        ),
+        (
+            lines(&[MINIMAL, "[timeouts]", "connect = 5 s"]),
+            4,
+            "timeouts.connect",
+            "syntax error",
+        ),
+        (
+            lines(&[MINIMAL, "replicas = ]"]),
+            3,
+            "clusters[0].replicas",
+            "syntax error",
+        ),
+        (
+            lines(&["[timeouts]", "connect = \"5s", MINIMAL]),
+            2,
+            "timeouts.connect",
+            "syntax error",
+        ),
+        (
+            lines(&["# café ☕", "[pool]", "mode = \"sessión\"", MINIMAL]),
+            3,
+            "pool.mode",
+            "unknown value `sessión`",
+        ),
+        // Unknown keys, with the allowed ones.
+        (
+            lines(&[
+                "[pool]",
+                "mode = \"session\"",
+                "max_connections = 5",
+                MINIMAL,
+            ]),
+            3,
+            "pool.max_connections",
+            "unknown key `max_connections`, expected one of `mode`, `max_server_connections`",
+        ),
+        (
+            lines(&["liste = \"127.0.0.1:6432\"", MINIMAL]),
+            1,
+            "liste",
+            "unknown key `liste`",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "primary = { addr = \"a:1\" }",
+                "replicas = [",
+                "  { addr = \"b:1\" },",
+                "  { adr = \"c:1\" },",
+                "]",
+            ]),
+            5,
+            "clusters[0].replicas[1].adr",
+            "unknown key `adr`, expected `name` or `addr`",
+        ),
+        // Wrong types and bad values.
+        (
+            lines(&["[pool]", "max_server_connections = \"ten\"", MINIMAL]),
+            2,
+            "pool.max_server_connections",
+            "invalid type: string \"ten\"",
+        ),
+        (
+            lines(&["[limits]", "max_client_connections = -1", MINIMAL]),
+            2,
+            "limits.max_client_connections",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            lines(&["[pool]", "mode = \"statement\"", MINIMAL]),
+            2,
+            "pool.mode",
+            "unknown value `statement`, expected `session` or `transaction`",
+        ),
+        (
+            lines(&["[timeouts]", "shutdown = 30", MINIMAL]),
+            2,
+            "timeouts.shutdown",
+            "expected a duration string such as \"100ms\", \"5s\" or \"2m\"",
+        ),
+        (
+            lines(&["[timeouts]", "client_login = \"1 fortnight\"", MINIMAL]),
+            2,
+            "timeouts.client_login",
+            "invalid duration \"1 fortnight\"",
+        ),
+        (
+            lines(&["listen = \"localhost:6432\"", MINIMAL]),
+            1,
+            "listen",
+            "expected a numeric \"ip:port\"",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "name = \"main\"",
+                "primary = { addr = \"127.0.0.1:5432\" }",
+                "replicas = [",
+                "  { addr = \"127.0.0.1:5433\" },",
+                "  { addr = \"127.0.0.1:99999\" },",
+                "]",
+            ]),
+            6,
+            "clusters[0].replicas[1].addr",
+            "invalid address \"127.0.0.1:99999\": port must be 1-65535; expected \"host:port\"",
+        ),
+        (
+            lines(&["[[clusters]]", "name = \"main\"", "replicas = []"]),
+            1,
+            "clusters[0].primary",
+            "this key is required",
+        ),
+        (
+            lines(&[MINIMAL, "[[users]]", "name = \"app\"", "auth = \"cert\""]),
+            5,
+            "users[0].auth",
+            "unknown value `cert`, expected one of `trust`, `password`, `md5`, `scram-sha-256`",
+        ),
+        // Validation.
+        (
+            lines(&["listen = \"127.0.0.1:6432\""]),
+            1,
+            "clusters",
+            "at least one [[clusters]] section is required",
+        ),
+        (
+            lines(&["[limits]", "max_message_size = 512", MINIMAL]),
+            2,
+            "limits.max_message_size",
+            "512 bytes is out of range; allowed: 1024 to 2147483647",
+        ),
+        (
+            lines(&["[pool]", "max_server_connections = 0", MINIMAL]),
+            2,
+            "pool.max_server_connections",
+            "must be at least 1, not 0",
+        ),
+        (
+            lines(&["[pool]", "checkout_timeout = \"0s\"", MINIMAL]),
+            2,
+            "pool.checkout_timeout",
+            "must be longer than zero",
+        ),
+        (
+            lines(&[
+                "listen = \"127.0.0.1:6432\"",
+                "admin = \"127.0.0.1:6432\"",
+                MINIMAL,
+            ]),
+            2,
+            "admin",
+            "cannot share the listen address",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[clusters]]",
+                "name = \"main\"",
+                "databases = [\"x\"]",
+                "primary = { addr = \"b:1\" }",
+            ]),
+            4,
+            "clusters[1].name",
+            "duplicate cluster name \"main\", already given at clusters[0].name",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "primary = { name = \"pg1\", addr = \"a:1\" }",
+                "[[clusters]]",
+                "name = \"other\"",
+                "databases = [\"x\"]",
+                "primary = { addr = \"b:1\" }",
+                "replicas = [ { name = \"pg1\", addr = \"c:1\" } ]",
+            ]),
+            7,
+            "clusters[1].replicas[0].name",
+            "duplicate node name \"pg1\", already given at clusters[0].primary.name",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[clusters]]",
+                "name = \"other\"",
+                "primary = { addr = \"b:1\" }",
+            ]),
+            3,
+            "clusters[1].databases",
+            "only the first cluster may leave `databases` empty",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "databases = [\"app\"]",
+                "primary = { addr = \"a:1\" }",
+                "[[clusters]]",
+                "name = \"other\"",
+                "databases = [",
+                "  \"reports\",",
+                "  \"app\",",
+                "]",
+                "primary = { addr = \"b:1\" }",
+            ]),
+            8,
+            "clusters[1].databases[1]",
+            "duplicate database \"app\", already given at clusters[0].databases[0]; each \
+             database is served by one cluster only",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "name = \"my cluster\"",
+                "primary = { addr = \"a:1\" }",
+            ]),
+            2,
+            "clusters[0].name",
+            "invalid name \"my cluster\" for a cluster",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[users]]",
+                "name = \"app\"",
+                "password = \"a\"",
+                "[[users]]",
+                "name = \"app\"",
+                "password = \"b\"",
+            ]),
+            7,
+            "users[1].name",
+            "duplicate user \"app\"",
+        ),
+        (
+            lines(&[MINIMAL, "[[users]]", "name = \"app\""]),
+            3,
+            "users[0].password",
+            "auth = \"scram-sha-256\" needs a plain password or a SCRAM-SHA-256 verifier",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[users]]",
+                "name = \"app\"",
+                "auth = \"md5\"",
+                &format!("password = \"{VERIFIER}\""),
+            ]),
+            6,
+            "users[0].password",
+            "auth = \"md5\" needs a plain password or an md5 hash (\"md5\" and 32 lowercase hex \
+             digits); this is a SCRAM-SHA-256 verifier",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[users]]",
+                "name = \"app\"",
+                "password = \"md56a422f785c9e20873908ce25d1736ae2\"",
+                "auth = \"password\"",
+            ]),
+            5,
+            "users[0].password",
+            "auth = \"password\" needs a plain password",
+        ),
+        (
+            lines(&[
+                MINIMAL,
+                "[[users]]",
+                "name = \"app\"",
+                "password = \"SCRAM-SHA-256$4096:abc$def\"",
+            ]),
+            5,
+            "users[0].password",
+            "malformed SCRAM-SHA-256 verifier",
+        ),
+    ];
+    for (text, line, key, words) in &cases {
+        let (got_line, got_key, message) = error(text);
+        assert_eq!(got_line, Some(*line), "line of: {message}\n{text}");
+        assert_eq!(got_key, *key, "key of: {message}\n{text}");
+        assert!(
+            message.starts_with(&format!("test.toml:{line}: {key}: ")),
+            "prefix of: {message}"
+        );
+        assert!(
+            message.contains(words),
+            "{message}\nshould contain: {words}"
+        );
+    }
+}
+
+#[test]
+fn a_syntax_error_outside_any_key_still_names_its_line() {
+    let (line, key, message) = error(&lines(&["# comment", "this is not toml", MINIMAL]));
+    assert_eq!(line, Some(2));
+    assert_eq!(key, "");
+    assert!(
+        message.starts_with("test.toml:2: syntax error"),
+        "{message}"
+    );
+}
+
+#[test]
+fn trust_needs_no_password_but_may_keep_one_for_the_servers() {
+    let config = load(&lines(&[
+        MINIMAL,
+        "[[users]]",
+        "name = \"a\"",
+        "auth = \"trust\"",
+        "[[users]]",
+        "name = \"b\"",
+        "auth = \"trust\"",
+        "password = \"for-the-server\"",
+    ]));
+    assert_eq!(config.users[0].password_kind(), None);
+    assert_eq!(config.users[1].password_kind(), Some(PasswordKind::Plain));
+}
+
+#[test]
+fn load_names_the_file_in_errors_and_records_the_source() {
+    let dir = std::env::temp_dir().join(format!("pgsplit-config-test-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let good = dir.join("good.toml");
+    let bad = dir.join("bad.toml");
+    let written = std::fs::write(&good, MINIMAL).and_then(|()| std::fs::write(&bad, "x = 1\n"));
+    assert!(written.is_ok(), "{written:?}");
+
+    let config = Config::load(&good).map_err(|e| e.to_string());
+    assert_eq!(config.map(|c| c.source), Ok(Some(good.clone())));
+    let err = Config::load(&bad).err().map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref()
+            .map(|e| e.starts_with(&format!("{}:1: x: unknown key", bad.display()))),
+        Some(true),
+        "{err:?}"
+    );
+    let missing = Config::load(&dir.join("missing.toml")).err();
+    assert!(
+        matches!(missing, Some(ConfigError::Read { .. })),
+        "{missing:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quick_start_is_one_cluster_with_defaults() {
+    let config = Config::quick_start("db1:5432", &["db2:5432".into(), "[::1]:5433".into()]);
+    let Ok(config) = config else {
+        panic!("{config:?}");
+    };
+    assert_eq!(config.listen, addr("127.0.0.1:6432"));
+    assert_eq!(config.clusters.len(), 1);
+    let cluster = &config.clusters[0];
+    assert_eq!(cluster.name, "main");
+    assert_eq!(cluster.primary.addr(), "db1:5432");
+    let replicas: Vec<_> = cluster
+        .replicas
+        .iter()
+        .map(|n| (n.name.clone(), n.addr()))
+        .collect();
+    assert_eq!(
+        replicas,
+        [
+            ("replica1".to_owned(), "db2:5432".to_owned()),
+            ("replica2".to_owned(), "[::1]:5433".to_owned())
+        ]
+    );
+    assert!(config.users.is_empty());
+}
+
+#[test]
+fn quick_start_rejects_bad_addresses_by_flag() {
+    let err = Config::quick_start("db1", &[]).err().map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref()
+            .map(|e| e.starts_with("command line: --primary: invalid address \"db1\"")),
+        Some(true),
+        "{err:?}"
+    );
+    let err = Config::quick_start("db1:1", &["db2:0".into()]).err();
+    assert_eq!(err.as_ref().and_then(ConfigError::key), Some("--replica"));
+}
+
+#[test]
+fn overrides_replace_what_they_name_and_nothing_else() {
+    let mut config = load(&lines(&[
+        "[[clusters]]",
+        "primary = { name = \"pg\", addr = \"a:1\" }",
+        "replicas = [ { name = \"r\", addr = \"b:1\" } ]",
+        "[[clusters]]",
+        "name = \"other\"",
+        "databases = [\"x\"]",
+        "primary = { addr = \"c:1\" }",
+    ]));
+    let before = config.clone();
+
+    assert!(config.apply_overrides(&Overrides::default()).is_ok());
+    assert_eq!(config, before);
+
+    let overrides = Overrides {
+        listen: Some(addr("0.0.0.0:7000")),
+        admin: Some(addr("127.0.0.1:7001")),
+        primary: Some("new:5432".into()),
+        replicas: vec!["n1:5432".into(), "n2:5432".into()],
+    };
+    assert!(config.apply_overrides(&overrides).is_ok());
+    assert_eq!(config.listen, addr("0.0.0.0:7000"));
+    assert_eq!(config.admin, Some(addr("127.0.0.1:7001")));
+    let first = &config.clusters[0];
+    // The primary keeps its name; new replicas get default names.
+    assert_eq!(
+        (first.primary.name.as_str(), first.primary.addr()),
+        ("pg", "new:5432".into())
+    );
+    let names: Vec<&str> = first.replicas.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["main.replica1", "main.replica2"]);
+    assert_eq!(config.clusters[1], before.clusters[1]);
+}
+
+#[test]
+fn a_failed_override_changes_nothing() {
+    let mut config = load(MINIMAL);
+    let before = config.clone();
+    let bad_addr = Overrides {
+        listen: Some(addr("0.0.0.0:7000")),
+        replicas: vec!["ok:1".into(), "bad".into()],
+        ..Overrides::default()
+    };
+    let err = config.apply_overrides(&bad_addr).err();
+    assert_eq!(err.as_ref().and_then(ConfigError::key), Some("--replica"));
+    assert_eq!(config, before);
+
+    let clash = Overrides {
+        admin: Some(config.listen),
+        ..Overrides::default()
+    };
+    let err = config.apply_overrides(&clash).err().map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            "command line: admin: the admin server cannot share the listen address 127.0.0.1:6432; give it another port"
+        )
+    );
+    assert_eq!(config, before);
+}
+
+#[test]
+fn from_overrides_needs_a_primary() {
+    let err = Config::from_overrides(&Overrides::default()).err();
+    assert_eq!(err.as_ref().and_then(ConfigError::key), Some("--primary"));
+
+    let overrides = Overrides {
+        listen: Some(addr("127.0.0.1:7432")),
+        primary: Some("db1:5432".into()),
+        replicas: vec!["db2:5432".into()],
+        ..Overrides::default()
+    };
+    let Ok(config) = Config::from_overrides(&overrides) else {
+        panic!("valid overrides rejected");
+    };
+    assert_eq!(config.listen, addr("127.0.0.1:7432"));
+    assert_eq!(config.clusters[0].primary.addr(), "db1:5432");
+    assert_eq!(config.clusters[0].replicas[0].name, "replica1");
+}
+
+const SECRET_USERS: [&str; 8] = [
+    "[[users]]",
+    "name = \"app\"",
+    "password = \"hunter2-plain\"",
+    "server_password = \"hunter3-server\"",
+    "[[users]]",
+    "name = \"legacy\"",
+    "auth = \"md5\"",
+    "password = \"md56a422f785c9e20873908ce25d1736ae2\"",
+];
+
+fn config_with_secrets() -> Config {
+    let mut text = lines(&[MINIMAL]);
+    text.push_str(&lines(&SECRET_USERS));
+    text.push_str(&lines(&["[[users]]", "name = \"s\""]));
+    text.push_str(&format!("password = \"{VERIFIER}\"\n"));
+    load(&text)
+}
+
+const SECRETS: [&str; 4] = ["hunter2", "hunter3", "6a422f785c9e", "CaG8K8qaABah8PPF"];
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let config = config_with_secrets();
+    let debug = format!("{config:?} {:#?}", config.users);
+    for secret in SECRETS {
+        assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+    }
+    assert!(debug.contains("<redacted>"));
+    assert!(debug.contains("legacy"));
+}
+
+#[test]
+fn topology_report_shows_the_topology_and_no_secrets() {
+    let mut config = config_with_secrets();
+    config.admin = Some(addr("127.0.0.1:9930"));
+    let report = config.topology_report();
+    for secret in SECRETS {
+        assert!(!report.contains(secret), "{secret} leaked in {report}");
+    }
+    for expected in [
+        "listen    127.0.0.1:6432",
+        "admin     127.0.0.1:9930",
+        "transaction mode",
+        "cluster main (default",
+        "databases  any",
+        "primary  primary  db1:5432",
+        "app     scram-sha-256  a plain password",
+        "legacy  md5            an md5 hash",
+        "s       scram-sha-256  a SCRAM-SHA-256 verifier",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing in:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn topology_report_without_users_says_pass_through() {
+    let report = load(MINIMAL).topology_report();
+    assert!(report.contains("pass-through"), "{report}");
+    assert!(report.contains("admin     off"), "{report}");
+}

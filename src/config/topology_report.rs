@@ -1,0 +1,186 @@
+//! The effective configuration as `pgsplit check` prints it: what pgsplit will listen on, which
+//! servers it will forward to, and who may log in. Secrets never appear: a user's password is
+//! described by its kind only.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::secret::PasswordKind;
+use super::{ClusterConfig, Config, NodeConfig, UserConfig};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+impl Config {
+    /// A human-readable table of the effective topology and settings.
+    pub fn topology_report(&self) -> String {
+        let mut out = String::new();
+        let _ = match &self.source {
+            Some(path) => writeln!(out, "pgsplit configuration from {}\n", path.display()),
+            None => writeln!(out, "pgsplit configuration (no file)\n"),
+        };
+        out.push_str(&render_table(&self.settings_rows(), ""));
+        for (i, cluster) in self.clusters.iter().enumerate() {
+            out.push('\n');
+            out.push_str(&cluster_section(cluster, i == 0));
+        }
+        out.push('\n');
+        out.push_str(&users_section(&self.users));
+        out
+    }
+
+    fn settings_rows(&self) -> Vec<Vec<String>> {
+        let pool = &self.pool;
+        let timeouts = &self.timeouts;
+        let limits = &self.limits;
+        let rows = [
+            ("listen", self.listen.to_string()),
+            (
+                "admin",
+                self.admin
+                    .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            ),
+            (
+                "pool",
+                format!(
+                    "{} mode, up to {} server connections per node, database and user, \
+                     checkout timeout {}",
+                    pool.mode,
+                    pool.max_server_connections,
+                    duration(pool.checkout_timeout)
+                ),
+            ),
+            (
+                "timeouts",
+                format!(
+                    "connect {}, client login {}, shutdown {}",
+                    duration(timeouts.connect),
+                    duration(timeouts.client_login),
+                    duration(timeouts.shutdown)
+                ),
+            ),
+            (
+                "limits",
+                format!(
+                    "messages up to {}, up to {} client connections",
+                    size(limits.max_message_size),
+                    limits.max_client_connections
+                ),
+            ),
+        ];
+        rows.into_iter()
+            .map(|(name, value)| vec![name.to_owned(), value])
+            .collect()
+    }
+}
+
+fn cluster_section(cluster: &ClusterConfig, is_default: bool) -> String {
+    let mut out = format!("cluster {}", cluster.name);
+    if is_default {
+        out.push_str(" (default: serves every database no other cluster lists)");
+    }
+    out.push('\n');
+    let databases = if cluster.databases.is_empty() {
+        "any".to_owned()
+    } else {
+        cluster.databases.join(", ")
+    };
+    out.push_str(&render_table(&[vec!["databases".into(), databases]], "  "));
+    let mut rows = vec![header(&["role", "node", "address"])];
+    rows.push(node_row("primary", &cluster.primary));
+    rows.extend(
+        cluster
+            .replicas
+            .iter()
+            .map(|node| node_row("replica", node)),
+    );
+    out.push_str(&render_table(&rows, "  "));
+    out
+}
+
+fn node_row(role: &str, node: &NodeConfig) -> Vec<String> {
+    vec![role.to_owned(), node.name.clone(), node.addr()]
+}
+
+fn users_section(users: &[UserConfig]) -> String {
+    if users.is_empty() {
+        return "users: none; clients authenticate with the servers themselves (pass-through)\n"
+            .to_owned();
+    }
+    let mut rows = vec![header(&["user", "auth", "password", "server user"])];
+    rows.extend(users.iter().map(user_row));
+    format!("users\n{}", render_table(&rows, "  "))
+}
+
+fn user_row(user: &UserConfig) -> Vec<String> {
+    let password = user
+        .password
+        .as_deref()
+        .map_or("none", |secret| PasswordKind::of(secret).describe());
+    vec![
+        user.name.clone(),
+        user.auth.to_string(),
+        password.to_owned(),
+        user.server_user
+            .clone()
+            .unwrap_or_else(|| user.name.clone()),
+    ]
+}
+
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|&cell| cell.to_owned()).collect()
+}
+
+/// Left-aligned columns, two spaces apart, each line indented.
+fn render_table(rows: &[Vec<String>], indent: &str) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|row| row.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = indent.to_owned();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn duration(value: Duration) -> String {
+    humantime::format_duration(value).to_string()
+}
+
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_the_largest_exact_unit() {
+        assert_eq!(size(256 * MIB), "256 MiB");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(1500), "1500 bytes");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![header(&["a", "long"]), header(&["longer", "b"])];
+        assert_eq!(render_table(&rows, "  "), "  a       long\n  longer  b\n");
+    }
+}

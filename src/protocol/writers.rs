@@ -1,0 +1,182 @@
+//! Writers for the backend messages pgsplit sends on its own behalf. Server answers are never
+//! rebuilt: they travel as the frames the server sent.
+
+use bytes::{BufMut, BytesMut};
+
+use super::{CancelKey, SqlState};
+
+/// The fields of an ErrorResponse or NoticeResponse that pgsplit fills in.
+#[derive(Debug, Clone)]
+pub struct ErrorFields {
+    /// ERROR, FATAL, WARNING, NOTICE...
+    pub severity: &'static str,
+    pub code: SqlState,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ErrorFields {
+    pub fn error(code: SqlState, message: impl Into<String>) -> Self {
+        Self::new("ERROR", code, message)
+    }
+
+    pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
+        Self::new("FATAL", code, message)
+    }
+
+    fn new(severity: &'static str, code: SqlState, message: impl Into<String>) -> Self {
+        ErrorFields {
+            severity,
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Appends backend messages to a buffer that the caller writes out in one go.
+pub struct Writer<'a>(pub &'a mut BytesMut);
+
+impl Writer<'_> {
+    /// Writes `tag`, a length placeholder, the body from `f`, then patches the length.
+    fn message(&mut self, tag: u8, f: impl FnOnce(&mut BytesMut)) {
+        let start = self.0.len();
+        self.0.put_u8(tag);
+        self.0.put_i32(0);
+        f(self.0);
+        let len = (self.0.len() - start - 1) as i32;
+        self.0[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    }
+
+    pub fn error_response(&mut self, e: &ErrorFields) {
+        self.fields_message(b'E', e);
+    }
+
+    pub fn notice_response(&mut self, e: &ErrorFields) {
+        self.fields_message(b'N', e);
+    }
+
+    fn fields_message(&mut self, tag: u8, e: &ErrorFields) {
+        self.message(tag, |b| {
+            put_field(b, b'S', e.severity);
+            put_field(b, b'V', e.severity);
+            put_field(b, b'C', e.code.0);
+            put_field(b, b'M', &e.message);
+            if let Some(detail) = &e.detail {
+                put_field(b, b'D', detail);
+            }
+            if let Some(hint) = &e.hint {
+                put_field(b, b'H', hint);
+            }
+            b.put_u8(0);
+        });
+    }
+
+    /// AuthenticationOk (0), CleartextPassword (3), MD5Password (5 + salt), SASL (10), ...
+    pub fn authentication(&mut self, code: i32, payload: &[u8]) {
+        self.message(b'R', |b| {
+            b.put_i32(code);
+            b.put_slice(payload);
+        });
+    }
+
+    /// AuthenticationSASL offering the mechanisms given.
+    pub fn authentication_sasl(&mut self, mechanisms: &[&str]) {
+        self.message(b'R', |b| {
+            b.put_i32(10);
+            for m in mechanisms {
+                put_cstr(b, m);
+            }
+            b.put_u8(0);
+        });
+    }
+
+    pub fn parameter_status(&mut self, name: &str, value: &str) {
+        self.message(b'S', |b| {
+            put_cstr(b, name);
+            put_cstr(b, value);
+        });
+    }
+
+    pub fn backend_key_data(&mut self, key: CancelKey) {
+        self.message(b'K', |b| {
+            b.put_i32(key.pid);
+            b.put_i32(key.secret);
+        });
+    }
+
+    pub fn ready_for_query(&mut self, status: u8) {
+        self.message(b'Z', |b| b.put_u8(status));
+    }
+
+    /// Tells a client asking for protocol 3.x (x > 0) or `_pq_.` options what we speak.
+    pub fn negotiate_protocol_version(&mut self, minor: i32, unknown_options: &[&str]) {
+        self.message(b'v', |b| {
+            b.put_i32(minor);
+            b.put_i32(unknown_options.len() as i32);
+            for o in unknown_options {
+                put_cstr(b, o);
+            }
+        });
+    }
+}
+
+fn put_field(b: &mut BytesMut, code: u8, value: &str) {
+    b.put_u8(code);
+    put_cstr(b, value);
+}
+
+fn put_cstr(b: &mut BytesMut, s: &str) {
+    // A NUL inside would end the string early and desynchronise the client's parser.
+    b.extend(s.bytes().filter(|&c| c != 0));
+    b.put_u8(0);
+}
+
+/// Reads the SQLSTATE (field 'C') of an ErrorResponse or NoticeResponse body.
+pub fn error_code(body: &[u8]) -> Option<&str> {
+    error_field(body, b'C')
+}
+
+/// Reads one field of an ErrorResponse or NoticeResponse body.
+pub fn error_field(mut body: &[u8], code: u8) -> Option<&str> {
+    while let Some((&field, rest)) = body.split_first() {
+        if field == 0 {
+            return None;
+        }
+        let (value, after) = super::read_cstr(rest)?;
+        if field == code {
+            return Some(value);
+        }
+        body = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::try_backend_frame;
+
+    #[test]
+    fn error_response_round_trips_through_the_framer() {
+        let mut buf = BytesMut::new();
+        Writer(&mut buf).error_response(&ErrorFields::error(SqlState::PROTOCOL_VIOLATION, "bad\0thing"));
+        let frame = try_backend_frame(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.tag, b'E');
+        assert_eq!(error_code(frame.body()), Some("08P01"));
+        assert_eq!(error_field(frame.body(), b'M'), Some("badthing"));
+        assert!(buf.is_empty());
+    }
+}

@@ -1,0 +1,108 @@
+//! Real command-line clients through pgsplit: psql with a multi-statement script, and pgbench
+//! in every protocol mode with a consistency check of the balances afterwards.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::proxy::proxy;
+use common::{binaries, cluster};
+
+/// Runs a PostgreSQL client tool with a time bound, failing the test with its output.
+fn run_tool(tool: &str, args: &[String], timeout: Duration) -> Output {
+    let mut child = Command::new(binaries().tool(tool))
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {tool}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    while child.try_wait().expect("wait for tool").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{tool} {args:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("tool output");
+    assert!(
+        output.status.success(),
+        "{tool} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn proxy_args(db: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = proxy().cli_args();
+    args.extend(["-U".into(), "postgres".into(), "-d".into(), db.into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn psql_runs_a_multi_statement_script() {
+    let table = common::unique_name("psql_script");
+    let script = format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, name text);\n\
+         INSERT INTO {table} VALUES (1, 'one'), (2, 'two');\n\
+         BEGIN;\n\
+         UPDATE {table} SET name = 'TWO' WHERE id = 2;\n\
+         COMMIT;\n\
+         SELECT 'rows', count(*) FROM {table};\n\
+         SELECT name FROM {table} WHERE id = 2; SELECT 'same line';\n\
+         \\copy {table} FROM STDIN\n3\tthree\n\\.\n\
+         SELECT 'after copy', count(*) FROM {table};\n\
+         DROP TABLE {table};\n"
+    );
+    let path = std::env::temp_dir().join(format!("{table}.sql"));
+    std::fs::write(&path, script).expect("write the script");
+    let output = run_tool(
+        "psql",
+        &proxy_args("postgres", &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", path.to_str().expect("utf-8 path")]),
+        Duration::from_secs(60),
+    );
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for expected in ["rows|2", "TWO", "same line", "after copy|3"] {
+        assert!(stdout.lines().any(|l| l == expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
+
+/// Sums of the four balance columns, which tpcb-like transactions keep equal.
+fn balance_sums(db: &str) -> Vec<String> {
+    let sql = "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM pgbench_tellers), \
+               (SELECT sum(bbalance) FROM pgbench_branches), (SELECT coalesce(sum(delta), 0) FROM pgbench_history)";
+    let out = run_tool("psql", &proxy_args(db, &["-X", "-A", "-t", "-c", sql]), Duration::from_secs(30));
+    String::from_utf8_lossy(&out.stdout).trim().split('|').map(str::to_string).collect()
+}
+
+fn failed_transactions(stdout: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.starts_with("number of failed transactions"))?;
+    line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn pgbench_in_every_protocol_mode_keeps_balances_consistent() {
+    let db = common::unique_name("bench");
+    cluster().psql(cluster().primary(), "postgres", &format!("CREATE DATABASE {db}")).expect("create the bench database");
+    run_tool("pgbench", &proxy_args(&db, &["-i", "-s", "1", "-q"]), Duration::from_secs(120));
+    for mode in ["simple", "extended", "prepared"] {
+        for builtin in ["tpcb-like", "select-only"] {
+            let out = run_tool(
+                "pgbench",
+                &proxy_args(&db, &["-M", mode, "-b", builtin, "-c", "4", "-j", "2", "-t", "100", "-n"]),
+                Duration::from_secs(120),
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(failed_transactions(&stdout), Some(0), "{mode} {builtin}:\n{stdout}");
+        }
+    }
+    let sums = balance_sums(&db);
+    assert_eq!(sums.len(), 4, "{sums:?}");
+    assert!(sums.iter().all(|s| s == &sums[0]), "balances differ: {sums:?}");
+    assert_ne!(sums[0], "0", "tpcb-like ran no updates");
+}
