@@ -54,7 +54,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
     }
     let served = tokio::spawn(frontend::serve(listener, shared.clone()));
     tracing::info!(%listen, ?admin, "pgsplit is listening");
-    Ok(Running { listen, admin, shared, served })
+    Ok(Running {
+        listen,
+        admin,
+        shared,
+        served,
+    })
 }
 
 /// SIGTERM (what service managers and orchestrators send) or Ctrl-C.

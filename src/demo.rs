@@ -13,7 +13,11 @@ const DEMO_ADMIN: &str = "127.0.0.1:9930";
 /// by default; it must be empty or absent) and is removed at the end.
 pub async fn run(dir: Option<PathBuf>, port: u16) -> Result<(), String> {
     let bins = PgBinaries::find().map_err(|e| e.to_string())?;
-    println!("Starting a PostgreSQL {} primary and {DEMO_REPLICAS} streaming replicas from {} ...", bins.version, bins.bindir.display());
+    println!(
+        "Starting a PostgreSQL {} primary and {DEMO_REPLICAS} streaming replicas from {} ...",
+        bins.version,
+        bins.bindir.display()
+    );
     let mut options = ClusterOptions::new(DEMO_REPLICAS);
     if let Some(dir) = dir {
         options.dir = dir;
@@ -35,9 +39,14 @@ pub async fn run(dir: Option<PathBuf>, port: u16) -> Result<(), String> {
 
 fn demo_config(cluster: &LocalCluster, port: u16) -> Result<Config, String> {
     let replicas: Vec<String> = cluster.replicas().iter().map(|r| r.addr()).collect();
-    let mut config = Config::quick_start(&cluster.primary().addr(), &replicas).map_err(|e| e.to_string())?;
+    let mut config =
+        Config::quick_start(&cluster.primary().addr(), &replicas).map_err(|e| e.to_string())?;
     config.listen = ([127, 0, 0, 1], port).into();
-    config.admin = Some(DEMO_ADMIN.parse().map_err(|e| format!("{DEMO_ADMIN}: {e}"))?);
+    config.admin = Some(
+        DEMO_ADMIN
+            .parse()
+            .map_err(|e| format!("{DEMO_ADMIN}: {e}"))?,
+    );
     Ok(config)
 }
 

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use pgsplit::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "pgsplit", version, about = "A PostgreSQL proxy that sends writes to the primary and reads to streaming replicas")]
+#[command(
+    name = "pgsplit",
+    version,
+    about = "A PostgreSQL proxy that sends writes to the primary and reads to streaming replicas"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,9 +64,20 @@ fn main() -> ExitCode {
             primary,
             replicas,
             admin,
-        } => load_config(config, Overrides { listen, admin, primary, replicas }).and_then(run),
+        } => load_config(
+            config,
+            Overrides {
+                listen,
+                admin,
+                primary,
+                replicas,
+            },
+        )
+        .and_then(run),
         Command::Check { config } => check(&config),
-        Command::Demo { dir, port } => runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port))),
+        Command::Demo { dir, port } => {
+            runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,7 +91,10 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGSPLIT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn load_config(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, String> {
@@ -84,7 +102,9 @@ fn load_config(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, St
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => return Config::from_overrides(&overrides).map_err(|e| e.to_string()),
     };
-    config.apply_overrides(&overrides).map_err(|e| e.to_string())?;
+    config
+        .apply_overrides(&overrides)
+        .map_err(|e| e.to_string())?;
     Ok(config)
 }
 

@@ -51,7 +51,11 @@ fn proxy_with_users() -> &'static TestProxy {
     })
 }
 
-async fn login(proxy: &TestProxy, user: &str, password: Option<&str>) -> Result<String, tokio_postgres::Error> {
+async fn login(
+    proxy: &TestProxy,
+    user: &str,
+    password: Option<&str>,
+) -> Result<String, tokio_postgres::Error> {
     let mut connstr = proxy.connstr(user, "postgres");
     if let Some(password) = password {
         connstr.push_str(&format!(" password='{password}'"));
@@ -69,16 +73,34 @@ fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
 #[tokio::test]
 async fn configured_users_log_in_with_each_method_and_run_as_their_server_user() {
     let p = proxy_with_users();
-    assert_eq!(login(p, "scram_client", Some("scram secret")).await.unwrap(), APP_SCRAM_USER);
-    assert_eq!(login(p, "md5_client", Some("md5 secret")).await.unwrap(), APP_MD5_USER);
-    assert_eq!(login(p, "plain_client", Some("plain secret")).await.unwrap(), "postgres");
+    assert_eq!(
+        login(p, "scram_client", Some("scram secret"))
+            .await
+            .unwrap(),
+        APP_SCRAM_USER
+    );
+    assert_eq!(
+        login(p, "md5_client", Some("md5 secret")).await.unwrap(),
+        APP_MD5_USER
+    );
+    assert_eq!(
+        login(p, "plain_client", Some("plain secret"))
+            .await
+            .unwrap(),
+        "postgres"
+    );
     assert_eq!(login(p, "trusted_client", None).await.unwrap(), "postgres");
 }
 
 #[tokio::test]
 async fn wrong_passwords_and_unknown_users_get_28p01() {
     let p = proxy_with_users();
-    for (user, password) in [("scram_client", "nope"), ("md5_client", "nope"), ("plain_client", "nope"), ("nobody", "x")] {
+    for (user, password) in [
+        ("scram_client", "nope"),
+        ("md5_client", "nope"),
+        ("plain_client", "nope"),
+        ("nobody", "x"),
+    ] {
         let err = login(p, user, Some(password)).await.unwrap_err();
         assert_eq!(sqlstate(&err), Some("28P01"), "{user}: {err}");
     }
@@ -87,10 +109,20 @@ async fn wrong_passwords_and_unknown_users_get_28p01() {
 #[tokio::test]
 async fn pass_through_lets_the_server_decide() {
     let p = proxy();
-    assert_eq!(login(p, APP_SCRAM_USER, Some(APP_SCRAM_PASSWORD)).await.unwrap(), APP_SCRAM_USER);
-    assert_eq!(login(p, APP_MD5_USER, Some(APP_MD5_PASSWORD)).await.unwrap(), APP_MD5_USER);
+    assert_eq!(
+        login(p, APP_SCRAM_USER, Some(APP_SCRAM_PASSWORD))
+            .await
+            .unwrap(),
+        APP_SCRAM_USER
+    );
+    assert_eq!(
+        login(p, APP_MD5_USER, Some(APP_MD5_PASSWORD))
+            .await
+            .unwrap(),
+        APP_MD5_USER
+    );
     let err = login(p, APP_SCRAM_USER, Some("wrong")).await.unwrap_err();
-    assert_eq!(sqlstate(&err), Some("28P01"), "{err}");
+    assert_eq!(sqlstate(&err), Some("28P01"), "{err:?}");
     let err = login(p, "no_such_role", None).await.unwrap_err();
     assert_eq!(sqlstate(&err), Some("28000"), "{err}");
 }

@@ -27,7 +27,9 @@ fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
 }
 
 async fn raw() -> TcpStream {
-    TcpStream::connect(proxy().addr).await.expect("connect to pgsplit")
+    TcpStream::connect(proxy().addr)
+        .await
+        .expect("connect to pgsplit")
 }
 
 /// Reads until the server closes, returning everything it sent (bounded in time and size).
@@ -43,7 +45,9 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
             assert!(all.len() < 1 << 20, "unbounded answer");
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("pgsplit closes the connection");
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("pgsplit closes the connection");
     all
 }
 
@@ -71,32 +75,52 @@ fn first_error_code(bytes: &[u8]) -> Option<String> {
 /// A session that has completed startup through raw bytes, up to ReadyForQuery.
 async fn logged_in() -> TcpStream {
     let mut s = raw().await;
-    s.write_all(&startup_packet(&[("user", "postgres"), ("database", "postgres")])).await.unwrap();
+    s.write_all(&startup_packet(&[
+        ("user", "postgres"),
+        ("database", "postgres"),
+    ]))
+    .await
+    .expect("send the startup packet");
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let wait = async {
         // ReadyForQuery 'Z' length 5 status 'I' ends the greeting.
         while !seen.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
-            let n = s.read(&mut buf).await.unwrap();
+            let n = s.read(&mut buf).await.expect("read the greeting");
             assert!(n > 0, "closed during startup");
             seen.extend_from_slice(&buf[..n]);
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.expect("greeting");
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("greeting");
     s
 }
 
 async fn assert_others_still_work() {
-    let (client, connection) = tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls).await.unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls)
+            .await
+            .expect("a new session connects");
     tokio::spawn(connection);
-    assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        client
+            .query_one("SELECT 1", &[])
+            .await
+            .expect("a new session answers")
+            .get::<_, i32>(0),
+        1
+    );
 }
 
 #[tokio::test]
 async fn message_with_a_wrong_length_is_refused() {
     let mut s = logged_in().await;
     s.write_all(&[b'Q', 0, 0, 0, 2]).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
     assert_others_still_work().await;
 }
 
@@ -104,7 +128,10 @@ async fn message_with_a_wrong_length_is_refused() {
 async fn message_announcing_a_huge_length_is_refused_without_waiting_for_it() {
     let mut s = logged_in().await;
     s.write_all(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
     assert_others_still_work().await;
 }
 
@@ -112,7 +139,10 @@ async fn message_announcing_a_huge_length_is_refused_without_waiting_for_it() {
 async fn unknown_message_type_is_refused() {
     let mut s = logged_in().await;
     s.write_all(&[b'?', 0, 0, 0, 4]).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
     assert_others_still_work().await;
 }
 
@@ -125,7 +155,10 @@ async fn truncated_startup_packet_is_refused() {
     let len = (packet.len() as i32).to_be_bytes();
     packet[..4].copy_from_slice(&len);
     s.write_all(&packet).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
 
     // A client that announces more than it sends and goes away gets nothing and costs nothing.
     let mut s = raw().await;
@@ -141,7 +174,10 @@ async fn startup_packet_over_ten_thousand_bytes_is_refused() {
     let big = "x".repeat(10_100);
     let packet = startup_packet(&[("user", "postgres"), ("application_name", &big)]);
     s.write_all(&packet[..8]).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
     assert_others_still_work().await;
 }
 
@@ -151,24 +187,42 @@ async fn protocol_two_and_replication_are_refused_clearly() {
     let mut v2 = startup_packet(&[("user", "postgres")]);
     v2[4..8].copy_from_slice(&131_072i32.to_be_bytes());
     s.write_all(&v2).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("0A000"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("0A000")
+    );
 
     let mut s = raw().await;
-    s.write_all(&startup_packet(&[("user", "postgres"), ("replication", "database")])).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("0A000"));
+    s.write_all(&startup_packet(&[
+        ("user", "postgres"),
+        ("replication", "database"),
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("0A000")
+    );
 }
 
 #[tokio::test]
 async fn ssl_request_is_declined_and_startup_continues() {
     let mut s = raw().await;
-    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
     let mut answer = [0u8; 1];
     s.read_exact(&mut answer).await.unwrap();
     assert_eq!(&answer, b"N");
-    s.write_all(&startup_packet(&[("user", "postgres")])).await.unwrap();
+    s.write_all(&startup_packet(&[("user", "postgres")]))
+        .await
+        .unwrap();
     let mut first = [0u8; 1];
     s.read_exact(&mut first).await.unwrap();
-    assert_eq!(&first, b"R", "authentication follows the declined SSL request");
+    assert_eq!(
+        &first, b"R",
+        "authentication follows the declined SSL request"
+    );
 }
 
 #[tokio::test]
@@ -192,5 +246,8 @@ async fn client_closing_mid_message_harms_nobody() {
 async fn password_message_after_login_is_a_protocol_violation() {
     let mut s = logged_in().await;
     s.write_all(&[b'p', 0, 0, 0, 5, 0]).await.unwrap();
-    assert_eq!(first_error_code(&read_to_close(&mut s).await).as_deref(), Some("08P01"));
+    assert_eq!(
+        first_error_code(&read_to_close(&mut s).await).as_deref(),
+        Some("08P01")
+    );
 }

@@ -9,24 +9,37 @@ use std::time::Duration;
 use common::proxy::proxy;
 use common::{binaries, cluster};
 
-/// Runs a PostgreSQL client tool with a time bound, failing the test with its output.
+/// Runs a PostgreSQL client tool with a time bound, failing the test with its output. Output
+/// goes to files, not pipes: a tool that prints a lot must never block on a full pipe.
 fn run_tool(tool: &str, args: &[String], timeout: Duration) -> Output {
+    let out_path = std::env::temp_dir().join(common::unique_name(tool));
+    let err_path = out_path.with_extension("err");
     let mut child = Command::new(binaries().tool(tool))
         .args(args)
         .env("PGCONNECT_TIMEOUT", "10")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {tool}: {e}"));
     let deadline = std::time::Instant::now() + timeout;
-    while child.try_wait().expect("wait for tool").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tool") {
+            break status;
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("{tool} {args:?} did not finish within {timeout:?}");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("tool output");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = Output {
+        status,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read(&err_path).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
     assert!(
         output.status.success(),
         "{tool} {args:?} failed:\n{}\n{}",
@@ -62,13 +75,27 @@ fn psql_runs_a_multi_statement_script() {
     std::fs::write(&path, script).expect("write the script");
     let output = run_tool(
         "psql",
-        &proxy_args("postgres", &["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", path.to_str().expect("utf-8 path")]),
+        &proxy_args(
+            "postgres",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                path.to_str().expect("utf-8 path"),
+            ],
+        ),
         Duration::from_secs(60),
     );
     let _ = std::fs::remove_file(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     for expected in ["rows|2", "TWO", "same line", "after copy|3"] {
-        assert!(stdout.lines().any(|l| l == expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }
 
@@ -76,33 +103,70 @@ fn psql_runs_a_multi_statement_script() {
 fn balance_sums(db: &str) -> Vec<String> {
     let sql = "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(tbalance) FROM pgbench_tellers), \
                (SELECT sum(bbalance) FROM pgbench_branches), (SELECT coalesce(sum(delta), 0) FROM pgbench_history)";
-    let out = run_tool("psql", &proxy_args(db, &["-X", "-A", "-t", "-c", sql]), Duration::from_secs(30));
-    String::from_utf8_lossy(&out.stdout).trim().split('|').map(str::to_string).collect()
+    let out = run_tool(
+        "psql",
+        &proxy_args(db, &["-X", "-A", "-t", "-c", sql]),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split('|')
+        .map(str::to_string)
+        .collect()
 }
 
 fn failed_transactions(stdout: &str) -> Option<u64> {
-    let line = stdout.lines().find(|l| l.starts_with("number of failed transactions"))?;
-    line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("number of failed transactions"))?;
+    line.split(':')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[test]
 fn pgbench_in_every_protocol_mode_keeps_balances_consistent() {
     let db = common::unique_name("bench");
-    cluster().psql(cluster().primary(), "postgres", &format!("CREATE DATABASE {db}")).expect("create the bench database");
-    run_tool("pgbench", &proxy_args(&db, &["-i", "-s", "1", "-q"]), Duration::from_secs(120));
+    cluster()
+        .psql(
+            cluster().primary(),
+            "postgres",
+            &format!("CREATE DATABASE {db}"),
+        )
+        .expect("create the bench database");
+    run_tool(
+        "pgbench",
+        &proxy_args(&db, &["-i", "-s", "1", "-q"]),
+        Duration::from_secs(120),
+    );
     for mode in ["simple", "extended", "prepared"] {
         for builtin in ["tpcb-like", "select-only"] {
             let out = run_tool(
                 "pgbench",
-                &proxy_args(&db, &["-M", mode, "-b", builtin, "-c", "4", "-j", "2", "-t", "100", "-n"]),
+                &proxy_args(
+                    &db,
+                    &[
+                        "-M", mode, "-b", builtin, "-c", "4", "-j", "2", "-t", "100", "-n",
+                    ],
+                ),
                 Duration::from_secs(120),
             );
             let stdout = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(failed_transactions(&stdout), Some(0), "{mode} {builtin}:\n{stdout}");
+            assert_eq!(
+                failed_transactions(&stdout),
+                Some(0),
+                "{mode} {builtin}:\n{stdout}"
+            );
         }
     }
     let sums = balance_sums(&db);
     assert_eq!(sums.len(), 4, "{sums:?}");
-    assert!(sums.iter().all(|s| s == &sums[0]), "balances differ: {sums:?}");
+    assert!(
+        sums.iter().all(|s| s == &sums[0]),
+        "balances differ: {sums:?}"
+    );
     assert_ne!(sums[0], "0", "tpcb-like ran no updates");
 }

@@ -13,9 +13,10 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
 
 /// A client through pgsplit; its connection task runs in the background.
 async fn connect() -> Client {
-    let (client, connection) = tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls)
-        .await
-        .expect("connect through pgsplit");
+    let (client, connection) =
+        tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls)
+            .await
+            .expect("connect through pgsplit");
     tokio::spawn(connection);
     client
 }
@@ -24,7 +25,11 @@ fn rows_of(messages: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
     messages
         .iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()
@@ -37,15 +42,30 @@ async fn simple_query_with_several_statements_returns_each_result_set() {
         .simple_query("SELECT 1 AS a; SELECT 'x' AS b, 2 AS c; CREATE TEMP TABLE IF NOT EXISTS simple_t(i int)")
         .await
         .unwrap();
-    assert_eq!(rows_of(&messages), vec![vec!["1".to_string()], vec!["x".to_string(), "2".to_string()]]);
-    let completions = messages.iter().filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))).count();
+    assert_eq!(
+        rows_of(&messages),
+        vec![
+            vec!["1".to_string()],
+            vec!["x".to_string(), "2".to_string()]
+        ]
+    );
+    let completions = messages
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::CommandComplete(_)))
+        .count();
     assert_eq!(completions, 3);
 }
 
 #[tokio::test]
 async fn extended_query_with_parameters_and_named_statements() {
     let client = connect().await;
-    let stmt = client.prepare_typed("SELECT $1::int + $2::int, $3::text", &[Type::INT4, Type::INT4, Type::TEXT]).await.unwrap();
+    let stmt = client
+        .prepare_typed(
+            "SELECT $1::int + $2::int, $3::text",
+            &[Type::INT4, Type::INT4, Type::TEXT],
+        )
+        .await
+        .unwrap();
     for i in 0..20 {
         let row = client.query_one(&stmt, &[&i, &1i32, &"t"]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), i + 1);
@@ -60,7 +80,12 @@ async fn pipelined_extended_queries_keep_their_order() {
     let queries = (0..50i64).map(|i| {
         let client = &client;
         let stmt = &stmt;
-        async move { client.query_one(stmt, &[&i]).await.map(|row| (i, row.get::<_, i64>(0))) }
+        async move {
+            client
+                .query_one(stmt, &[&i])
+                .await
+                .map(|row| (i, row.get::<_, i64>(0)))
+        }
     });
     // Polled together, tokio-postgres pipelines them on the one connection.
     let results = futures_util::future::join_all(queries).await;
@@ -74,7 +99,10 @@ async fn pipelined_extended_queries_keep_their_order() {
 async fn portals_with_row_limits_suspend_and_resume() {
     let mut client = connect().await;
     let tx = client.transaction().await.unwrap();
-    let stmt = tx.prepare("SELECT g FROM generate_series(1, 25) g").await.unwrap();
+    let stmt = tx
+        .prepare("SELECT g FROM generate_series(1, 25) g")
+        .await
+        .unwrap();
     let portal = tx.bind(&stmt, &[]).await.unwrap();
     let mut seen = Vec::new();
     loop {
@@ -106,16 +134,27 @@ async fn errors_pass_through_and_the_session_stays_usable() {
 #[tokio::test]
 async fn text_copy_in_and_out() {
     let client = connect().await;
-    client.batch_execute("CREATE TEMP TABLE copy_text(i int, t text)").await.unwrap();
+    client
+        .batch_execute("CREATE TEMP TABLE copy_text(i int, t text)")
+        .await
+        .unwrap();
     let sink = client.copy_in("COPY copy_text FROM STDIN").await.unwrap();
     pin_mut!(sink);
     for i in 0..1000 {
-        sink.send(bytes::Bytes::from(format!("{i}\trow {i}\n"))).await.unwrap();
+        sink.send(bytes::Bytes::from(format!("{i}\trow {i}\n")))
+            .await
+            .unwrap();
     }
     assert_eq!(sink.finish().await.unwrap(), 1000);
-    let stream = client.copy_out("COPY (SELECT * FROM copy_text ORDER BY i) TO STDOUT").await.unwrap();
+    let stream = client
+        .copy_out("COPY (SELECT * FROM copy_text ORDER BY i) TO STDOUT")
+        .await
+        .unwrap();
     let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
-    let text: String = chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     assert_eq!(text.lines().count(), 1000);
     assert_eq!(text.lines().nth(999), Some("999\trow 999"));
 }
@@ -123,16 +162,29 @@ async fn text_copy_in_and_out() {
 #[tokio::test]
 async fn binary_copy_in_and_out() {
     let client = connect().await;
-    client.batch_execute("CREATE TEMP TABLE copy_bin(i int8, t text, b bytea)").await.unwrap();
-    let sink = client.copy_in("COPY copy_bin FROM STDIN (FORMAT binary)").await.unwrap();
+    client
+        .batch_execute("CREATE TEMP TABLE copy_bin(i int8, t text, b bytea)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in("COPY copy_bin FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::BYTEA]);
     pin_mut!(writer);
     for i in 0..500i64 {
         let blob = vec![(i % 256) as u8; 100];
-        writer.as_mut().write(&[&i, &format!("bin {i}"), &blob]).await.unwrap();
+        writer
+            .as_mut()
+            .write(&[&i, &format!("bin {i}"), &blob])
+            .await
+            .unwrap();
     }
     assert_eq!(writer.finish().await.unwrap(), 500);
-    let stream = client.copy_out("COPY (SELECT * FROM copy_bin ORDER BY i) TO STDOUT (FORMAT binary)").await.unwrap();
+    let stream = client
+        .copy_out("COPY (SELECT * FROM copy_bin ORDER BY i) TO STDOUT (FORMAT binary)")
+        .await
+        .unwrap();
     let rows = BinaryCopyOutStream::new(stream, &[Type::INT8, Type::TEXT, Type::BYTEA]);
     let rows: Vec<_> = rows.try_collect().await.unwrap();
     assert_eq!(rows.len(), 500);
@@ -144,18 +196,32 @@ async fn binary_copy_in_and_out() {
 #[tokio::test]
 async fn a_failed_copy_leaves_the_session_usable() {
     let client = connect().await;
-    client.batch_execute("CREATE TEMP TABLE copy_fail(i int)").await.unwrap();
+    client
+        .batch_execute("CREATE TEMP TABLE copy_fail(i int)")
+        .await
+        .unwrap();
     let sink = client.copy_in("COPY copy_fail FROM STDIN").await.unwrap();
     pin_mut!(sink);
-    sink.send(bytes::Bytes::from_static(b"not a number\n")).await.unwrap();
+    sink.send(bytes::Bytes::from_static(b"not a number\n"))
+        .await
+        .unwrap();
     assert!(sink.finish().await.is_err());
-    assert_eq!(client.query_one("SELECT count(*) FROM copy_fail", &[]).await.unwrap().get::<_, i64>(0), 0);
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM copy_fail", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
 }
 
 #[tokio::test]
 async fn notifications_and_notices_are_relayed_as_they_come() {
     let (listener, mut connection) =
-        tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls).await.unwrap();
+        tokio_postgres::connect(&proxy().connstr("postgres", "postgres"), NoTls)
+            .await
+            .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -163,10 +229,18 @@ async fn notifications_and_notices_are_relayed_as_they_come() {
             let _ = tx.send(message);
         }
     });
-    listener.batch_execute("LISTEN pgsplit_test_channel").await.unwrap();
+    listener
+        .batch_execute("LISTEN pgsplit_test_channel")
+        .await
+        .unwrap();
     let notifier = connect().await;
-    notifier.batch_execute("NOTIFY pgsplit_test_channel, 'hello'").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("notification within 5 s");
+    notifier
+        .batch_execute("NOTIFY pgsplit_test_channel, 'hello'")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("notification within 5 s");
     match got {
         Some(AsyncMessage::Notification(n)) => {
             assert_eq!(n.channel(), "pgsplit_test_channel");
@@ -174,8 +248,13 @@ async fn notifications_and_notices_are_relayed_as_they_come() {
         }
         other => panic!("expected a notification, got {other:?}"),
     }
-    listener.batch_execute("DO $$ BEGIN RAISE NOTICE 'notice from the server'; END $$").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("notice within 5 s");
+    listener
+        .batch_execute("DO $$ BEGIN RAISE NOTICE 'notice from the server'; END $$")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("notice within 5 s");
     match got {
         Some(AsyncMessage::Notice(n)) => assert_eq!(n.message(), "notice from the server"),
         other => panic!("expected a notice, got {other:?}"),
@@ -191,20 +270,40 @@ async fn cancel_reaches_the_server_and_the_session_stays_usable() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         token.cancel_query(NoTls).await
     });
-    let err = client.simple_query("SELECT pg_sleep(10)").await.unwrap_err();
+    let err = client
+        .simple_query("SELECT pg_sleep(10)")
+        .await
+        .unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("57014"));
-    assert!(started.elapsed() < Duration::from_secs(2), "cancelled after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cancelled after {:?}",
+        started.elapsed()
+    );
     canceller.await.unwrap().unwrap();
-    assert_eq!(client.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
+    assert_eq!(
+        client
+            .query_one("SELECT 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        7
+    );
 }
 
 #[tokio::test]
 async fn startup_parameters_reach_the_server_and_come_back_as_parameter_status() {
-    let connstr = format!("{} application_name=pgsplit_app options='-c search_path=pg_catalog'", proxy().connstr("postgres", "postgres"));
+    let connstr = format!(
+        "{} application_name=pgsplit_app options='-c search_path=pg_catalog'",
+        proxy().connstr("postgres", "postgres")
+    );
     let (client, connection) = tokio_postgres::connect(&connstr, NoTls).await.unwrap();
     tokio::spawn(connection);
     let row = client
-        .query_one("SELECT current_setting('application_name'), current_setting('search_path')", &[])
+        .query_one(
+            "SELECT current_setting('application_name'), current_setting('search_path')",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, &str>(0), "pgsplit_app");
@@ -212,7 +311,10 @@ async fn startup_parameters_reach_the_server_and_come_back_as_parameter_status()
     // A later session with other settings on a reused pooled connection sees its own.
     drop(client);
     let other = connect().await;
-    let row = other.query_one("SELECT current_setting('application_name')", &[]).await.unwrap();
+    let row = other
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap();
     assert_ne!(row.get::<_, &str>(0), "pgsplit_app");
 }
 
@@ -222,7 +324,10 @@ async fn many_concurrent_sessions_each_get_their_own_answers() {
     let sessions = (0..200i32).map(|s| {
         tokio::spawn(async move {
             let client = connect().await;
-            let stmt = client.prepare("SELECT $1::int4 * 1000 + $2::int4").await.unwrap();
+            let stmt = client
+                .prepare("SELECT $1::int4 * 1000 + $2::int4")
+                .await
+                .unwrap();
             for q in 0..50i32 {
                 let row = client.query_one(&stmt, &[&s, &q]).await.unwrap();
                 assert_eq!(row.get::<_, i32>(0), s * 1000 + q);
@@ -230,7 +335,9 @@ async fn many_concurrent_sessions_each_get_their_own_answers() {
         })
     });
     let all = futures_util::future::join_all(sessions);
-    let results = tokio::time::timeout(Duration::from_secs(120), all).await.expect("200 sessions finish within 120 s");
+    let results = tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("200 sessions finish within 120 s");
     for r in results {
         r.unwrap();
     }

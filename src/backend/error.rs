@@ -18,9 +18,17 @@ pub enum BackendError {
         source: std::io::Error,
     },
     #[error("server {node} ({addr}) did not accept the connection within {after:?}")]
-    ConnectTimeout { node: String, addr: String, after: Duration },
+    ConnectTimeout {
+        node: String,
+        addr: String,
+        after: Duration,
+    },
     #[error("lost the connection to server {node} ({addr}): {reason}")]
-    Lost { node: String, addr: String, reason: String },
+    Lost {
+        node: String,
+        addr: String,
+        reason: String,
+    },
     #[error("the server answered with an error")]
     Server(Bytes),
     #[error("authenticating to the server failed: {0}")]

@@ -68,14 +68,17 @@ impl ServerConn {
     }
 
     async fn connect_unbounded(spec: &ConnectSpec) -> Result<ServerConn, BackendError> {
-        let stream = TcpStream::connect(&spec.addr)
-            .await
-            .map_err(|source| BackendError::Connect {
-                node: spec.node.clone(),
-                addr: spec.addr.clone(),
-                source,
-            })?;
-        stream.set_nodelay(true).map_err(|e| BackendError::lost(spec, e))?;
+        let stream =
+            TcpStream::connect(&spec.addr)
+                .await
+                .map_err(|source| BackendError::Connect {
+                    node: spec.node.clone(),
+                    addr: spec.addr.clone(),
+                    source,
+                })?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| BackendError::lost(spec, e))?;
         let mut conn = ServerConn {
             stream,
             read_buf: BytesMut::with_capacity(16 * 1024),
@@ -118,8 +121,13 @@ impl ServerConn {
             match frame.tag {
                 tag::AUTHENTICATION => {
                     let body = frame.body();
-                    let Some(code) = body.get(..4).map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]])) else {
-                        return Err(BackendError::Malformed("authentication request too short".into()));
+                    let Some(code) = body
+                        .get(..4)
+                        .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    else {
+                        return Err(BackendError::Malformed(
+                            "authentication request too short".into(),
+                        ));
                     };
                     // AuthenticationOk goes through `respond` too: it refuses a server that
                     // claims success before proving it knows the password (SCRAM).
@@ -132,7 +140,12 @@ impl ServerConn {
                 }
                 tag::ERROR_RESPONSE => return Err(BackendError::Server(frame.bytes)),
                 tag::NEGOTIATE_PROTOCOL_VERSION => {}
-                other => return Err(BackendError::Malformed(format!("unexpected message '{}' during authentication", char::from(other)))),
+                other => {
+                    return Err(BackendError::Malformed(format!(
+                        "unexpected message '{}' during authentication",
+                        char::from(other)
+                    )));
+                }
             }
         }
     }
@@ -202,9 +215,17 @@ impl ServerConn {
             .stream
             .read_buf(&mut self.read_buf)
             .await
-            .map_err(|e| BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: e.to_string() })?;
+            .map_err(|e| BackendError::Lost {
+                node: self.node.clone(),
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            })?;
         if n == 0 {
-            return Err(BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: "the server closed the connection".into() });
+            return Err(BackendError::Lost {
+                node: self.node.clone(),
+                addr: self.addr.clone(),
+                reason: "the server closed the connection".into(),
+            });
         }
         Ok(())
     }
@@ -213,7 +234,11 @@ impl ServerConn {
         self.stream
             .write_all(bytes)
             .await
-            .map_err(|e| BackendError::Lost { node: self.node.clone(), addr: self.addr.clone(), reason: e.to_string() })
+            .map_err(|e| BackendError::Lost {
+                node: self.node.clone(),
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            })
     }
 
     async fn write_message(&mut self, tag: u8, body: &[u8]) -> Result<(), BackendError> {
@@ -263,7 +288,11 @@ impl ServerConn {
 
 /// Asks the server process behind `key` to cancel its current query (a separate connection,
 /// as the protocol wants).
-pub async fn send_cancel(addr: &str, key: CancelKey, timeout: Duration) -> Result<(), std::io::Error> {
+pub async fn send_cancel(
+    addr: &str,
+    key: CancelKey,
+    timeout: Duration,
+) -> Result<(), std::io::Error> {
     let send = async {
         let mut stream = TcpStream::connect(addr).await?;
         let mut buf = BytesMut::new();
@@ -277,6 +306,10 @@ pub async fn send_cancel(addr: &str, key: CancelKey, timeout: Duration) -> Resul
     };
     tokio::time::timeout(timeout, send)
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel request timed out")))
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "cancel request timed out",
+            ))
+        })
 }
-

@@ -56,7 +56,9 @@ impl CancelRegistry {
         let target = {
             let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             match sessions.get(&key.pid) {
-                Some((secret, slot)) if *secret == key.secret => slot.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                Some((secret, slot)) if *secret == key.secret => {
+                    slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+                }
                 _ => None,
             }
         };
@@ -77,7 +79,11 @@ impl CancelHandle {
 
 impl Drop for CancelHandle {
     fn drop(&mut self) {
-        let mut sessions = self.registry.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self
+            .registry
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         sessions.remove(&self.key.pid);
     }
 }

@@ -16,8 +16,6 @@ pub enum FrontendError {
     Refused(ErrorFields),
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error(transparent)]
-    Pool(#[from] PoolError),
     #[error("the client closed the connection")]
     ClientGone,
 }
@@ -31,7 +29,9 @@ impl FrontendError {
     pub async fn report(&self, client: &mut ClientConn) {
         match self {
             FrontendError::Protocol(e) if e.peer_can_hear() => {
-                client.send_error(&ErrorFields::fatal(e.sqlstate(), e.to_string())).await;
+                client
+                    .send_error(&ErrorFields::fatal(e.sqlstate(), e.to_string()))
+                    .await;
             }
             FrontendError::Refused(fields) => client.send_error(fields).await,
             FrontendError::Backend(BackendError::Server(raw)) => {
@@ -41,14 +41,18 @@ impl FrontendError {
                 let _ = client.flush().await;
             }
             FrontendError::Backend(e) => client.send_error(&fatal(e.to_client_error())).await,
-            FrontendError::Pool(e) => {
-                let code = match e {
-                    PoolError::Exhausted { .. } => SqlState::TOO_MANY_CONNECTIONS,
-                    PoolError::Connect(_) => SqlState::CONNECTION_FAILURE,
-                };
-                client.send_error(&ErrorFields::fatal(code, e.to_string())).await;
-            }
             FrontendError::Protocol(_) | FrontendError::ClientGone => {}
+        }
+    }
+}
+
+impl From<PoolError> for FrontendError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Connect(e) => FrontendError::Backend(e),
+            e @ PoolError::Exhausted { .. } => {
+                FrontendError::refuse(SqlState::TOO_MANY_CONNECTIONS, e.to_string())
+            }
         }
     }
 }

@@ -4,12 +4,14 @@
 use std::time::Duration;
 
 use crate::auth::{AuthError, ScramServer, parse_sasl_initial_response};
-use crate::protocol::{Frame, SqlState, StartupPacket, StartupParams, read_cstr, read_startup_packet, tag};
+use crate::protocol::{
+    Frame, SqlState, StartupPacket, StartupParams, read_cstr, read_startup_packet, tag,
+};
 
+use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
 use super::users::{ClientUser, UserSecret};
-use super::Shared;
 
 /// What a client's first packets asked for.
 pub enum Opening {
@@ -27,13 +29,20 @@ pub struct ServerCredentials {
 
 /// Reads packets until a StartupMessage (answering SSL and GSS requests with 'N') or a
 /// CancelRequest.
-pub async fn read_opening(client: &mut ClientConn, shared: &Shared) -> Result<Opening, FrontendError> {
+pub async fn read_opening(
+    client: &mut ClientConn,
+    shared: &Shared,
+) -> Result<Opening, FrontendError> {
     // A client may ask for GSS and then SSL before starting up; more is a loop to refuse.
     for _ in 0..3 {
         match read_startup_packet(&mut client.stream).await? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
                 use tokio::io::AsyncWriteExt;
-                client.stream.write_all(b"N").await.map_err(|_| FrontendError::ClientGone)?;
+                client
+                    .stream
+                    .write_all(b"N")
+                    .await
+                    .map_err(|_| FrontendError::ClientGone)?;
             }
             StartupPacket::Cancel(key) => {
                 shared.cancels.cancel(key, Duration::from_secs(5)).await;
@@ -45,10 +54,17 @@ pub async fn read_opening(client: &mut ClientConn, shared: &Shared) -> Result<Op
             }
         }
     }
-    Err(FrontendError::refuse(SqlState::PROTOCOL_VIOLATION, "too many SSL/GSS requests before the startup packet"))
+    Err(FrontendError::refuse(
+        SqlState::PROTOCOL_VIOLATION,
+        "too many SSL/GSS requests before the startup packet",
+    ))
 }
 
-async fn check_startup(client: &mut ClientConn, minor: u16, params: &StartupParams) -> Result<(), FrontendError> {
+async fn check_startup(
+    client: &mut ClientConn,
+    minor: u16,
+    params: &StartupParams,
+) -> Result<(), FrontendError> {
     if params.wants_replication() {
         return Err(FrontendError::refuse(
             SqlState::FEATURE_NOT_SUPPORTED,
@@ -56,10 +72,18 @@ async fn check_startup(client: &mut ClientConn, minor: u16, params: &StartupPara
         ));
     }
     if params.user().is_none() {
-        return Err(FrontendError::refuse(SqlState::INVALID_AUTHORIZATION, "no PostgreSQL user name specified in startup packet"));
+        return Err(FrontendError::refuse(
+            SqlState::INVALID_AUTHORIZATION,
+            "no PostgreSQL user name specified in startup packet",
+        ));
     }
     // Newer clients may ask for 3.x or `_pq_.` extensions: say what we speak, as PostgreSQL does.
-    let unknown: Vec<&str> = params.pairs.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("_pq_.")).collect();
+    let unknown: Vec<&str> = params
+        .pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
     if minor > 0 || !unknown.is_empty() {
         client.writer().negotiate_protocol_version(0, &unknown);
     }
@@ -68,10 +92,17 @@ async fn check_startup(client: &mut ClientConn, minor: u16, params: &StartupPara
 
 /// Authenticates the client against the configured users, or, with none configured, leaves the
 /// verdict to the server (`None` password until the server asks for one).
-pub async fn authenticate(client: &mut ClientConn, shared: &Shared, params: &StartupParams) -> Result<ServerCredentials, FrontendError> {
+pub async fn authenticate(
+    client: &mut ClientConn,
+    shared: &Shared,
+    params: &StartupParams,
+) -> Result<ServerCredentials, FrontendError> {
     let user = params.user().unwrap_or_default();
     if shared.users.is_empty() {
-        return Ok(ServerCredentials { user: user.to_string(), password: None });
+        return Ok(ServerCredentials {
+            user: user.to_string(),
+            password: None,
+        });
     }
     let Some(configured) = shared.users.get(user) else {
         // PostgreSQL does not reveal whether a user exists: same answer as a wrong password.
@@ -95,13 +126,22 @@ async fn verify_client(client: &mut ClientConn, user: &ClientUser) -> Result<(),
             let response = read_cstr(answer.body()).map_or(&b""[..], |(s, _)| s.as_bytes());
             crate::auth::md5_verify(secret, &user.name, salt, response)
         }
-        UserSecret::Scram(verifier) => scram_exchange(client, ScramServer::new(verifier.clone())).await?,
+        UserSecret::Scram(verifier) => {
+            scram_exchange(client, ScramServer::new(verifier.clone())).await?
+        }
     };
-    if ok { Ok(()) } else { Err(wrong_password(&user.name)) }
+    if ok {
+        Ok(())
+    } else {
+        Err(wrong_password(&user.name))
+    }
 }
 
 /// Runs SCRAM-SHA-256 to the end; Ok(false) for a wrong password.
-async fn scram_exchange(client: &mut ClientConn, mut scram: ScramServer) -> Result<bool, FrontendError> {
+async fn scram_exchange(
+    client: &mut ClientConn,
+    mut scram: ScramServer,
+) -> Result<bool, FrontendError> {
     client.writer().authentication_sasl(&["SCRAM-SHA-256"]);
     let first = read_password_message(client).await?;
     let (mechanism, data) = parse_sasl_initial_response(first.body()).map_err(auth_refusal)?;
@@ -131,23 +171,37 @@ pub async fn ask_cleartext_password(client: &mut ClientConn) -> Result<String, F
     let frame = read_password_message(client).await?;
     read_cstr(frame.body())
         .map(|(s, _)| s.to_string())
-        .ok_or_else(|| FrontendError::refuse(SqlState::PROTOCOL_VIOLATION, "invalid password packet: not a NUL-terminated UTF-8 string"))
+        .ok_or_else(|| {
+            FrontendError::refuse(
+                SqlState::PROTOCOL_VIOLATION,
+                "invalid password packet: not a NUL-terminated UTF-8 string",
+            )
+        })
 }
 
 async fn read_password_message(client: &mut ClientConn) -> Result<Frame, FrontendError> {
-    client.flush().await.map_err(|_| FrontendError::ClientGone)?;
+    client
+        .flush()
+        .await
+        .map_err(|_| FrontendError::ClientGone)?;
     match client.read_frame().await? {
         Some(frame) if frame.tag == tag::PASSWORD => Ok(frame),
         Some(frame) => Err(FrontendError::refuse(
             SqlState::PROTOCOL_VIOLATION,
-            format!("expected a password response, got message type '{}'", char::from(frame.tag)),
+            format!(
+                "expected a password response, got message type '{}'",
+                char::from(frame.tag)
+            ),
         )),
         None => Err(FrontendError::ClientGone),
     }
 }
 
 fn wrong_password(user: &str) -> FrontendError {
-    FrontendError::refuse(SqlState::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""))
+    FrontendError::refuse(
+        SqlState::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{user}\""),
+    )
 }
 
 fn auth_refusal(e: AuthError) -> FrontendError {

@@ -44,7 +44,10 @@ impl Shared {
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(Shared {
             topology: ArcSwap::from_pointee(Topology::from_config(&config)),
-            pools: Pools::new(config.pool.max_server_connections, config.pool.checkout_timeout),
+            pools: Pools::new(
+                config.pool.max_server_connections,
+                config.pool.checkout_timeout,
+            ),
             cancels: Arc::new(CancelRegistry::default()),
             users,
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
@@ -99,18 +102,33 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
     drop(listener);
     let deadline = shared.config.timeouts.shutdown;
-    if tokio::time::timeout(deadline, async { while sessions.join_next().await.is_some() {} }).await.is_err() {
-        tracing::warn!(remaining = sessions.len(), "shutdown timeout reached; closing the remaining sessions");
+    if tokio::time::timeout(deadline, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            remaining = sessions.len(),
+            "shutdown timeout reached; closing the remaining sessions"
+        );
         sessions.shutdown().await;
     }
 }
 
-async fn accept_client(stream: tokio::net::TcpStream, peer: std::net::SocketAddr, shared: Arc<Shared>) {
+async fn accept_client(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+) {
     let _ = stream.set_nodelay(true);
     let mut client = ClientConn::new(stream, shared.config.limits.max_message_size);
     let Ok(_slot) = shared.client_slots.clone().try_acquire_owned() else {
         client
-            .send_error(&ErrorFields::fatal(SqlState::TOO_MANY_CONNECTIONS, "sorry, too many clients already"))
+            .send_error(&ErrorFields::fatal(
+                SqlState::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            ))
             .await;
         return;
     };

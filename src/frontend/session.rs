@@ -10,11 +10,11 @@ use crate::pool::{Checkout, PoolKey};
 use crate::protocol::{Frame, SqlState, StartupParams, tag};
 use crate::route;
 
+use super::Shared;
 use super::cancel::{CancelHandle, CancelTarget};
 use super::client::ClientConn;
 use super::error::FrontendError;
 use super::login::{self, Opening, ServerCredentials};
-use super::Shared;
 
 /// Runs a client connection from its first byte to its end.
 pub async fn run(mut client: ClientConn, shared: Arc<Shared>) {
@@ -29,7 +29,10 @@ pub async fn run(mut client: ClientConn, shared: Arc<Shared>) {
             return;
         }
         Err(_) => {
-            let e = FrontendError::refuse(SqlState::CANNOT_CONNECT_NOW, format!("login not completed within {login_timeout:?}"));
+            let e = FrontendError::refuse(
+                SqlState::CANNOT_CONNECT_NOW,
+                format!("login not completed within {login_timeout:?}"),
+            );
             e.report(&mut client).await;
             return;
         }
@@ -43,7 +46,10 @@ pub async fn run(mut client: ClientConn, shared: Arc<Shared>) {
 }
 
 /// Startup, authentication and the first server connection; None for a cancel request.
-async fn open_session(client: &mut ClientConn, shared: &Arc<Shared>) -> Result<Option<Session>, FrontendError> {
+async fn open_session(
+    client: &mut ClientConn,
+    shared: &Arc<Shared>,
+) -> Result<Option<Session>, FrontendError> {
     let params = match login::read_opening(client, shared).await? {
         Opening::Cancelled => return Ok(None),
         Opening::Session(params) => params,
@@ -66,12 +72,15 @@ pub struct Session {
     pending: usize,
     /// Bytes for the server, written once per batch of client messages.
     to_server: BytesMut,
+    /// pgsplit checked the client's password, or a server accepted the client's credentials.
+    identity_confirmed: bool,
 }
 
 impl Session {
     fn new(shared: Arc<Shared>, params: StartupParams, credentials: ServerCredentials) -> Session {
         let database = params.database().unwrap_or_default().to_string();
         let cancel = shared.cancels.register();
+        let shared_has_no_users = shared.users.is_empty();
         Session {
             shared,
             params,
@@ -81,6 +90,7 @@ impl Session {
             server: None,
             pending: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
+            identity_confirmed: !shared_has_no_users,
         }
     }
 
@@ -110,7 +120,7 @@ impl Session {
         let route = route::decide(cluster);
         tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), "route");
         let checkout = match self.checkout(&route.node.name, &route.node.addr).await {
-            Err(FrontendError::Pool(crate::pool::PoolError::Connect(e))) if e.needs_password() && self.shared.config.users.is_empty() => {
+            Err(FrontendError::Backend(e)) if e.needs_password() && !self.identity_confirmed => {
                 self.credentials.password = Some(login::ask_cleartext_password(client).await?);
                 self.checkout(&route.node.name, &route.node.addr).await?
             }
@@ -121,6 +131,7 @@ impl Session {
             key: checkout.conn.key,
         }));
         self.server = Some(checkout);
+        self.identity_confirmed = true;
         Ok(())
     }
 
@@ -136,7 +147,11 @@ impl Session {
             ("user".to_string(), self.credentials.user.clone()),
             ("database".to_string(), self.database.clone()),
         ];
-        startup.extend(self.params.session_settings().map(|(k, v)| (k.to_string(), v.to_string())));
+        startup.extend(
+            self.params
+                .session_settings()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let spec = ConnectSpec {
             node: node.to_string(),
             addr: addr.to_string(),
@@ -144,7 +159,10 @@ impl Session {
             password: self.credentials.password.clone(),
             timeout: self.shared.config.timeouts.connect,
         };
-        let mut checkout = self.shared.pools.checkout(&key, &spec).await?;
+        // In pass-through mode nobody but the server can check a password: a login gets a
+        // connection of its own rather than one another client authenticated.
+        let fresh = !self.identity_confirmed;
+        let mut checkout = self.shared.pools.checkout(&key, &spec, fresh).await?;
         sync_settings(&mut checkout.conn, &self.params).await?;
         Ok(checkout)
     }
@@ -173,7 +191,10 @@ impl Session {
     }
 
     /// Passes every whole client message in the buffer to the server. Ok(false) on Terminate.
-    async fn forward_client_messages(&mut self, client: &mut ClientConn) -> Result<bool, FrontendError> {
+    async fn forward_client_messages(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<bool, FrontendError> {
         let mut keep_going = true;
         while let Some(frame) = client.next_buffered_frame()? {
             match frame.tag {
@@ -182,7 +203,10 @@ impl Session {
                     break;
                 }
                 tag::PASSWORD => {
-                    return Err(FrontendError::refuse(SqlState::PROTOCOL_VIOLATION, "unexpected password message after authentication"));
+                    return Err(FrontendError::refuse(
+                        SqlState::PROTOCOL_VIOLATION,
+                        "unexpected password message after authentication",
+                    ));
                 }
                 _ => self.queue_for_server(client, &frame).await?,
             }
@@ -191,7 +215,11 @@ impl Session {
         Ok(keep_going)
     }
 
-    async fn queue_for_server(&mut self, client: &mut ClientConn, frame: &Frame) -> Result<(), FrontendError> {
+    async fn queue_for_server(
+        &mut self,
+        client: &mut ClientConn,
+        frame: &Frame,
+    ) -> Result<(), FrontendError> {
         if self.server.is_none() {
             self.attach_server(client).await?;
         }
@@ -216,7 +244,10 @@ impl Session {
 
     /// Passes every whole server message in the buffer to the client, keeping the
     /// connection's record (transaction status, parameters) current.
-    async fn forward_server_messages(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+    async fn forward_server_messages(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
         let Some(server) = self.server.as_mut() else {
             return Ok(());
         };
@@ -260,11 +291,22 @@ async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), FrontendErro
 /// Makes a pooled connection's settings those the client asked for at startup: SET what
 /// differs, RESET what the connection's own startup set and the client did not ask for.
 async fn sync_settings(conn: &mut ServerConn, params: &StartupParams) -> Result<(), FrontendError> {
-    let wanted: Vec<(&str, &str)> = params.session_settings().filter(|(k, _)| *k != "options").collect();
+    let wanted: Vec<(&str, &str)> = params
+        .session_settings()
+        .filter(|(k, _)| *k != "options")
+        .collect();
     let mut sql = String::new();
     for (name, value) in &wanted {
-        if !conn.startup_settings.iter().any(|(k, v)| k == name && v == value) {
-            sql.push_str(&format!("SET {} = {};", quote_ident(name), quote_literal(value)));
+        if !conn
+            .startup_settings
+            .iter()
+            .any(|(k, v)| k == name && v == value)
+        {
+            sql.push_str(&format!(
+                "SET {} = {};",
+                quote_ident(name),
+                quote_literal(value)
+            ));
         }
     }
     for (name, _) in &conn.startup_settings {
@@ -285,4 +327,3 @@ fn quote_ident(name: &str) -> String {
 fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
-

@@ -30,7 +30,10 @@ impl ClientUser {
 /// Builds the login table; config validation has already checked that each method has the
 /// kind of password it needs, so a mismatch here is reported, not assumed away.
 pub fn prepare_users(users: &[UserConfig]) -> Result<HashMap<String, ClientUser>, String> {
-    users.iter().map(|u| Ok((u.name.clone(), prepare(u)?))).collect()
+    users
+        .iter()
+        .map(|u| Ok((u.name.clone(), prepare(u)?)))
+        .collect()
 }
 
 fn prepare(u: &UserConfig) -> Result<ClientUser, String> {
@@ -44,12 +47,21 @@ fn prepare(u: &UserConfig) -> Result<ClientUser, String> {
         Some(StoredSecret::Plain(p)) => Some(p.clone()),
         _ => None,
     };
-    let mismatch = || format!("user \"{}\": auth method {:?} cannot use the configured password", u.name, u.auth);
+    let mismatch = || {
+        format!(
+            "user \"{}\": auth method {:?} cannot use the configured password",
+            u.name, u.auth
+        )
+    };
     let secret = match (u.auth, stored) {
         (AuthMethod::Trust, _) => UserSecret::Trust,
         (AuthMethod::Password, Some(StoredSecret::Plain(p))) => UserSecret::Cleartext(p),
-        (AuthMethod::Md5, Some(s @ (StoredSecret::Plain(_) | StoredSecret::Md5(_)))) => UserSecret::Md5(s),
-        (AuthMethod::ScramSha256, Some(StoredSecret::Plain(p))) => UserSecret::Scram(ScramVerifier::from_password(&p)),
+        (AuthMethod::Md5, Some(s @ (StoredSecret::Plain(_) | StoredSecret::Md5(_)))) => {
+            UserSecret::Md5(s)
+        }
+        (AuthMethod::ScramSha256, Some(StoredSecret::Plain(p))) => {
+            UserSecret::Scram(ScramVerifier::from_password(&p))
+        }
         (AuthMethod::ScramSha256, Some(StoredSecret::Scram(v))) => UserSecret::Scram(v),
         _ => return Err(mismatch()),
     };

@@ -25,7 +25,11 @@ pub enum PoolError {
     #[error(
         "no server connection to {node} became free within {waited:?} (all {max} in use); raise pool.max_server_connections or pool.checkout_timeout"
     )]
-    Exhausted { node: String, waited: Duration, max: usize },
+    Exhausted {
+        node: String,
+        waited: Duration,
+        max: usize,
+    },
     #[error(transparent)]
     Connect(#[from] BackendError),
 }
@@ -73,20 +77,28 @@ impl Pools {
             .clone()
     }
 
-    /// An idle connection of the pool, or a new one made from `spec`, waiting at most the
-    /// checkout timeout for the pool to have room.
-    pub async fn checkout(&self, key: &PoolKey, spec: &ConnectSpec) -> Result<Checkout, PoolError> {
+    /// An idle connection of the pool (unless `fresh`), or a new one made from `spec`, waiting
+    /// at most the checkout timeout for the pool to have room. A fresh connection is how a
+    /// pass-through login lets the server itself check the client's password.
+    pub async fn checkout(
+        &self,
+        key: &PoolKey,
+        spec: &ConnectSpec,
+        fresh: bool,
+    ) -> Result<Checkout, PoolError> {
         let pool = self.pool(key);
-        let permit = tokio::time::timeout(self.checkout_timeout, pool.permits.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| PoolError::Exhausted {
-                node: key.node.clone(),
-                waited: self.checkout_timeout,
-                max: self.max_per_pool,
-            })?;
-        let conn = match pool.take_live_idle() {
+        let permit =
+            tokio::time::timeout(self.checkout_timeout, pool.permits.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or_else(|| PoolError::Exhausted {
+                    node: key.node.clone(),
+                    waited: self.checkout_timeout,
+                    max: self.max_per_pool,
+                })?;
+        let idle = if fresh { None } else { pool.take_live_idle() };
+        let conn = match idle {
             Some(conn) => conn,
             None => ServerConn::connect(spec).await?,
         };
@@ -99,9 +111,16 @@ impl Pools {
 
     /// Returns a connection that is idle outside any transaction; anything else is closed.
     pub fn checkin(&self, checkout: Checkout) {
-        let Checkout { conn, pool, _permit } = checkout;
-        if conn.tx_status == b'I' {
-            pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        let Checkout {
+            conn,
+            pool,
+            _permit,
+        } = checkout;
+        let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
+        // idle bounds what the pool holds open.
+        if conn.tx_status == b'I' && idle.len() < self.max_per_pool {
+            idle.push(conn);
         }
     }
 

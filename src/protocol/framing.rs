@@ -44,7 +44,10 @@ const FRONTEND_TAGS: &[u8] = &[
 ];
 
 /// Splits one client message off the front of `buf` once it has fully arrived.
-pub fn try_frontend_frame(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, ProtocolError> {
+pub fn try_frontend_frame(
+    buf: &mut BytesMut,
+    max_len: usize,
+) -> Result<Option<Frame>, ProtocolError> {
     if let Some(&first) = buf.first()
         && !FRONTEND_TAGS.contains(&first)
     {
@@ -58,7 +61,11 @@ pub fn try_backend_frame(buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolEr
     try_frame(buf, MAX_BACKEND_MESSAGE, "server message")
 }
 
-fn try_frame(buf: &mut BytesMut, max_len: usize, what: &'static str) -> Result<Option<Frame>, ProtocolError> {
+fn try_frame(
+    buf: &mut BytesMut,
+    max_len: usize,
+    what: &'static str,
+) -> Result<Option<Frame>, ProtocolError> {
     if buf.len() < 5 {
         return Ok(None);
     }

@@ -29,7 +29,10 @@ pub struct StartupParams {
 
 impl StartupParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -38,7 +41,9 @@ impl StartupParams {
 
     /// PostgreSQL's default: the database named like the user.
     pub fn database(&self) -> Option<&str> {
-        self.get("database").filter(|d| !d.is_empty()).or_else(|| self.user())
+        self.get("database")
+            .filter(|d| !d.is_empty())
+            .or_else(|| self.user())
     }
 
     /// The parameters that shape the session (everything but who and where).
@@ -52,7 +57,10 @@ impl StartupParams {
     /// A physical or logical replication connection was asked for.
     pub fn wants_replication(&self) -> bool {
         self.get("replication").is_some_and(|v| {
-            !matches!(v.to_ascii_lowercase().as_str(), "false" | "off" | "no" | "0")
+            !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "false" | "off" | "no" | "0"
+            )
         })
     }
 }
@@ -62,14 +70,13 @@ pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
     Cancel(CancelKey),
-    Startup {
-        minor: u16,
-        params: StartupParams,
-    },
+    Startup { minor: u16, params: StartupParams },
 }
 
 /// Reads one untagged packet, refusing a length outside 8..=10 000 before reading the body.
-pub async fn read_startup_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<StartupPacket, ProtocolError> {
+pub async fn read_startup_packet<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<StartupPacket, ProtocolError> {
     let mut len_bytes = [0u8; 4];
     read_exact_or_eof(r, &mut len_bytes).await?;
     let len = i32::from_be_bytes(len_bytes);
@@ -86,10 +93,15 @@ pub async fn read_startup_packet<R: AsyncRead + Unpin>(r: &mut R) -> Result<Star
     parse_startup_body(&body)
 }
 
-async fn read_exact_or_eof<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ProtocolError> {
+async fn read_exact_or_eof<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> Result<(), ProtocolError> {
     match r.read_exact(buf).await {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ProtocolError::UnexpectedEof),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(ProtocolError::UnexpectedEof)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -116,9 +128,9 @@ pub fn parse_startup_body(body: &[u8]) -> Result<StartupPacket, ProtocolError> {
 }
 
 fn parse_cancel(rest: &[u8]) -> Result<StartupPacket, ProtocolError> {
-    let bytes: [u8; 8] = rest
-        .try_into()
-        .map_err(|_| ProtocolError::BadStartupPacket("a cancel request must be 16 bytes long".into()))?;
+    let bytes: [u8; 8] = rest.try_into().map_err(|_| {
+        ProtocolError::BadStartupPacket("a cancel request must be 16 bytes long".into())
+    })?;
     Ok(StartupPacket::Cancel(CancelKey {
         pid: i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
         secret: i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
@@ -135,9 +147,13 @@ fn parse_params(mut rest: &[u8]) -> Result<StartupParams, ProtocolError> {
             [] => return Err(bad("missing the terminating NUL after the last parameter")),
             _ => {}
         }
-        let (name, after_name) = read_cstr(rest).ok_or_else(|| bad("a parameter name is not a NUL-terminated UTF-8 string"))?;
-        let (value, after_value) =
-            read_cstr(after_name).ok_or_else(|| bad(&format!("parameter \"{name}\" has no NUL-terminated UTF-8 value")))?;
+        let (name, after_name) = read_cstr(rest)
+            .ok_or_else(|| bad("a parameter name is not a NUL-terminated UTF-8 string"))?;
+        let (value, after_value) = read_cstr(after_name).ok_or_else(|| {
+            bad(&format!(
+                "parameter \"{name}\" has no NUL-terminated UTF-8 value"
+            ))
+        })?;
         pairs.push((name.to_string(), value.to_string()));
         rest = after_value;
     }
@@ -160,15 +176,21 @@ mod tests {
 
     #[tokio::test]
     async fn parses_startup_parameters_in_order() {
-        let p = read(&packet(196_608, b"user\0bob\0database\0db\0application_name\0x\0\0"))
-            .await
-            .unwrap();
+        let p = read(&packet(
+            196_608,
+            b"user\0bob\0database\0db\0application_name\0x\0\0",
+        ))
+        .await
+        .unwrap();
         let StartupPacket::Startup { minor: 0, params } = p else {
             panic!("not a startup packet: {p:?}");
         };
         assert_eq!(params.user(), Some("bob"));
         assert_eq!(params.database(), Some("db"));
-        assert_eq!(params.session_settings().collect::<Vec<_>>(), vec![("application_name", "x")]);
+        assert_eq!(
+            params.session_settings().collect::<Vec<_>>(),
+            vec![("application_name", "x")]
+        );
     }
 
     #[tokio::test]
@@ -179,20 +201,52 @@ mod tests {
 
     #[tokio::test]
     async fn recognises_ssl_gss_and_cancel() {
-        assert_eq!(read(&packet(SSL_REQUEST_CODE, b"")).await.unwrap(), StartupPacket::SslRequest);
-        assert_eq!(read(&packet(GSSENC_REQUEST_CODE, b"")).await.unwrap(), StartupPacket::GssEncRequest);
-        let cancel = read(&packet(CANCEL_REQUEST_CODE, &[0, 0, 0, 7, 0, 0, 0, 9])).await.unwrap();
-        assert_eq!(cancel, StartupPacket::Cancel(CancelKey { pid: 7, secret: 9 }));
+        assert_eq!(
+            read(&packet(SSL_REQUEST_CODE, b"")).await.unwrap(),
+            StartupPacket::SslRequest
+        );
+        assert_eq!(
+            read(&packet(GSSENC_REQUEST_CODE, b"")).await.unwrap(),
+            StartupPacket::GssEncRequest
+        );
+        let cancel = read(&packet(CANCEL_REQUEST_CODE, &[0, 0, 0, 7, 0, 0, 0, 9]))
+            .await
+            .unwrap();
+        assert_eq!(
+            cancel,
+            StartupPacket::Cancel(CancelKey { pid: 7, secret: 9 })
+        );
     }
 
     #[tokio::test]
     async fn rejects_malformed_packets() {
-        assert!(matches!(read(&packet(131_072, b"")).await, Err(ProtocolError::UnsupportedProtocol { major: 2, .. })));
-        assert!(matches!(read(&packet(196_608, b"user\0bob\0")).await, Err(ProtocolError::BadStartupPacket(_))));
-        assert!(matches!(read(&packet(196_608, b"user\0bob")).await, Err(ProtocolError::BadStartupPacket(_))));
-        assert!(matches!(read(&packet(CANCEL_REQUEST_CODE, &[0; 4])).await, Err(ProtocolError::BadStartupPacket(_))));
-        assert!(matches!(read(&[0, 0, 0, 4]).await, Err(ProtocolError::InvalidLength { len: 4, .. })));
-        assert!(matches!(read(&[0, 0, 0x27, 0x11]).await, Err(ProtocolError::InvalidLength { len: 10_001, .. })));
-        assert!(matches!(read(&packet(196_608, b"user\0bob\0\0")[..10]).await, Err(ProtocolError::UnexpectedEof)));
+        assert!(matches!(
+            read(&packet(131_072, b"")).await,
+            Err(ProtocolError::UnsupportedProtocol { major: 2, .. })
+        ));
+        assert!(matches!(
+            read(&packet(196_608, b"user\0bob\0")).await,
+            Err(ProtocolError::BadStartupPacket(_))
+        ));
+        assert!(matches!(
+            read(&packet(196_608, b"user\0bob")).await,
+            Err(ProtocolError::BadStartupPacket(_))
+        ));
+        assert!(matches!(
+            read(&packet(CANCEL_REQUEST_CODE, &[0; 4])).await,
+            Err(ProtocolError::BadStartupPacket(_))
+        ));
+        assert!(matches!(
+            read(&[0, 0, 0, 4]).await,
+            Err(ProtocolError::InvalidLength { len: 4, .. })
+        ));
+        assert!(matches!(
+            read(&[0, 0, 0x27, 0x11]).await,
+            Err(ProtocolError::InvalidLength { len: 10_001, .. })
+        ));
+        assert!(matches!(
+            read(&packet(196_608, b"user\0bob\0\0")[..10]).await,
+            Err(ProtocolError::UnexpectedEof)
+        ));
     }
 }

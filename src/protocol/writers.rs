@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn error_response_round_trips_through_the_framer() {
         let mut buf = BytesMut::new();
-        Writer(&mut buf).error_response(&ErrorFields::error(SqlState::PROTOCOL_VIOLATION, "bad\0thing"));
+        Writer(&mut buf).error_response(&ErrorFields::error(
+            SqlState::PROTOCOL_VIOLATION,
+            "bad\0thing",
+        ));
         let frame = try_backend_frame(&mut buf).unwrap().unwrap();
         assert_eq!(frame.tag, b'E');
         assert_eq!(error_code(frame.body()), Some("08P01"));

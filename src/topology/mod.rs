@@ -65,7 +65,11 @@ impl Cluster {
             name: c.name.clone(),
             databases: c.databases.clone(),
             primary: Arc::new(node(&c.primary, Role::Primary)),
-            replicas: c.replicas.iter().map(|r| Arc::new(node(r, Role::Replica))).collect(),
+            replicas: c
+                .replicas
+                .iter()
+                .map(|r| Arc::new(node(r, Role::Replica)))
+                .collect(),
         }
     }
 }

@@ -17,12 +17,21 @@ pub struct TestProxy {
 impl TestProxy {
     /// A libpq-style connection string for tokio-postgres.
     pub fn connstr(&self, user: &str, database: &str) -> String {
-        format!("host={} port={} user={user} dbname={database} connect_timeout=10", self.addr.ip(), self.addr.port())
+        format!(
+            "host={} port={} user={user} dbname={database} connect_timeout=10",
+            self.addr.ip(),
+            self.addr.port()
+        )
     }
 
     /// Arguments for psql and pgbench.
     pub fn cli_args(&self) -> Vec<String> {
-        vec!["-h".into(), self.addr.ip().to_string(), "-p".into(), self.addr.port().to_string()]
+        vec![
+            "-h".into(),
+            self.addr.ip().to_string(),
+            "-p".into(),
+            self.addr.port().to_string(),
+        ]
     }
 }
 
@@ -42,11 +51,16 @@ pub fn start_proxy(mut config: Config) -> TestProxy {
             .expect("test runtime");
         runtime.block_on(async move {
             let running = pgsplit::app::start(config).await.expect("pgsplit starts");
-            tx.send(TestProxy { addr: running.listen, admin: running.admin }).expect("report address");
+            tx.send(TestProxy {
+                addr: running.listen,
+                admin: running.admin,
+            })
+            .expect("report address");
             std::future::pending::<()>().await;
         });
     });
-    rx.recv_timeout(std::time::Duration::from_secs(30)).expect("pgsplit started within 30 s")
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("pgsplit started within 30 s")
 }
 
 /// The shared cluster's topology as a quick-start config (no users: pass-through auth).
