@@ -1,0 +1,254 @@
+//! The `pgsplit` binary as users run it: `check`, `run` with quick-start flags (admin endpoints,
+//! psql through it, SIGTERM), and `demo` from start to Ctrl-C.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{binaries, cluster};
+
+const PGSPLIT: &str = env!("CARGO_BIN_EXE_pgsplit");
+
+/// Runs pgsplit to completion (bounded), returning (success, stdout, stderr).
+fn pgsplit(args: &[&str]) -> (bool, String, String) {
+    let mut child = Command::new(PGSPLIT)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgsplit");
+    let status =
+        wait_bounded(&mut child, Duration::from_secs(30)).expect("pgsplit finishes within 30 s");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    (status.success(), stdout, stderr)
+}
+
+fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &Child) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status code.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn psql(port: u16, sql: &str) -> String {
+    let out = Command::new(binaries().tool("psql"))
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_listening(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_prints_the_topology_of_every_example_config() {
+    for entry in std::fs::read_dir("config").expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (ok, stdout, stderr) =
+                pgsplit(&["check", "--config", path.to_str().expect("utf-8")]);
+            assert!(ok, "{}: {stderr}", path.display());
+            assert!(stdout.contains("primary"), "{stdout}");
+            assert!(!stdout.contains("secret"), "a password leaked: {stdout}");
+        }
+    }
+}
+
+#[test]
+fn check_names_file_line_and_key_of_a_bad_config() {
+    let path = std::env::temp_dir().join(common::unique_name("bad") + ".toml");
+    std::fs::write(
+        &path,
+        "[[clusters]]\nprimary = { addr = \"127.0.0.1:5432\" }\n\n[pool]\nmode = \"sometimes\"\n",
+    )
+    .expect("write");
+    let (ok, _, stderr) = pgsplit(&["check", "--config", path.to_str().expect("utf-8")]);
+    let _ = std::fs::remove_file(&path);
+    assert!(!ok);
+    let expected = format!("{}:5: pool.mode", path.display());
+    assert!(
+        stderr.contains(&expected),
+        "expected {expected:?} in {stderr}"
+    );
+    assert!(
+        stderr.contains("transaction") && stderr.contains("session"),
+        "the allowed values are named: {stderr}"
+    );
+}
+
+#[test]
+fn run_with_quick_start_flags_serves_clients_and_admin_and_stops_on_sigterm() {
+    let c = cluster();
+    let (port, admin_port) = (free_port(), free_port());
+    let admin = format!("127.0.0.1:{admin_port}");
+    let mut args = vec![
+        "run".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--primary".into(),
+        c.primary().addr(),
+    ];
+    for r in c.replicas() {
+        args.extend(["--replica".to_string(), r.addr()]);
+    }
+    args.extend(["--admin".to_string(), admin.clone()]);
+    let mut child = Command::new(PGSPLIT)
+        .args(&args)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pgsplit run");
+    wait_listening(port, Duration::from_secs(20));
+    assert_eq!(http_status(&admin, "/healthz"), Some(200));
+    assert_eq!(http_status(&admin, "/readyz"), Some(200));
+    assert_eq!(psql(port, "SELECT 40 + 2"), "42");
+    sigterm(&child);
+    let status = wait_bounded(&mut child, Duration::from_secs(20))
+        .expect("pgsplit exits within 20 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is closed after shutdown"
+    );
+}
+
+#[test]
+fn demo_starts_a_cluster_serves_psql_and_cleans_up_on_sigterm() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(common::unique_name("demo"));
+    let mut child = Command::new(PGSPLIT)
+        .args([
+            "demo",
+            "--port",
+            &port.to_string(),
+            "--dir",
+            dir.to_str().expect("utf-8"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pgsplit demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let connect_line = format!("psql -h 127.0.0.1 -p {port} -U postgres postgres");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&connect_line)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the demo did not print {connect_line:?} within 90 s; it printed:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
+    assert_eq!(psql(port, "SELECT count(*) FROM pg_stat_replication"), "3");
+    sigterm(&child);
+    let status = wait_bounded(&mut child, Duration::from_secs(30))
+        .expect("the demo stops within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !Path::new(&dir).exists(),
+        "the demo removed {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn demo_without_server_binaries_says_how_to_install_them() {
+    let out = Command::new(PGSPLIT)
+        .args(["demo"])
+        .env("PGSPLIT_PG_BINDIR", "/nonexistent/postgresql/bin")
+        .output()
+        .expect("run pgsplit demo");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("apt-get install"), "{stderr}");
+}
