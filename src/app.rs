@@ -43,7 +43,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
         None => None,
     };
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let monitor = (config.monitor.clone(), config.timeouts.connect);
     let shared = Shared::new(config)?;
+    crate::topology::monitor::spawn(&shared.topology.load(), &monitor.0, monitor.1);
     if let Some(listener) = admin_listener {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -51,6 +51,19 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::Ex
     }
 }
 
+/// A child process killed if the test ends early (a failed assertion must not leave a demo
+/// holding its ports for the next run).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn sigterm(child: &Child) {
     // SAFETY: sending a signal to our own child process.
     unsafe {
@@ -171,17 +184,19 @@ fn run_with_quick_start_flags_serves_clients_and_admin_and_stops_on_sigterm() {
         args.extend(["--replica".to_string(), r.addr()]);
     }
     args.extend(["--admin".to_string(), admin.clone()]);
-    let mut child = Command::new(PGSPLIT)
-        .args(&args)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pgsplit run");
+    let mut child = KillOnDrop(
+        Command::new(PGSPLIT)
+            .args(&args)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgsplit run"),
+    );
     wait_listening(port, Duration::from_secs(20));
     assert_eq!(http_status(&admin, "/healthz"), Some(200));
     assert_eq!(http_status(&admin, "/readyz"), Some(200));
     assert_eq!(psql(port, "SELECT 40 + 2"), "42");
-    sigterm(&child);
-    let status = wait_bounded(&mut child, Duration::from_secs(20))
+    sigterm(&child.0);
+    let status = wait_bounded(&mut child.0, Duration::from_secs(20))
         .expect("pgsplit exits within 20 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
@@ -194,19 +209,21 @@ fn run_with_quick_start_flags_serves_clients_and_admin_and_stops_on_sigterm() {
 fn demo_starts_a_cluster_serves_psql_and_cleans_up_on_sigterm() {
     let port = free_port();
     let dir = std::env::temp_dir().join(common::unique_name("demo"));
-    let mut child = Command::new(PGSPLIT)
-        .args([
-            "demo",
-            "--port",
-            &port.to_string(),
-            "--dir",
-            dir.to_str().expect("utf-8"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start pgsplit demo");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut child = KillOnDrop(
+        Command::new(PGSPLIT)
+            .args([
+                "demo",
+                "--port",
+                &port.to_string(),
+                "--dir",
+                dir.to_str().expect("utf-8"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgsplit demo"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -221,7 +238,6 @@ fn demo_starts_a_cluster_serves_psql_and_cleans_up_on_sigterm() {
         match rx.recv_timeout(left) {
             Ok(line) => seen.push(line),
             Err(_) => {
-                let _ = child.kill();
                 panic!(
                     "the demo did not print {connect_line:?} within 90 s; it printed:\n{}",
                     seen.join("\n")
@@ -229,9 +245,16 @@ fn demo_starts_a_cluster_serves_psql_and_cleans_up_on_sigterm() {
             }
         }
     }
-    assert_eq!(psql(port, "SELECT count(*) FROM pg_stat_replication"), "3");
-    sigterm(&child);
-    let status = wait_bounded(&mut child, Duration::from_secs(30))
+    // txid_current() makes it a write, so it runs on the primary, which has the 3 replicas.
+    assert_eq!(
+        psql(
+            port,
+            "WITH w AS (SELECT txid_current()) SELECT count(*) FROM pg_stat_replication, w"
+        ),
+        "3"
+    );
+    sigterm(&child.0);
+    let status = wait_bounded(&mut child.0, Duration::from_secs(30))
         .expect("the demo stops within 30 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(

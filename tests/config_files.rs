@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pgsplit::config::Config;
+use pgsplit::config::{Config, LoadBalancing, NodeConfig, RoutingSettings};
 
 fn example_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -69,6 +69,23 @@ fn the_multi_cluster_example_routes_by_database() {
     assert_eq!(config.cluster_for_database("analytics").name, "reporting");
     assert_eq!(config.cluster_for_database("app").name, "main");
     assert_eq!(config.clusters[0].primary.name, "main.primary");
+}
+
+/// The documented example writes out the routing and balancing keys with their defaults, so
+/// the values it shows are the ones a file without them gets.
+#[test]
+fn the_documented_example_shows_the_balancing_defaults() {
+    let config = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/pgsplit.toml"));
+    assert_eq!(config.routing, RoutingSettings::default());
+    let cluster = &config.clusters[0];
+    assert_eq!(cluster.load_balancing, LoadBalancing::default());
+    assert_eq!(cluster.primary_read_weight, 0);
+    let nodes = std::iter::once(&cluster.primary).chain(&cluster.replicas);
+    assert!(
+        nodes
+            .into_iter()
+            .all(|node| node.weight == NodeConfig::DEFAULT_WEIGHT)
+    );
 }
 
 #[test]

@@ -48,8 +48,13 @@ pub struct ServerConn {
     pub key: CancelKey,
     /// Every ParameterStatus the server reported, kept current while relaying.
     pub params: HashMap<String, String>,
-    /// Session settings as the connection's startup packet set them (what RESET returns to).
-    pub startup_settings: Vec<(String, String)>,
+    /// Settings applied to this connection with SET (name -> the SQL that set it). Connections
+    /// open with none, so RESET returns a setting to the server's default.
+    pub settings: HashMap<String, String>,
+    /// Protocol-level prepared statements on this connection: name -> hash of the definition.
+    pub prepared: HashMap<String, u64>,
+    /// SQL-level prepared statements on this connection: name -> the PREPARE statement.
+    pub sql_prepared: HashMap<String, String>,
     /// Transaction status from the last ReadyForQuery: b'I', b'T' or b'E'.
     pub tx_status: u8,
 }
@@ -86,12 +91,9 @@ impl ServerConn {
             addr: spec.addr.clone(),
             key: CancelKey { pid: 0, secret: 0 },
             params: HashMap::new(),
-            startup_settings: spec
-                .startup
-                .iter()
-                .filter(|(k, _)| k != "user" && k != "database")
-                .cloned()
-                .collect(),
+            settings: HashMap::new(),
+            prepared: HashMap::new(),
+            sql_prepared: HashMap::new(),
             tx_status: b'I',
         };
         conn.send_startup(spec).await?;
@@ -274,6 +276,38 @@ impl ServerConn {
         }
     }
 
+    /// Runs a one-value query of pgsplit's own (e.g. the WAL position after a commit) and
+    /// returns the first column of its first row.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, BackendError> {
+        let mut buf = BytesMut::new();
+        postgres_protocol::message::frontend::query(sql, &mut buf)
+            .map_err(|e| BackendError::Malformed(e.to_string()))?;
+        self.write_all(&buf).await?;
+        let mut value = None;
+        let mut error = None;
+        loop {
+            let frame = self.read_frame().await?;
+            self.observe(&frame);
+            match frame.tag {
+                tag::READY_FOR_QUERY => break,
+                tag::ERROR_RESPONSE => error = Some(frame.bytes),
+                b'D' if value.is_none() => value = first_column(frame.body()),
+                _ => {}
+            }
+        }
+        match error {
+            Some(bytes) => Err(BackendError::Server(bytes)),
+            None => Ok(value),
+        }
+    }
+
+    /// Forgets all session state, after `DISCARD ALL` ran on the connection.
+    pub fn forget_session_state(&mut self) {
+        self.settings.clear();
+        self.prepared.clear();
+        self.sql_prepared.clear();
+    }
+
     /// True if the idle connection was closed or sent something unasked (then it is unusable).
     pub fn is_stale(&self) -> bool {
         let mut probe = [0u8; 1];
@@ -284,6 +318,13 @@ impl ServerConn {
     pub async fn terminate(mut self) {
         let _ = self.stream.write_all(&[tag::TERMINATE, 0, 0, 0, 4]).await;
     }
+}
+
+/// The first column of a DataRow body as text (None for NULL or a malformed row).
+fn first_column(body: &[u8]) -> Option<String> {
+    let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
+    let bytes = body.get(6..6 + usize::try_from(len).ok()?)?;
+    String::from_utf8(bytes.to_vec()).ok()
 }
 
 /// Asks the server process behind `key` to cancel its current query (a separate connection,

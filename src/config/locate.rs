@@ -204,6 +204,11 @@ fn plain_words(message: &str) -> String {
         .replacen("unknown field", "unknown key", 1)
         .replacen("unknown variant", "unknown value", 1)
         .replace("expected usize", "expected a whole number, 0 or more")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
 }
 
 /// serde reports a missing key at the table that lacks it; name the key itself in the path.

@@ -11,6 +11,10 @@
 //!   position, from 1). With several clusters these are prefixed with the cluster's name
 //!   ("main.primary", "shard2.replica1") so that node names stay unique across the file.
 //! - `auth = "trust"` needs no password; one given anyway is still used towards the servers.
+//! - A node's `weight` belongs to the node (it applies whenever the node serves balanced reads
+//!   as a replica); `primary_read_weight` belongs to the cluster's primary role, whichever node
+//!   holds it. Only `load_balancing = "weighted"` reads weights; weight 0 takes a node out of
+//!   weighted balancing.
 //!
 //! The module reads the file and nothing else: no DNS, no connections.
 
@@ -52,6 +56,8 @@ pub struct Config {
     pub pool: PoolSettings,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub routing: RoutingSettings,
+    pub monitor: MonitorSettings,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
@@ -102,11 +108,81 @@ pub struct Limits {
     pub max_client_connections: usize,
 }
 
+/// How pgsplit watches the replicas' replay positions (for read-your-writes), over
+/// connections of its own.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// The role the monitor logs in as on every node.
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    /// How often each replica's replay position is read.
+    #[serde(deserialize_with = "schema::duration")]
+    pub interval: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            user: "postgres".to_string(),
+            password: None,
+            database: "postgres".to_string(),
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl fmt::Debug for MonitorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorSettings")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .field("database", &self.database)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+/// How statements are classified, beyond what the SQL text itself says.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSettings {
+    /// User functions a read may call and still go to a replica: `name` or `schema.name`, in
+    /// lower case (PostgreSQL folds unquoted names so; the file may use any case).
+    pub read_only_functions: Vec<String>,
+    /// Memory for cached classifications of statement texts, in bytes; 0 caches nothing.
+    pub classify_cache_bytes: u64,
+}
+
+/// How a cluster spreads balanced reads over its candidates (the eligible replicas, and the
+/// primary when `primary_read_weight` is above 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    /// Each candidate in turn.
+    #[default]
+    RoundRobin,
+    /// In proportion to the candidates' weights, interleaved (smooth weighted round robin).
+    Weighted,
+    /// The candidate with the fewest statements in flight.
+    LeastConnections,
+    /// Uniformly at random.
+    Random,
+    /// The candidate answering fastest lately.
+    LeastResponseTime,
+    /// Always the same candidate for the same client address.
+    ClientHash,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     pub name: String,
     /// Databases this cluster serves; empty means any.
     pub databases: Vec<String>,
+    pub load_balancing: LoadBalancing,
+    /// The primary's weight among read candidates; 0: it takes no balanced reads.
+    pub primary_read_weight: u32,
     pub primary: NodeConfig,
     pub replicas: Vec<NodeConfig>,
 }
@@ -116,6 +192,8 @@ pub struct NodeConfig {
     pub name: String,
     pub host: String,
     pub port: u16,
+    /// Share of balanced reads under `LoadBalancing::Weighted`; 0: never chosen by it.
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -173,6 +251,15 @@ impl Default for Limits {
     }
 }
 
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            read_only_functions: Vec::new(),
+            classify_cache_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
 impl PoolMode {
     /// The name used in the file.
     pub fn as_str(self) -> &'static str {
@@ -184,6 +271,36 @@ impl PoolMode {
 }
 
 impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl LoadBalancing {
+    /// Every algorithm, in the order the documentation lists them.
+    pub const ALL: [LoadBalancing; 6] = [
+        Self::RoundRobin,
+        Self::Weighted,
+        Self::LeastConnections,
+        Self::Random,
+        Self::LeastResponseTime,
+        Self::ClientHash,
+    ];
+
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Weighted => "weighted",
+            Self::LeastConnections => "least_connections",
+            Self::Random => "random",
+            Self::LeastResponseTime => "least_response_time",
+            Self::ClientHash => "client_hash",
+        }
+    }
+}
+
+impl fmt::Display for LoadBalancing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -208,6 +325,9 @@ impl fmt::Display for AuthMethod {
 }
 
 impl NodeConfig {
+    /// The weight of a node that does not give one.
+    pub const DEFAULT_WEIGHT: u32 = 1;
+
     /// The node's address as `host:port`, with an IPv6 host in brackets.
     pub fn addr(&self) -> String {
         address::join_host_port(&self.host, self.port)

@@ -7,7 +7,7 @@ use super::schema::{
     DEFAULT_CLUSTER_NAME, NodeAddr, RawCluster, RawConfig, RawNode, default_node_name, replica_role,
 };
 use super::validate::validate;
-use super::{Config, NodeConfig};
+use super::{Config, LoadBalancing, NodeConfig};
 
 /// Settings given as flags. They win over the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct Overrides {
     /// `--primary host:port`: replaces the address of the first cluster's primary.
     pub primary: Option<String>,
     /// `--replica host:port`, repeatable: when any is given, they replace all replicas of the
-    /// first cluster. None given: the file's replicas stay.
+    /// first cluster (with default names and weights). None given: the file's replicas stay.
     pub replicas: Vec<String>,
 }
 
@@ -28,12 +28,15 @@ const REPLICA_FLAG: &str = "--replica";
 
 impl Config {
     /// The configuration of `pgsplit quick-start`: one cluster "main" with the given primary and
-    /// replicas (named "primary", "replica1", ...), no users (pass-through authentication), and
+    /// replicas (named "primary", "replica1", ..., each of weight 1; round-robin reads, none on
+    /// the primary), no users (pass-through authentication), and
     /// every other setting at its default.
     pub fn quick_start(primary: &str, replicas: &[String]) -> Result<Config, ConfigError> {
         let cluster = RawCluster {
             name: DEFAULT_CLUSTER_NAME.to_owned(),
             databases: Vec::new(),
+            load_balancing: LoadBalancing::default(),
+            primary_read_weight: 0,
             primary: flag_node(PRIMARY_FLAG, primary)?,
             replicas: replicas
                 .iter()
@@ -101,6 +104,7 @@ impl Config {
                 name: default_node_name(&cluster.name, several, &replica_role(i)),
                 host: addr.host,
                 port: addr.port,
+                weight: NodeConfig::DEFAULT_WEIGHT,
             });
         }
         cluster.replicas = replicas;
@@ -121,8 +125,5 @@ fn flag_addr(flag: &str, text: &str) -> Result<NodeAddr, ConfigError> {
 }
 
 fn flag_node(flag: &str, text: &str) -> Result<RawNode, ConfigError> {
-    Ok(RawNode {
-        name: None,
-        addr: flag_addr(flag, text)?,
-    })
+    Ok(RawNode::at(flag_addr(flag, text)?))
 }

@@ -15,7 +15,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
-use super::{ClusterConfig, Config, Limits, NodeConfig, PoolSettings, Timeouts, UserConfig};
+use super::{
+    ClusterConfig, Config, Limits, LoadBalancing, MonitorSettings, NodeConfig, PoolSettings,
+    RoutingSettings, Timeouts, UserConfig,
+};
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
 pub(crate) const DEFAULT_CLUSTER_NAME: &str = "main";
@@ -34,6 +37,10 @@ pub(crate) struct RawConfig {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub routing: RoutingSettings,
+    #[serde(default)]
+    pub monitor: MonitorSettings,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -49,6 +56,10 @@ pub(crate) struct RawCluster {
     pub name: String,
     #[serde(default)]
     pub databases: Vec<String>,
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
+    #[serde(default)]
+    pub primary_read_weight: u32,
     pub primary: RawNode,
     #[serde(default)]
     pub replicas: Vec<RawNode>,
@@ -60,6 +71,8 @@ pub(crate) struct RawNode {
     #[serde(default)]
     pub name: Option<String>,
     pub addr: NodeAddr,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 /// A listener address: numeric IP and port.
@@ -145,6 +158,10 @@ impl<T> Visitor<'_> for ParseVisitor<T> {
     }
 }
 
+fn default_weight() -> u32 {
+    NodeConfig::DEFAULT_WEIGHT
+}
+
 fn default_cluster_name() -> String {
     DEFAULT_CLUSTER_NAME.to_owned()
 }
@@ -176,6 +193,8 @@ impl RawConfig {
             pool: self.pool,
             timeouts: self.timeouts,
             limits: self.limits,
+            routing: self.routing.normalized(),
+            monitor: self.monitor,
             clusters: self
                 .clusters
                 .into_iter()
@@ -208,6 +227,8 @@ impl RawCluster {
         ClusterConfig {
             name: self.name,
             databases: self.databases,
+            load_balancing: self.load_balancing,
+            primary_read_weight: self.primary_read_weight,
             primary,
             replicas,
         }
@@ -220,7 +241,27 @@ impl RawNode {
             name: self.name.unwrap_or_else(default_name),
             host: self.addr.host,
             port: self.addr.port,
+            weight: self.weight,
         }
+    }
+
+    /// A node given by address alone (a command-line flag): default name and weight.
+    pub fn at(addr: NodeAddr) -> Self {
+        Self {
+            name: None,
+            addr,
+            weight: NodeConfig::DEFAULT_WEIGHT,
+        }
+    }
+}
+
+impl RoutingSettings {
+    /// PostgreSQL folds unquoted names to lower case, so the file's `MyFunc` is `myfunc`.
+    fn normalized(mut self) -> Self {
+        for name in &mut self.read_only_functions {
+            name.make_ascii_lowercase();
+        }
+        self
     }
 }
 

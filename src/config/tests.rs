@@ -53,17 +53,23 @@ fn defaults_fill_everything_left_out() {
     assert_eq!(config.timeouts.shutdown, Duration::from_secs(30));
     assert_eq!(config.limits.max_message_size, 268_435_456);
     assert_eq!(config.limits.max_client_connections, 10_000);
+    assert_eq!(config.routing, RoutingSettings::default());
+    assert!(config.routing.read_only_functions.is_empty());
+    assert_eq!(config.routing.classify_cache_bytes, 8_388_608);
     assert!(config.users.is_empty());
     assert_eq!(config.source, None);
     let cluster = &config.clusters[0];
     assert_eq!(cluster.name, "main");
     assert!(cluster.databases.is_empty());
+    assert_eq!(cluster.load_balancing, LoadBalancing::RoundRobin);
+    assert_eq!(cluster.primary_read_weight, 0);
     assert_eq!(
         cluster.primary,
         NodeConfig {
             name: "primary".into(),
             host: "db1".into(),
-            port: 5432
+            port: 5432,
+            weight: 1,
         }
     );
     assert!(cluster.replicas.is_empty());
@@ -85,11 +91,16 @@ fn every_key_of_the_documented_layout_is_read() {
         "[limits]",
         "max_message_size = 1024",
         "max_client_connections = 3",
+        "[routing]",
+        "read_only_functions = [\"price_of\", \"Shop.Stock_Level\"]",
+        "classify_cache_bytes = 0",
         "[[clusters]]",
         "name = \"east\"",
         "databases = [\"app\", \"shop\"]",
-        "primary = { name = \"p\", addr = \"10.0.0.1:5432\" }",
-        "replicas = [ { name = \"r\", addr = \"[::1]:5433\" }, { addr = \"db3:5434\" } ]",
+        "load_balancing = \"least_response_time\"",
+        "primary_read_weight = 2",
+        "primary = { name = \"p\", addr = \"10.0.0.1:5432\", weight = 0 }",
+        "replicas = [ { name = \"r\", addr = \"[::1]:5433\", weight = 7 }, { addr = \"db3:5434\" } ]",
         "[[users]]",
         "name = \"app\"",
         "password = \"secret\"",
@@ -107,16 +118,28 @@ fn every_key_of_the_documented_layout_is_read() {
     assert_eq!(config.timeouts.shutdown, Duration::from_secs(90));
     assert_eq!(config.limits.max_message_size, 1024);
     assert_eq!(config.limits.max_client_connections, 3);
+    // Unquoted names are folded to lower case, as PostgreSQL does.
+    assert_eq!(
+        config.routing.read_only_functions,
+        ["price_of", "shop.stock_level"]
+    );
+    assert_eq!(config.routing.classify_cache_bytes, 0);
     let cluster = &config.clusters[0];
     assert_eq!(cluster.name, "east");
     assert_eq!(cluster.databases, ["app", "shop"]);
+    assert_eq!(cluster.load_balancing, LoadBalancing::LeastResponseTime);
+    assert_eq!(cluster.primary_read_weight, 2);
     assert_eq!(cluster.primary.addr(), "10.0.0.1:5432");
+    assert_eq!(cluster.primary.weight, 0);
     let replicas: Vec<_> = cluster
         .replicas
         .iter()
-        .map(|n| (n.name.as_str(), n.host.as_str(), n.port))
+        .map(|n| (n.name.as_str(), n.host.as_str(), n.port, n.weight))
         .collect();
-    assert_eq!(replicas, [("r", "::1", 5433), ("replica2", "db3", 5434)]);
+    assert_eq!(
+        replicas,
+        [("r", "::1", 5433, 7), ("replica2", "db3", 5434, 1)]
+    );
     let user = config.user("app").cloned();
     assert_eq!(
         user,
@@ -175,6 +198,42 @@ fn databases_go_to_the_cluster_listing_them_else_the_first() {
     assert_eq!(config.cluster_for_database("analytics").name, "reports");
     assert_eq!(config.cluster_for_database("app").name, "general");
     assert_eq!(config.default_cluster().name, "general");
+}
+
+#[test]
+fn every_load_balancing_algorithm_is_read_by_its_documented_name() {
+    for algorithm in LoadBalancing::ALL {
+        let text = format!("{MINIMAL}\nload_balancing = \"{algorithm}\"\n");
+        assert_eq!(load(&text).clusters[0].load_balancing, algorithm);
+    }
+}
+
+#[test]
+fn weight_zero_is_allowed_while_something_else_can_be_weighed() {
+    let config = load(&lines(&[
+        "[[clusters]]",
+        "load_balancing = \"weighted\"",
+        "primary = { addr = \"a:1\" }",
+        "replicas = [ { addr = \"b:1\", weight = 0 }, { addr = \"c:1\", weight = 3 } ]",
+        "[[clusters]]",
+        "name = \"primary-reads\"",
+        "databases = [\"x\"]",
+        "load_balancing = \"weighted\"",
+        "primary_read_weight = 1",
+        "primary = { addr = \"d:1\" }",
+        "replicas = [ { addr = \"e:1\", weight = 0 } ]",
+        "[[clusters]]",
+        "name = \"unweighted\"",
+        "databases = [\"y\"]",
+        "primary = { addr = \"f:1\" }",
+        "replicas = [ { addr = \"g:1\", weight = 0 } ]",
+    ]));
+    let weights: Vec<u32> = config.clusters[0]
+        .replicas
+        .iter()
+        .map(|n| n.weight)
+        .collect();
+    assert_eq!(weights, [0, 3]);
 }
 
 #[test]
@@ -252,7 +311,7 @@ fn errors_name_the_exact_line_and_key() {
             ]),
             5,
             "clusters[0].replicas[1].adr",
-            "unknown key `adr`, expected `name` or `addr`",
+            "unknown key `adr`, expected one of `name`, `addr`, `weight`",
         ),
         // Wrong types and bad values.
         (
@@ -317,7 +376,115 @@ fn errors_name_the_exact_line_and_key() {
             "users[0].auth",
             "unknown value `cert`, expected one of `trust`, `password`, `md5`, `scram-sha-256`",
         ),
+        (
+            lines(&[MINIMAL, "load_balancing = \"least_conn\""]),
+            3,
+            "clusters[0].load_balancing",
+            "unknown value `least_conn`, expected one of `round_robin`, `weighted`, \
+             `least_connections`, `random`, `least_response_time`, `client_hash`",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "primary = { addr = \"a:1\" }",
+                "replicas = [ { addr = \"b:1\", weight = -1 } ]",
+            ]),
+            3,
+            "clusters[0].replicas[0].weight",
+            "invalid value: integer `-1`, expected a whole number from 0 to 4294967295",
+        ),
+        (
+            lines(&[
+                "[[clusters]]",
+                "primary = { addr = \"a:1\", weight = \"heavy\" }",
+            ]),
+            2,
+            "clusters[0].primary.weight",
+            "invalid type: string \"heavy\", expected a whole number from 0 to 4294967295",
+        ),
+        (
+            lines(&[MINIMAL, "primary_read_weight = 4294967296"]),
+            3,
+            "clusters[0].primary_read_weight",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            lines(&["[routing]", "classify_cache_bytes = -1", MINIMAL]),
+            2,
+            "routing.classify_cache_bytes",
+            "expected a whole number, 0 or more",
+        ),
+        (
+            lines(&["[routing]", "read_only_function = []", MINIMAL]),
+            2,
+            "routing.read_only_function",
+            "unknown key `read_only_function`, expected `read_only_functions` or \
+             `classify_cache_bytes`",
+        ),
         // Validation.
+        (
+            lines(&[
+                "[[clusters]]",
+                "load_balancing = \"weighted\"",
+                "primary = { addr = \"a:1\" }",
+                "replicas = [ { addr = \"b:1\", weight = 0 } ]",
+            ]),
+            2,
+            "clusters[0].load_balancing",
+            "every read candidate of cluster \"main\" has weight 0, so \"weighted\" has \
+             nothing to weigh; give a replica (or `primary_read_weight`) a weight above 0",
+        ),
+        (
+            lines(&[
+                "[routing]",
+                "read_only_functions = [",
+                "  \"ok\",",
+                "  \"public.\",",
+                "]",
+                MINIMAL,
+            ]),
+            4,
+            "routing.read_only_functions[1]",
+            "invalid function name \"public.\"; write `name` or `schema.name`",
+        ),
+        (
+            lines(&["[routing]", "read_only_functions = [\"a.b.c\"]", MINIMAL]),
+            2,
+            "routing.read_only_functions[0]",
+            "invalid function name \"a.b.c\"",
+        ),
+        (
+            lines(&["[routing]", "read_only_functions = [\"f()\"]", MINIMAL]),
+            2,
+            "routing.read_only_functions[0]",
+            "invalid function name \"f()\"",
+        ),
+        (
+            lines(&["[routing]", "read_only_functions = [\"\"]", MINIMAL]),
+            2,
+            "routing.read_only_functions[0]",
+            "invalid function name \"\"",
+        ),
+        (
+            lines(&[
+                "[routing]",
+                &format!("read_only_functions = [\"{}\"]", "f".repeat(64)),
+                MINIMAL,
+            ]),
+            2,
+            "routing.read_only_functions[0]",
+            "at most 63 characters",
+        ),
+        (
+            lines(&[
+                "[routing]",
+                "read_only_functions = [\"s.f\", \"S.F\"]",
+                MINIMAL,
+            ]),
+            2,
+            "routing.read_only_functions[1]",
+            "duplicate function \"s.f\", already given at routing.read_only_functions[0]",
+        ),
         (
             lines(&["listen = \"127.0.0.1:6432\""]),
             1,
@@ -553,18 +720,21 @@ fn quick_start_is_one_cluster_with_defaults() {
     let cluster = &config.clusters[0];
     assert_eq!(cluster.name, "main");
     assert_eq!(cluster.primary.addr(), "db1:5432");
+    assert_eq!(cluster.load_balancing, LoadBalancing::RoundRobin);
+    assert_eq!(cluster.primary_read_weight, 0);
     let replicas: Vec<_> = cluster
         .replicas
         .iter()
-        .map(|n| (n.name.clone(), n.addr()))
+        .map(|n| (n.name.clone(), n.addr(), n.weight))
         .collect();
     assert_eq!(
         replicas,
         [
-            ("replica1".to_owned(), "db2:5432".to_owned()),
-            ("replica2".to_owned(), "[::1]:5433".to_owned())
+            ("replica1".to_owned(), "db2:5432".to_owned(), 1),
+            ("replica2".to_owned(), "[::1]:5433".to_owned(), 1)
         ]
     );
+    assert_eq!(config.routing, RoutingSettings::default());
     assert!(config.users.is_empty());
 }
 
@@ -612,8 +782,12 @@ fn overrides_replace_what_they_name_and_nothing_else() {
         (first.primary.name.as_str(), first.primary.addr()),
         ("pg", "new:5432".into())
     );
-    let names: Vec<&str> = first.replicas.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(names, ["main.replica1", "main.replica2"]);
+    let names: Vec<(&str, u32)> = first
+        .replicas
+        .iter()
+        .map(|n| (n.name.as_str(), n.weight))
+        .collect();
+    assert_eq!(names, [("main.replica1", 1), ("main.replica2", 1)]);
     assert_eq!(config.clusters[1], before.clusters[1]);
 }
 
@@ -708,8 +882,11 @@ fn topology_report_shows_the_topology_and_no_secrets() {
         "admin     127.0.0.1:9930",
         "transaction mode",
         "cluster main (default",
-        "databases  any",
-        "primary  primary  db1:5432",
+        "databases       any",
+        "load balancing  round_robin over the replicas (weights unused)",
+        "role     node     address   read weight",
+        "primary  primary  db1:5432  0",
+        "routing   classification cache 8 MiB, extra read-only functions: none",
         "app     scram-sha-256  a plain password",
         "legacy  md5            an md5 hash",
         "s       scram-sha-256  a SCRAM-SHA-256 verifier",
@@ -726,4 +903,30 @@ fn topology_report_without_users_says_pass_through() {
     let report = load(MINIMAL).topology_report();
     assert!(report.contains("pass-through"), "{report}");
     assert!(report.contains("admin     off"), "{report}");
+}
+
+#[test]
+fn topology_report_shows_the_algorithm_and_read_weights() {
+    let report = load(&lines(&[
+        "[routing]",
+        "read_only_functions = [\"f\", \"s.g\"]",
+        "[[clusters]]",
+        "load_balancing = \"weighted\"",
+        "primary_read_weight = 2",
+        "primary = { addr = \"a:1\", weight = 9 }",
+        "replicas = [ { addr = \"b:1\", weight = 5 }, { addr = \"c:1\", weight = 0 } ]",
+    ]))
+    .topology_report();
+    for expected in [
+        "load balancing  weighted over the replicas and the primary",
+        "primary  primary   a:1      2",
+        "replica  replica1  b:1      5",
+        "replica  replica2  c:1      0",
+        "extra read-only functions: f, s.g",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected:?} missing in:\n{report}"
+        );
+    }
 }

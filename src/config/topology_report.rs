@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::secret::PasswordKind;
-use super::{ClusterConfig, Config, NodeConfig, UserConfig};
+use super::{ClusterConfig, Config, LoadBalancing, NodeConfig, RoutingSettings, UserConfig};
 
-const KIB: usize = 1024;
-const MIB: usize = 1024 * KIB;
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
 
 impl Config {
     /// A human-readable table of the effective topology and settings.
@@ -33,6 +33,7 @@ impl Config {
         let pool = &self.pool;
         let timeouts = &self.timeouts;
         let limits = &self.limits;
+        let max_message_size = u64::try_from(limits.max_message_size).unwrap_or(u64::MAX);
         let rows = [
             ("listen", self.listen.to_string()),
             (
@@ -63,10 +64,11 @@ impl Config {
                 "limits",
                 format!(
                     "messages up to {}, up to {} client connections",
-                    size(limits.max_message_size),
+                    size(max_message_size),
                     limits.max_client_connections
                 ),
             ),
+            ("routing", routing_summary(&self.routing)),
         ];
         rows.into_iter()
             .map(|(name, value)| vec![name.to_owned(), value])
@@ -85,21 +87,62 @@ fn cluster_section(cluster: &ClusterConfig, is_default: bool) -> String {
     } else {
         cluster.databases.join(", ")
     };
-    out.push_str(&render_table(&[vec!["databases".into(), databases]], "  "));
-    let mut rows = vec![header(&["role", "node", "address"])];
-    rows.push(node_row("primary", &cluster.primary));
+    let settings = [
+        vec!["databases".into(), databases],
+        vec!["load balancing".into(), balancing_summary(cluster)],
+    ];
+    out.push_str(&render_table(&settings, "  "));
+    // A read weight is what balancing uses: the primary's comes from the cluster, since it
+    // belongs to the primary role rather than to the node.
+    let mut rows = vec![header(&["role", "node", "address", "read weight"])];
+    rows.push(node_row(
+        "primary",
+        &cluster.primary,
+        cluster.primary_read_weight,
+    ));
     rows.extend(
         cluster
             .replicas
             .iter()
-            .map(|node| node_row("replica", node)),
+            .map(|node| node_row("replica", node, node.weight)),
     );
     out.push_str(&render_table(&rows, "  "));
     out
 }
 
-fn node_row(role: &str, node: &NodeConfig) -> Vec<String> {
-    vec![role.to_owned(), node.name.clone(), node.addr()]
+fn balancing_summary(cluster: &ClusterConfig) -> String {
+    let over = if cluster.primary_read_weight > 0 {
+        "the replicas and the primary"
+    } else {
+        "the replicas"
+    };
+    let weights = if cluster.load_balancing == LoadBalancing::Weighted {
+        ""
+    } else {
+        " (weights unused)"
+    };
+    format!("{} over {over}{weights}", cluster.load_balancing)
+}
+
+fn node_row(role: &str, node: &NodeConfig, read_weight: u32) -> Vec<String> {
+    vec![
+        role.to_owned(),
+        node.name.clone(),
+        node.addr(),
+        read_weight.to_string(),
+    ]
+}
+
+fn routing_summary(routing: &RoutingSettings) -> String {
+    let functions = if routing.read_only_functions.is_empty() {
+        "none".to_owned()
+    } else {
+        routing.read_only_functions.join(", ")
+    };
+    format!(
+        "classification cache {}, extra read-only functions: {functions}",
+        size(routing.classify_cache_bytes)
+    )
 }
 
 fn users_section(users: &[UserConfig]) -> String {
@@ -159,7 +202,7 @@ fn duration(value: Duration) -> String {
     humantime::format_duration(value).to_string()
 }
 
-fn size(bytes: usize) -> String {
+fn size(bytes: u64) -> String {
     match bytes {
         b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
         b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),

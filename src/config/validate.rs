@@ -9,17 +9,20 @@ use std::time::Duration;
 
 use super::error::{KeyPath, Problem};
 use super::secret::{PasswordKind, SCRAM_SHAPE, is_malformed_scram};
-use super::{AuthMethod, Config, UserConfig};
+use super::{AuthMethod, ClusterConfig, Config, LoadBalancing, RoutingSettings, UserConfig};
 
 /// Below this a client could not even send a modest query; PostgreSQL's own startup packets
 /// and error messages fit well within it.
 pub(crate) const MIN_MESSAGE_SIZE: usize = 1024;
 /// The largest length a message header (a signed 32-bit integer) can carry.
 const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
+/// PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), so a longer name never matches.
+const MAX_IDENTIFIER_LEN: usize = 63;
 
 /// Returns the first problem found, in file order within each kind of check.
 pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     check_settings(config)?;
+    check_routing(&config.routing)?;
     check_clusters(config)?;
     check_node_names(config)?;
     check_databases(config)?;
@@ -103,6 +106,7 @@ fn check_clusters(config: &Config) -> Result<(), Problem> {
     for (i, cluster) in config.clusters.iter().enumerate() {
         let path = clusters.index(i);
         check_name(&cluster.name, path.key("name"), "a cluster", false)?;
+        check_weights(cluster, path.key("load_balancing"))?;
         // The first cluster is the default; an empty list anywhere else would make a cluster
         // nothing can reach.
         if i > 0 && cluster.databases.is_empty() {
@@ -122,6 +126,70 @@ fn check_clusters(config: &Config) -> Result<(), Problem> {
         "cluster name",
         "cluster names must be unique",
     )
+}
+
+/// Weight 0 takes a node out of weighted balancing; when every candidate has it, the balancer
+/// would have to ignore the weights after all, which is surely not what was meant.
+fn check_weights(cluster: &ClusterConfig, path: KeyPath) -> Result<(), Problem> {
+    let all_zero =
+        cluster.primary_read_weight == 0 && cluster.replicas.iter().all(|r| r.weight == 0);
+    if cluster.load_balancing != LoadBalancing::Weighted || cluster.replicas.is_empty() || !all_zero
+    {
+        return Ok(());
+    }
+    Err(Problem::new(
+        path,
+        format!(
+            "every read candidate of cluster {:?} has weight 0, so \"weighted\" has nothing to \
+             weigh; give a replica (or `primary_read_weight`) a weight above 0",
+            cluster.name
+        ),
+    ))
+}
+
+fn check_routing(routing: &RoutingSettings) -> Result<(), Problem> {
+    let path = KeyPath::top("routing").key("read_only_functions");
+    let names = routing.read_only_functions.iter().enumerate();
+    for (i, name) in names.clone() {
+        check_function_name(name, path.index(i))?;
+    }
+    check_unique(
+        names.map(|(i, name)| (name.as_str(), path.index(i))),
+        "function",
+        "list each function once",
+    )
+}
+
+/// `name` or `schema.name`, each part an unquoted PostgreSQL identifier: what a statement can
+/// call without quotes, so what the classifier can match.
+fn check_function_name(name: &str, path: KeyPath) -> Result<(), Problem> {
+    let mut parts = name.split('.');
+    let valid = match (parts.next(), parts.next(), parts.next()) {
+        (Some(function), None, None) => is_identifier(function),
+        (Some(schema), Some(function), None) => is_identifier(schema) && is_identifier(function),
+        _ => false,
+    };
+    if valid {
+        return Ok(());
+    }
+    Err(Problem::new(
+        path,
+        format!(
+            "invalid function name {name:?}; write `name` or `schema.name`, each part a letter \
+             or '_' followed by letters, digits, '_' or '$', at most {MAX_IDENTIFIER_LEN} \
+             characters"
+        ),
+    ))
+}
+
+fn is_identifier(part: &str) -> bool {
+    let mut chars = part.chars();
+    let starts_well = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    starts_well
+        && part.len() <= MAX_IDENTIFIER_LEN
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 fn check_node_names(config: &Config) -> Result<(), Problem> {

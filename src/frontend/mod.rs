@@ -3,9 +3,12 @@
 mod cancel;
 mod client;
 mod error;
+mod forward;
 mod login;
 mod session;
+mod state;
 mod users;
+mod work;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,9 +19,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, LoadBalancing};
 use crate::pool::Pools;
 use crate::protocol::{ErrorFields, SqlState};
+use crate::route::RouteCounters;
+use crate::route::balance::Balancer;
+use crate::route::classify::{Classifier, FunctionPolicy};
 use crate::topology::Topology;
 
 pub use cancel::{CancelRegistry, CancelTarget};
@@ -31,6 +37,11 @@ pub struct Shared {
     pub topology: ArcSwap<Topology>,
     pub pools: Pools,
     pub cancels: Arc<CancelRegistry>,
+    pub classifier: Classifier,
+    pub route_counters: RouteCounters,
+    /// One balancer per cluster, by name: their cursors outlive topology snapshots.
+    balancers: HashMap<String, Balancer>,
+    fallback_balancer: Balancer,
     users: HashMap<String, ClientUser>,
     client_slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
@@ -49,6 +60,17 @@ impl Shared {
                 config.pool.checkout_timeout,
             ),
             cancels: Arc::new(CancelRegistry::default()),
+            classifier: Classifier::new(
+                FunctionPolicy::new(&config.routing.read_only_functions),
+                config.routing.classify_cache_bytes,
+            ),
+            route_counters: RouteCounters::default(),
+            balancers: config
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), Balancer::new(c.load_balancing)))
+                .collect(),
+            fallback_balancer: Balancer::new(LoadBalancing::default()),
             users,
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
             shutting_down: AtomicBool::new(false),
@@ -65,6 +87,14 @@ impl Shared {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The balancer of a cluster (a cluster added by a reload gets the default one until the
+    /// balancers are rebuilt).
+    pub fn balancer(&self, cluster: &str) -> &Balancer {
+        self.balancers
+            .get(cluster)
+            .unwrap_or(&self.fallback_balancer)
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -133,5 +163,5 @@ async fn accept_client(
         return;
     };
     tracing::debug!(%peer, "client connected");
-    session::run(client, shared).await;
+    session::run(client, shared, peer.ip()).await;
 }

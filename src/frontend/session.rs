@@ -1,25 +1,39 @@
-//! One client session: login, then the relay loop that carries the client's messages to its
-//! server connection and the server's answers back, looking only at message headers.
+//! One client session: login, then the relay loop. Client messages are gathered into units (a
+//! Query, or extended-protocol messages up to Sync or Flush); each unit that finds no server
+//! attached goes through the routing decision and borrows a connection, which goes back to the
+//! pool when the unit ends outside a transaction block (transaction pooling).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 
 use crate::backend::{ConnectSpec, ServerConn};
+use crate::config::PoolMode;
 use crate::pool::{Checkout, PoolKey};
 use crate::protocol::{Frame, SqlState, StartupParams, tag};
-use crate::route;
+use crate::route::classify::{Access, TxControl};
+use crate::route::{self, Reason, Route};
+use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
 use super::cancel::{CancelHandle, CancelTarget};
 use super::client::ClientConn;
 use super::error::FrontendError;
+use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
+use super::state::{SessionState, UnitOutcome};
+use super::work::{self, Work};
+
+/// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
+/// a client's pipeline never grows pgsplit's memory without bound.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Runs a client connection from its first byte to its end.
-pub async fn run(mut client: ClientConn, shared: Arc<Shared>) {
+pub async fn run(mut client: ClientConn, shared: Arc<Shared>, peer: IpAddr) {
     let login_timeout = shared.config.timeouts.client_login;
-    let opened = tokio::time::timeout(login_timeout, open_session(&mut client, &shared)).await;
+    let opened =
+        tokio::time::timeout(login_timeout, open_session(&mut client, &shared, peer)).await;
     let mut session = match opened {
         Ok(Ok(Some(session))) => session,
         Ok(Ok(None)) => return,
@@ -45,62 +59,131 @@ pub async fn run(mut client: ClientConn, shared: Arc<Shared>) {
     session.finish();
 }
 
-/// Startup, authentication and the first server connection; None for a cancel request.
+/// Startup, authentication and the greeting; None for a cancel request.
 async fn open_session(
     client: &mut ClientConn,
     shared: &Arc<Shared>,
+    peer: IpAddr,
 ) -> Result<Option<Session>, FrontendError> {
     let params = match login::read_opening(client, shared).await? {
         Opening::Cancelled => return Ok(None),
         Opening::Session(params) => params,
     };
     let credentials = login::authenticate(client, shared, &params).await?;
-    let mut session = Session::new(shared.clone(), params, credentials);
-    session.attach_server(client).await?;
+    let mut session = Session::new(shared.clone(), &params, credentials, peer);
+    let route = session.login_route();
+    session.attach(client, route).await?;
     session.greet(client).await?;
+    session.release_if_idle();
     Ok(Some(session))
+}
+
+/// The connection a session is using, and why it went there.
+struct Attached {
+    checkout: Checkout,
+    route: Route,
+    /// The unit in progress on the node, for least-connections and response times.
+    work: Option<WorkGuard>,
 }
 
 pub struct Session {
     shared: Arc<Shared>,
-    params: StartupParams,
     database: String,
+    options: String,
     credentials: ServerCredentials,
+    client_ip: IpAddr,
     cancel: CancelHandle,
-    server: Option<Checkout>,
-    /// Queries and Syncs sent to the server whose ReadyForQuery has not come back yet.
+    state: SessionState,
+    server: Option<Attached>,
+    /// Queries, Syncs and function calls sent whose ReadyForQuery has not come back yet.
     pending: usize,
+    /// Extended-protocol messages waiting for their Sync or Flush.
+    batch: Vec<Frame>,
+    batch_bytes: usize,
     /// Bytes for the server, written once per batch of client messages.
     to_server: BytesMut,
+    /// Drops the answers to messages pgsplit itself injected (re-preparing statements).
+    responses: ResponseFilter,
+    /// What the unit in progress did, applied to the session state when it ends.
+    unit: Work,
+    unit_failed: bool,
+    /// After a unit failed before reaching a server, its messages up to Sync are dropped, as
+    /// PostgreSQL does after an error.
+    discard_until_sync: bool,
     /// pgsplit checked the client's password, or a server accepted the client's credentials.
     identity_confirmed: bool,
+    /// Where the last balanced read went: statement preparation follows it there.
+    last_read_node: Option<Arc<Node>>,
+    /// The WAL position at or after the session's last committed write (0: none yet). A
+    /// replica serves the session's reads only once it has replayed this far.
+    causal_lsn: u64,
+    /// A unit since the last transaction end wrote: its commit needs a new causal token.
+    wrote: bool,
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, params: StartupParams, credentials: ServerCredentials) -> Session {
-        let database = params.database().unwrap_or_default().to_string();
+    fn new(
+        shared: Arc<Shared>,
+        params: &StartupParams,
+        credentials: ServerCredentials,
+        client_ip: IpAddr,
+    ) -> Session {
+        let settings = params
+            .session_settings()
+            .filter(|(name, _)| *name != "options")
+            .map(|(k, v)| (k.to_string(), v.to_string()));
         let cancel = shared.cancels.register();
-        let shared_has_no_users = shared.users.is_empty();
+        let identity_confirmed = !shared.users.is_empty();
         Session {
-            shared,
-            params,
-            database,
+            database: params.database().unwrap_or_default().to_string(),
+            options: params.get("options").unwrap_or_default().to_string(),
             credentials,
+            client_ip,
             cancel,
+            state: SessionState::new(settings),
             server: None,
             pending: 0,
+            batch: Vec::new(),
+            batch_bytes: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
-            identity_confirmed: !shared_has_no_users,
+            responses: ResponseFilter::default(),
+            unit: Work::default(),
+            unit_failed: false,
+            discard_until_sync: false,
+            identity_confirmed,
+            last_read_node: None,
+            causal_lsn: 0,
+            wrote: false,
+            shared,
+        }
+    }
+
+    fn session_mode(&self) -> bool {
+        self.shared.config.pool.mode == PoolMode::Session
+    }
+
+    fn login_route(&self) -> Route {
+        let topology = self.shared.topology.load();
+        Route {
+            node: topology
+                .cluster_for_database(&self.database)
+                .primary
+                .clone(),
+            reason: if self.session_mode() {
+                Reason::SessionMode
+            } else {
+                Reason::Login
+            },
+            detail: None,
         }
     }
 
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
     async fn greet(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
-        let server = self.server.as_ref().map(|c| &c.conn);
         let mut w = client.writer();
         w.authentication(0, &[]);
-        if let Some(conn) = server {
-            let mut params: Vec<_> = conn.params.iter().collect();
+        if let Some(attached) = &self.server {
+            let mut params: Vec<_> = attached.checkout.conn.params.iter().collect();
             params.sort();
             for (name, value) in params {
                 w.parameter_status(name, value);
@@ -111,50 +194,78 @@ impl Session {
         client.flush().await.map_err(|_| FrontendError::ClientGone)
     }
 
-    /// The decision point: asks the router where the next unit of work runs and borrows a
-    /// connection to that node. In pass-through mode, a server that wants a password makes us
-    /// ask the client for it once.
-    async fn attach_server(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+    /// The routing decision for a unit that needs a server.
+    fn decide(&self, work: &Work) -> Route {
         let topology = self.shared.topology.load();
         let cluster = topology.cluster_for_database(&self.database);
-        let route = route::decide(cluster);
-        tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), "route");
-        let checkout = match self.checkout(&route.node.name, &route.node.addr).await {
+        let balancer = self.shared.balancer(&cluster.name);
+        let route = route::decide(&route::Request {
+            cluster,
+            balancer,
+            access: work.access(),
+            parsed: work.parsed,
+            write_reason: work.write_reason.as_deref(),
+            tx: &work.tx,
+            default_read_only: self.state.default_read_only(),
+            pin: self.state.pin(),
+            session_mode: self.session_mode(),
+            client: self.client_ip,
+            executes: work.executes,
+            last_read_node: self.last_read_node.as_ref(),
+            min_lsn: self.causal_lsn,
+        });
+        tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), detail = ?route.detail, "route");
+        route
+    }
+
+    /// Borrows a connection to the route's node and brings it to the session's state. In
+    /// pass-through mode, a server that wants a password makes us ask the client for it once.
+    async fn attach(&mut self, client: &mut ClientConn, route: Route) -> Result<(), FrontendError> {
+        let checkout = match self.checkout(&route).await {
             Err(FrontendError::Backend(e)) if e.needs_password() && !self.identity_confirmed => {
                 self.credentials.password = Some(login::ask_cleartext_password(client).await?);
-                self.checkout(&route.node.name, &route.node.addr).await?
+                self.checkout(&route).await?
             }
             other => other?,
         };
+        self.identity_confirmed = true;
         self.cancel.set_target(Some(CancelTarget {
             addr: checkout.conn.addr.clone(),
             key: checkout.conn.key,
         }));
-        self.server = Some(checkout);
-        self.identity_confirmed = true;
+        self.shared.route_counters.record(route.reason);
+        if matches!(
+            route.reason,
+            Reason::Balanced(_) | Reason::ReadOnlyTransaction(_)
+        ) {
+            self.last_read_node = Some(route.node.clone());
+        }
+        self.server = Some(Attached {
+            checkout,
+            route,
+            work: None,
+        });
         Ok(())
     }
 
-    async fn checkout(&self, node: &str, addr: &str) -> Result<Checkout, FrontendError> {
-        let options = self.params.get("options").unwrap_or_default().to_string();
+    async fn checkout(&self, route: &Route) -> Result<Checkout, FrontendError> {
+        let node = &route.node;
         let key = PoolKey {
-            node: node.to_string(),
+            node: node.name.clone(),
             database: self.database.clone(),
             user: self.credentials.user.clone(),
-            options,
+            options: self.options.clone(),
         };
         let mut startup = vec![
             ("user".to_string(), self.credentials.user.clone()),
             ("database".to_string(), self.database.clone()),
         ];
-        startup.extend(
-            self.params
-                .session_settings()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
+        if !self.options.is_empty() {
+            startup.push(("options".to_string(), self.options.clone()));
+        }
         let spec = ConnectSpec {
-            node: node.to_string(),
-            addr: addr.to_string(),
+            node: node.name.clone(),
+            addr: node.addr.clone(),
             startup,
             password: self.credentials.password.clone(),
             timeout: self.shared.config.timeouts.connect,
@@ -163,19 +274,40 @@ impl Session {
         // connection of its own rather than one another client authenticated.
         let fresh = !self.identity_confirmed;
         let mut checkout = self.shared.pools.checkout(&key, &spec, fresh).await?;
-        sync_settings(&mut checkout.conn, &self.params).await?;
+        sync_settings(&mut checkout.conn, &self.state).await?;
         Ok(checkout)
+    }
+
+    /// Gives the connection back to the pool when nothing ties the session to it: transaction
+    /// pooling, outside a transaction block, nothing in flight, nothing pinned.
+    fn release_if_idle(&mut self) {
+        let Some(attached) = &self.server else {
+            return;
+        };
+        let conn = &attached.checkout.conn;
+        let idle = self.pending == 0
+            && conn.tx_status == b'I'
+            && self.batch.is_empty()
+            && self.responses.is_settled();
+        if idle
+            && !self.session_mode()
+            && self.state.pin().is_none()
+            && let Some(attached) = self.server.take()
+        {
+            self.cancel.set_target(None);
+            self.shared.pools.checkin(attached.checkout);
+        }
     }
 
     /// Relays until the client leaves (Ok) or something breaks (Err, reported to the client).
     async fn relay(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let mut shutdown = self.shared.shutdown_signal();
         loop {
-            if !self.forward_client_messages(client).await? {
+            if !self.take_client_messages(client).await? {
                 return Ok(());
             }
             self.forward_server_messages(client).await?;
-            let server = self.server.as_mut().map(|c| &mut c.conn);
+            let server = self.server.as_mut().map(|a| &mut a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
                     if !more? {
@@ -190,84 +322,395 @@ impl Session {
         }
     }
 
-    /// Passes every whole client message in the buffer to the server. Ok(false) on Terminate.
-    async fn forward_client_messages(
+    /// Takes every whole client message in the buffer: gathers units and dispatches them.
+    /// Ok(false) on Terminate.
+    async fn take_client_messages(
         &mut self,
         client: &mut ClientConn,
     ) -> Result<bool, FrontendError> {
-        let mut keep_going = true;
         while let Some(frame) = client.next_buffered_frame()? {
             match frame.tag {
-                tag::TERMINATE => {
-                    keep_going = false;
-                    break;
-                }
+                tag::TERMINATE => return Ok(false),
                 tag::PASSWORD => {
                     return Err(FrontendError::refuse(
                         SqlState::PROTOCOL_VIOLATION,
                         "unexpected password message after authentication",
                     ));
                 }
-                _ => self.queue_for_server(client, &frame).await?,
+                tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.forward_copy(frame),
+                tag::QUERY | tag::FUNCTION_CALL => {
+                    self.dispatch_batch(client).await?;
+                    self.dispatch(client, vec![frame]).await?;
+                }
+                _ if self.discard_until_sync => {
+                    if frame.tag == tag::SYNC {
+                        self.discard_until_sync = false;
+                        client.writer().ready_for_query(self.transaction_status());
+                    }
+                }
+                tag::SYNC | tag::FLUSH => {
+                    self.push_batch(frame);
+                    self.dispatch_batch(client).await?;
+                }
+                _ => {
+                    self.push_batch(frame);
+                    if self.batch_bytes > MAX_BATCH_BYTES {
+                        self.dispatch_batch(client).await?;
+                    }
+                }
             }
         }
         self.flush_to_server().await?;
-        Ok(keep_going)
+        client
+            .flush()
+            .await
+            .map_err(|_| FrontendError::ClientGone)?;
+        Ok(true)
     }
 
-    async fn queue_for_server(
+    fn push_batch(&mut self, frame: Frame) {
+        self.batch_bytes += frame.bytes.len();
+        self.batch.push(frame);
+    }
+
+    async fn dispatch_batch(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let frames = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        self.dispatch(client, frames).await
+    }
+
+    /// Sends one unit to a server: routes it if no server is attached, readies the connection
+    /// for what it runs, and forwards it. A unit that cannot reach a server gets an error, and
+    /// the session carries on.
+    async fn dispatch(
         &mut self,
         client: &mut ClientConn,
-        frame: &Frame,
+        frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
-        if self.server.is_none() {
-            self.attach_server(client).await?;
+        let work = work::describe(&frames, &self.state, &self.shared.classifier);
+        if let Some(inner) = &work.explain_route {
+            self.explain_route(client, inner);
+            return Ok(());
         }
+        if let Some(route) = self.route_for(client, &work).await?
+            && let Err(e) = self.attach(client, route).await
+        {
+            return self.fail_unit(client, e, &frames);
+        }
+        if let Err(e) = self.prepare_sql_statements(&work).await {
+            return self.fail_unit(client, e, &frames);
+        }
+        self.state.add_pins(&work.effects);
+        if let Some(attached) = self.server.as_mut() {
+            let node = &attached.route.node;
+            match work.access() {
+                Access::Write => {
+                    node.stats.count_write();
+                    self.wrote |= work.executes;
+                }
+                Access::Read => node.stats.count_read(),
+            }
+            attached.work.get_or_insert_with(|| node.start_work());
+        }
+        self.unit.tx.extend(work.tx);
+        self.unit.effects.extend(work.effects);
+        for frame in frames {
+            self.forward(frame);
+        }
+        Ok(())
+    }
+
+    /// Where a unit goes: None to stay on the attached connection, which it must inside a
+    /// transaction block or when pinned. A unit arriving behind unanswered ones that belongs
+    /// elsewhere waits for them (their answers reach the client meanwhile) and the connection's
+    /// release, so pipelining never sends a write to a replica.
+    async fn route_for(
+        &mut self,
+        client: &mut ClientConn,
+        work: &Work,
+    ) -> Result<Option<Route>, FrontendError> {
+        let Some(attached) = &self.server else {
+            return Ok(Some(self.decide(work)));
+        };
+        if self.stays_on_attached(attached) {
+            return Ok(None);
+        }
+        let route = self.decide(work);
+        if Arc::ptr_eq(&route.node, &attached.route.node) {
+            return Ok(None);
+        }
+        self.settle(client).await?;
+        Ok(if self.server.is_some() {
+            None
+        } else {
+            Some(route)
+        })
+    }
+
+    /// The attached connection holds the session: a transaction block, a pin, session mode, or
+    /// a unit cut at Flush that has not reached its Sync.
+    fn stays_on_attached(&self, attached: &Attached) -> bool {
+        let in_transaction =
+            attached.checkout.conn.tx_status != b'I' || opens_transaction(&self.unit.tx);
+        in_transaction || self.pending == 0 || self.session_mode() || self.state.pin().is_some()
+    }
+
+    /// Sends what is queued and relays answers until nothing is in flight.
+    async fn settle(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+        self.flush_to_server().await?;
+        while self.pending > 0 {
+            let Some(attached) = self.server.as_mut() else {
+                break;
+            };
+            attached.checkout.conn.fill().await?;
+            self.forward_server_messages(client).await?;
+        }
+        Ok(())
+    }
+
+    /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the
+    /// connection, before the unit is sent. Only possible between units: pipelined behind
+    /// unanswered work, an EXECUTE of a statement prepared elsewhere gets the server's error.
+    async fn prepare_sql_statements(&mut self, work: &Work) -> Result<(), FrontendError> {
+        let Some(attached) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if self.pending > 0 {
+            return Ok(());
+        }
+        let conn = &mut attached.checkout.conn;
+        let mut sql = String::new();
+        for effect in &work.effects {
+            use crate::route::classify::SessionEffect;
+            match effect {
+                SessionEffect::Execute { name } => {
+                    if let Some(prepare) = self.state.sql_prepared.get(name)
+                        && conn.sql_prepared.get(name) != Some(prepare)
+                    {
+                        if conn.sql_prepared.contains_key(name) {
+                            sql.push_str(&format!(
+                                "DEALLOCATE {};",
+                                super::state::quote_ident(name)
+                            ));
+                        }
+                        sql.push_str(prepare);
+                        sql.push(';');
+                        conn.sql_prepared.insert(name.clone(), prepare.clone());
+                    }
+                }
+                SessionEffect::Prepare { name, .. } if conn.sql_prepared.remove(name).is_some() => {
+                    sql.push_str(&format!("DEALLOCATE {};", super::state::quote_ident(name)));
+                }
+                _ => {}
+            }
+        }
+        if !sql.is_empty() {
+            conn.run_internal(&sql).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a unit that never reached a server with an ErrorResponse, as PostgreSQL would
+    /// answer a failed statement, keeping the session alive.
+    fn fail_unit(
+        &mut self,
+        client: &mut ClientConn,
+        e: FrontendError,
+        frames: &[Frame],
+    ) -> Result<(), FrontendError> {
+        tracing::warn!(error = %e, "unit failed before reaching a server");
+        match &e {
+            FrontendError::Backend(crate::backend::BackendError::Server(raw)) => {
+                client
+                    .out
+                    .extend_from_slice(&crate::protocol::with_severity(raw, "ERROR"));
+            }
+            FrontendError::Backend(other) => {
+                client.writer().error_response(&other.to_client_error())
+            }
+            FrontendError::Refused(fields) => {
+                let mut fields = fields.clone();
+                fields.severity = "ERROR";
+                client.writer().error_response(&fields);
+            }
+            _ => return Err(e),
+        }
+        let last = frames.last().map(|f| f.tag);
+        if matches!(last, Some(tag::SYNC | tag::QUERY | tag::FUNCTION_CALL)) {
+            client.writer().ready_for_query(self.transaction_status());
+        } else {
+            self.discard_until_sync = true;
+        }
+        self.release_if_idle();
+        Ok(())
+    }
+
+    fn transaction_status(&self) -> u8 {
+        self.server
+            .as_ref()
+            .map_or(b'I', |a| a.checkout.conn.tx_status)
+    }
+
+    /// `EXPLAIN ROUTE <statement>`: one row (node, role, reason) for where the statement would
+    /// go now, without running it.
+    fn explain_route(&self, client: &mut ClientConn, inner: &str) {
+        let route = match &self.server {
+            Some(attached)
+                if attached.checkout.conn.tx_status != b'I' || self.state.pin().is_some() =>
+            {
+                Route {
+                    node: attached.route.node.clone(),
+                    reason: self
+                        .state
+                        .pin()
+                        .map_or(Reason::InTransaction, Reason::Pinned),
+                    detail: None,
+                }
+            }
+            _ => self.decide(&work::describe_text(inner, &self.shared.classifier)),
+        };
+        let reason = match &route.detail {
+            Some(detail) => format!("{}: {detail}", route.reason.as_str()),
+            None => route.reason.as_str().to_string(),
+        };
+        let mut w = client.writer();
+        w.row_description(&["node", "role", "reason"]);
+        w.data_row(&[&route.node.name, route.node.role.as_str(), &reason]);
+        w.command_complete("EXPLAIN ROUTE");
+        w.ready_for_query(self.transaction_status());
+    }
+
+    /// COPY data goes straight to the server running the COPY.
+    fn forward_copy(&mut self, frame: Frame) {
+        if self.server.is_some() {
+            self.to_server.extend_from_slice(&frame.bytes);
+        }
+    }
+
+    /// Appends one client message for the server, re-preparing on this connection any named
+    /// statement the session prepared elsewhere.
+    fn forward(&mut self, frame: Frame) {
+        let Some(attached) = self.server.as_mut() else {
+            return;
+        };
         if matches!(frame.tag, tag::QUERY | tag::SYNC | tag::FUNCTION_CALL) {
             self.pending += 1;
         }
-        self.to_server.extend_from_slice(&frame.bytes);
-        Ok(())
+        self.responses.forward(
+            &frame,
+            &mut attached.checkout.conn,
+            &mut self.state,
+            &mut self.to_server,
+        );
     }
 
     async fn flush_to_server(&mut self) -> Result<(), FrontendError> {
         if self.to_server.is_empty() {
             return Ok(());
         }
-        let Some(server) = self.server.as_mut() else {
+        let Some(attached) = self.server.as_mut() else {
+            self.to_server.clear();
             return Ok(());
         };
-        server.conn.write_all(&self.to_server).await?;
+        attached.checkout.conn.write_all(&self.to_server).await?;
         self.to_server.clear();
         Ok(())
     }
 
-    /// Passes every whole server message in the buffer to the client, keeping the
-    /// connection's record (transaction status, parameters) current.
+    /// Passes every whole server message in the buffer to the client (but the answers to
+    /// pgsplit's own messages), keeping the records current and ending units at ReadyForQuery.
     async fn forward_server_messages(
         &mut self,
         client: &mut ClientConn,
     ) -> Result<(), FrontendError> {
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        while let Some(frame) = server.conn.next_buffered_frame()? {
-            server.conn.observe(&frame);
-            if frame.tag == tag::READY_FOR_QUERY {
-                self.pending = self.pending.saturating_sub(1);
+        while let Some(attached) = self.server.as_mut() {
+            let Some(frame) = attached.checkout.conn.next_buffered_frame()? else {
+                break;
+            };
+            attached.checkout.conn.observe(&frame);
+            if !self.responses.pass_to_client(&frame) {
+                continue;
+            }
+            match frame.tag {
+                tag::ERROR_RESPONSE => self.unit_failed = true,
+                tag::READY_FOR_QUERY => {
+                    self.pending = self.pending.saturating_sub(1);
+                    client.out.extend_from_slice(&frame.bytes);
+                    if self.pending == 0 {
+                        self.end_unit();
+                    }
+                    continue;
+                }
+                _ => {}
             }
             client.out.extend_from_slice(&frame.bytes);
         }
-        client.flush().await.map_err(|_| FrontendError::ClientGone)
+        client
+            .flush()
+            .await
+            .map_err(|_| FrontendError::ClientGone)?;
+        self.take_causal_token().await
     }
 
-    /// Returns the server connection to the pool when it is clean, in the background so the
-    /// client's task ends at once.
-    fn finish(mut self) {
-        self.cancel.set_target(None);
-        let Some(checkout) = self.server.take() else {
+    /// A unit is over: its effects enter the session's state (and the connection's record),
+    /// and the connection may go back to the pool.
+    fn end_unit(&mut self) {
+        let Some(attached) = self.server.as_mut() else {
             return;
         };
+        if let Some(work) = attached.work.take() {
+            let elapsed = work.elapsed();
+            work.finish(elapsed);
+        }
+        let conn = &mut attached.checkout.conn;
+        let unit = std::mem::take(&mut self.unit);
+        let outcome = UnitOutcome {
+            status: conn.tx_status,
+            failed: std::mem::take(&mut self.unit_failed),
+        };
+        let applied = self.state.finish_unit(unit.effects, &unit.tx, outcome);
+        super::state::record_on_connection(conn, &applied);
+        // The connection is released once the causal token of a committed write is known.
+        if !(self.wrote && outcome.status == b'I') {
+            self.release_if_idle();
+        }
+    }
+
+    /// After a write committed, learns a WAL position at or after its commit record, on the
+    /// connection that committed it: one small round trip per write, none per read.
+    async fn take_causal_token(&mut self) -> Result<(), FrontendError> {
+        let Some(attached) = self.server.as_mut() else {
+            return Ok(());
+        };
+        let conn = &mut attached.checkout.conn;
+        if !self.wrote || self.pending > 0 || conn.tx_status != b'I' {
+            return Ok(());
+        }
+        self.wrote = false;
+        let position = conn
+            .query_value("SELECT pg_current_wal_insert_lsn()::text")
+            .await?;
+        if let Some(lsn) = position
+            .as_deref()
+            .and_then(crate::topology::monitor::parse_lsn)
+        {
+            self.causal_lsn = self.causal_lsn.max(lsn);
+        }
+        self.release_if_idle();
+        Ok(())
+    }
+
+    /// Returns a connection still attached at the end to the pool, reset, in the background
+    /// so the client's task ends at once.
+    fn finish(mut self) {
+        self.cancel.set_target(None);
+        let Some(attached) = self.server.take() else {
+            return;
+        };
+        let checkout = attached.checkout;
         if self.pending > 0 || checkout.conn.tx_status != b'I' {
             return; // mid-statement or mid-transaction: dropping closes it
         }
@@ -275,10 +718,20 @@ impl Session {
         tokio::spawn(async move {
             let mut checkout = checkout;
             if checkout.conn.run_internal("DISCARD ALL").await.is_ok() {
+                checkout.conn.forget_session_state();
                 shared.pools.checkin(checkout);
             }
         });
     }
+}
+
+/// The unit so far has opened a transaction block that it has not closed.
+fn opens_transaction(tx: &[TxControl]) -> bool {
+    tx.iter().fold(false, |open, t| match t {
+        TxControl::Begin { .. } => true,
+        TxControl::Commit | TxControl::Rollback => false,
+        _ => open,
+    })
 }
 
 async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), FrontendError> {
@@ -288,42 +741,38 @@ async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), FrontendErro
     }
 }
 
-/// Makes a pooled connection's settings those the client asked for at startup: SET what
-/// differs, RESET what the connection's own startup set and the client did not ask for.
-async fn sync_settings(conn: &mut ServerConn, params: &StartupParams) -> Result<(), FrontendError> {
-    let wanted: Vec<(&str, &str)> = params
-        .session_settings()
-        .filter(|(k, _)| *k != "options")
-        .collect();
+/// Brings a connection's settings to the session's: SET what differs, RESET what the
+/// connection has and the session does not. One round trip, and none when they match.
+async fn sync_settings(conn: &mut ServerConn, state: &SessionState) -> Result<(), FrontendError> {
     let mut sql = String::new();
-    for (name, value) in &wanted {
-        if !conn
-            .startup_settings
-            .iter()
-            .any(|(k, v)| k == name && v == value)
-        {
-            sql.push_str(&format!(
-                "SET {} = {};",
-                quote_ident(name),
-                quote_literal(value)
-            ));
+    for (name, want) in state.desired_settings() {
+        if conn.settings.get(name).map(String::as_str) != Some(want) {
+            sql.push_str(want);
+            sql.push(';');
         }
     }
-    for (name, _) in &conn.startup_settings {
-        if name != "options" && !wanted.iter().any(|(k, _)| k == name) {
-            sql.push_str(&format!("RESET {};", quote_ident(name)));
-        }
+    let stale: Vec<String> = conn
+        .settings
+        .keys()
+        .filter(|name| !state.desired_settings().any(|(n, _)| n == name.as_str()))
+        .cloned()
+        .collect();
+    for name in &stale {
+        sql.push_str(&format!("RESET {};", super::state::quote_ident(name)));
     }
-    if !sql.is_empty() {
-        conn.run_internal(&sql).await?;
+    if sql.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = conn.run_internal(&sql).await {
+        // Its settings are now unknown: start over from nothing rather than guess.
+        conn.settings.clear();
+        return Err(e.into());
+    }
+    for name in stale {
+        conn.settings.remove(&name);
+    }
+    for (name, want) in state.desired_settings() {
+        conn.settings.insert(name.to_string(), want.to_string());
     }
     Ok(())
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }

@@ -6,6 +6,7 @@
 
 mod error;
 mod framing;
+pub mod messages;
 mod startup;
 mod writers;
 
@@ -14,7 +15,7 @@ pub use framing::{Frame, MAX_BACKEND_MESSAGE, try_backend_frame, try_frontend_fr
 pub use startup::{
     CancelKey, MAX_STARTUP_PACKET, StartupPacket, StartupParams, read_startup_packet,
 };
-pub use writers::{ErrorFields, Writer, error_code, error_field};
+pub use writers::{ErrorFields, Writer, error_code, error_field, with_severity};
 
 /// Frontend message tags pgsplit accepts once a session is established.
 pub mod tag {

@@ -121,6 +121,37 @@ impl Writer<'_> {
         self.message(b'Z', |b| b.put_u8(status));
     }
 
+    /// RowDescription for text columns of type `text` (what pgsplit's own answers use).
+    pub fn row_description(&mut self, columns: &[&str]) {
+        const TEXT_OID: i32 = 25;
+        self.message(b'T', |b| {
+            b.put_i16(columns.len() as i16);
+            for name in columns {
+                put_cstr(b, name);
+                b.put_i32(0); // table oid
+                b.put_i16(0); // column number
+                b.put_i32(TEXT_OID);
+                b.put_i16(-1); // variable length
+                b.put_i32(-1); // type modifier
+                b.put_i16(0); // text format
+            }
+        });
+    }
+
+    pub fn data_row(&mut self, values: &[&str]) {
+        self.message(b'D', |b| {
+            b.put_i16(values.len() as i16);
+            for v in values {
+                b.put_i32(v.len() as i32);
+                b.put_slice(v.as_bytes());
+            }
+        });
+    }
+
+    pub fn command_complete(&mut self, tag: &str) {
+        self.message(b'C', |b| put_cstr(b, tag));
+    }
+
     /// Tells a client asking for protocol 3.x (x > 0) or `_pq_.` options what we speak.
     pub fn negotiate_protocol_version(&mut self, minor: i32, unknown_options: &[&str]) {
         self.message(b'v', |b| {
@@ -142,6 +173,30 @@ fn put_cstr(b: &mut BytesMut, s: &str) {
     // A NUL inside would end the string early and desynchronise the client's parser.
     b.extend(s.bytes().filter(|&c| c != 0));
     b.put_u8(0);
+}
+
+/// A copy of an ErrorResponse or NoticeResponse (whole frame) with another severity, e.g. a
+/// server's FATAL at connect time turned into an ERROR for a statement of a live session.
+pub fn with_severity(frame: &[u8], severity: &str) -> BytesMut {
+    let mut out = BytesMut::with_capacity(frame.len() + 8);
+    let tag = frame.first().copied().unwrap_or(b'E');
+    Writer(&mut out).message(tag, |b| {
+        let mut body = frame.get(5..).unwrap_or_default();
+        while let Some((&code, rest)) = body.split_first() {
+            let Some((value, after)) = super::read_cstr(rest) else {
+                break;
+            };
+            let value = if matches!(code, b'S' | b'V') {
+                severity
+            } else {
+                value
+            };
+            put_field(b, code, value);
+            body = after;
+        }
+        b.put_u8(0);
+    });
+    out
 }
 
 /// Reads the SQLSTATE (field 'C') of an ErrorResponse or NoticeResponse body.

@@ -1,36 +1,251 @@
-//! Where a statement runs, and why. `decide` is the one decision point the session calls when
-//! it needs a server; it is pure, so it is tested as a table of inputs and routes.
+//! Where a unit of work runs, and why. `decide` is the one decision point the session calls
+//! when it needs a server; it is pure apart from the balancer's cursor, so it is tested as a
+//! table of inputs and routes.
 
+pub mod balance;
+pub mod classify;
+
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::config::LoadBalancing;
 use crate::topology::{Cluster, Node};
 
-/// Why a statement went where it went: every route carries one, for logs, metrics and
+use balance::{Balancer, Candidate};
+use classify::{Access, PinCause, TxControl};
+
+/// Why a unit of work went where it went: every route carries one, for logs, metrics and
 /// `EXPLAIN ROUTE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// The session keeps the server connection it was first given, on the primary.
-    SessionHeld,
+    /// The first connection of a session, used to log in (the primary).
+    Login,
+    /// `pool.mode = "session"`: the session keeps its first (primary) connection.
+    SessionMode,
+    /// The session holds state that lives on one connection.
+    Pinned(PinCause),
+    /// The unit writes, may write, or calls a function not known to be read-only.
+    Write,
+    /// The text could not be parsed: when unsure, the primary.
+    Unparsable,
+    /// A read-write transaction block starts: it runs on the primary from its first statement.
+    Transaction,
+    /// A read-only transaction block starts on a replica.
+    ReadOnlyTransaction(LoadBalancing),
+    /// A read, on a node chosen by the cluster's balancing algorithm.
+    Balanced(LoadBalancing),
+    /// A read with no replica to take it.
+    NoReplica,
+    /// The unit belongs to a transaction block already running on this connection.
+    InTransaction,
+    /// A read that no replica can serve yet: none has replayed the session's own last write.
+    ReadYourWrites,
+    /// The unit only prepares or describes statements: it goes where the session's last read
+    /// went, without taking a turn from the balancer.
+    Prepare,
 }
 
 impl Reason {
+    /// Stable names, used as metric labels and in `EXPLAIN ROUTE`.
     pub fn as_str(self) -> &'static str {
+        REASON_NAMES[self.index()]
+    }
+
+    /// Index into [`RouteCounters`].
+    fn index(self) -> usize {
         match self {
-            Reason::SessionHeld => "session_held",
+            Reason::Login => 0,
+            Reason::SessionMode => 1,
+            Reason::Pinned(PinCause::TempTable) => 2,
+            Reason::Pinned(PinCause::AdvisoryLock) => 3,
+            Reason::Pinned(PinCause::Listen) => 4,
+            Reason::Pinned(PinCause::HoldCursor) => 5,
+            Reason::Pinned(PinCause::SessionFunction) => 6,
+            Reason::Write => 7,
+            Reason::Unparsable => 8,
+            Reason::Transaction => 9,
+            Reason::ReadOnlyTransaction(_) => 10,
+            Reason::Balanced(_) => 11,
+            Reason::NoReplica => 12,
+            Reason::InTransaction => 13,
+            Reason::Prepare => 14,
+            Reason::ReadYourWrites => 15,
         }
     }
 }
+
+const REASON_NAMES: [&str; 16] = [
+    "login",
+    "session_mode",
+    "pinned: temp table",
+    "pinned: advisory lock",
+    "pinned: listen",
+    "pinned: cursor with hold",
+    "pinned: session function",
+    "write",
+    "unparsable",
+    "read-write transaction",
+    "read-only transaction",
+    "read: balanced",
+    "read: no replica",
+    "in transaction",
+    "prepare",
+    "read-your-writes: no replica caught up",
+];
 
 #[derive(Debug, Clone)]
 pub struct Route {
     pub node: Arc<Node>,
     pub reason: Reason,
+    /// What made it a write, when it is one ("INSERT", "function nextval", ...).
+    pub detail: Option<String>,
 }
 
-/// Chooses the node for a session's next unit of work in `cluster`.
-pub fn decide(cluster: &Cluster) -> Route {
-    Route {
-        node: cluster.primary.clone(),
-        reason: Reason::SessionHeld,
+/// What the router needs to know about the unit of work and the session.
+pub struct Request<'a> {
+    pub cluster: &'a Cluster,
+    pub balancer: &'a Balancer,
+    pub access: Access,
+    pub parsed: bool,
+    pub write_reason: Option<&'a str>,
+    pub tx: &'a [TxControl],
+    /// `default_transaction_read_only` is on for the session.
+    pub default_read_only: bool,
+    pub pin: Option<PinCause>,
+    pub session_mode: bool,
+    pub client: IpAddr,
+    /// The unit runs statements (false: it only prepares or describes them).
+    pub executes: bool,
+    /// Where the session's last balanced read went.
+    pub last_read_node: Option<&'a Arc<Node>>,
+    /// The session's causal token: a replica must have replayed this far (0: no constraint).
+    pub min_lsn: u64,
+}
+
+/// Chooses the node for a session's next unit of work.
+pub fn decide(req: &Request<'_>) -> Route {
+    let primary = |reason| Route {
+        node: req.cluster.primary.clone(),
+        reason,
+        detail: None,
+    };
+    if req.session_mode {
+        return primary(Reason::SessionMode);
+    }
+    if let Some(cause) = req.pin {
+        return primary(Reason::Pinned(cause));
+    }
+    if req.access == Access::Write {
+        let reason = if req.parsed {
+            Reason::Write
+        } else {
+            Reason::Unparsable
+        };
+        return Route {
+            detail: req.write_reason.map(str::to_string),
+            ..primary(reason)
+        };
+    }
+    if !req.executes
+        && let Some(last) = req.last_read_node
+        && is_read_candidate(req.cluster, last)
+        && has_replayed(last, req.min_lsn)
+    {
+        return Route {
+            node: last.clone(),
+            reason: Reason::Prepare,
+            detail: None,
+        };
+    }
+    match transaction_start(req.tx, req.default_read_only) {
+        Some(false) => primary(Reason::Transaction),
+        Some(true) => balanced_read(req, Reason::ReadOnlyTransaction(req.balancer.algorithm())),
+        None => balanced_read(req, Reason::Balanced(req.balancer.algorithm())),
+    }
+}
+
+/// Some(read_only) when the unit opens a transaction block. A block that might write (or
+/// switches to READ WRITE) belongs on the primary from its first statement.
+fn transaction_start(tx: &[TxControl], default_read_only: bool) -> Option<bool> {
+    let mut read_only = None;
+    for control in tx {
+        match control {
+            TxControl::Begin {
+                read_only: explicit,
+            } => read_only = Some(*explicit || default_read_only),
+            TxControl::SetReadOnly {
+                read_only: ro,
+                session: false,
+            } => read_only = read_only.map(|_| *ro),
+            TxControl::TwoPhase => read_only = Some(false),
+            _ => {}
+        }
+    }
+    read_only
+}
+
+/// The node has replayed at least `lsn` (the primary has everything it wrote).
+fn has_replayed(node: &Node, lsn: u64) -> bool {
+    lsn == 0
+        || node.role == crate::topology::Role::Primary
+        || node.stats.replay_lsn.load(Ordering::Relaxed) >= lsn
+}
+
+/// A node of the cluster that may take balanced reads now.
+fn is_read_candidate(cluster: &Cluster, node: &Arc<Node>) -> bool {
+    cluster.replicas.iter().any(|r| Arc::ptr_eq(r, node))
+        || (cluster.primary_read_weight > 0 && Arc::ptr_eq(&cluster.primary, node))
+}
+
+fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
+    let cluster = req.cluster;
+    let candidates: Vec<Candidate<'_>> = cluster
+        .replicas
+        .iter()
+        .filter(|node| has_replayed(node, req.min_lsn))
+        .map(Candidate::replica)
+        .chain(Candidate::primary(cluster))
+        .collect();
+    if candidates.is_empty() && !cluster.replicas.is_empty() {
+        return Route {
+            node: cluster.primary.clone(),
+            reason: Reason::ReadYourWrites,
+            detail: None,
+        };
+    }
+    match req.balancer.pick(&candidates, req.client) {
+        Some(i) => Route {
+            node: candidates[i].node.clone(),
+            reason,
+            detail: None,
+        },
+        None => Route {
+            node: cluster.primary.clone(),
+            reason: Reason::NoReplica,
+            detail: None,
+        },
+    }
+}
+
+/// How many units went each way, by reason, for metrics and the dashboard.
+#[derive(Default)]
+pub struct RouteCounters {
+    counts: [AtomicU64; REASON_NAMES.len()],
+}
+
+impl RouteCounters {
+    pub fn record(&self, reason: Reason) {
+        self.counts[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (reason, count) for every reason seen at least once.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        REASON_NAMES
+            .iter()
+            .zip(&self.counts)
+            .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
     }
 }

@@ -1,9 +1,16 @@
 //! The nodes behind pgsplit and their roles, published as an immutable snapshot that the data
 //! path reads without waiting. Health and lag monitoring will update it.
+//!
+//! Each node also carries live [`NodeStats`]: atomics that the data path updates and the read
+//! balancer reads, neither ever waiting on the other.
+
+pub mod monitor;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::config::{ClusterConfig, Config, NodeConfig};
+use crate::config::{ClusterConfig, Config, LoadBalancing, NodeConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -26,12 +33,47 @@ pub struct Node {
     /// "host:port", as a socket connect accepts it.
     pub addr: String,
     pub role: Role,
+    /// Share of balanced reads under [`LoadBalancing::Weighted`] while the node serves as a
+    /// replica; 0: never chosen by weight.
+    pub weight: u32,
+    pub stats: NodeStats,
+}
+
+/// Live load figures of one node. Updated with single atomic operations, so the data path never
+/// waits, and read by the balancer as plain loads (a slightly stale figure only skews one pick).
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// The last WAL position this node is known to have replayed (a replica) or written (the
+    /// primary), as a 64-bit LSN; 0 while unknown. Kept by the [`monitor`].
+    pub replay_lsn: AtomicU64,
+    /// Server connections currently checked out to serve work on this node.
+    pub in_flight: AtomicUsize,
+    /// Moving average of response times in microseconds (see [`NodeStats::record_response`]);
+    /// 0 until the first sample.
+    pub ewma_micros: AtomicU64,
+    /// Statements routed here as reads, and as writes.
+    pub reads_total: AtomicU64,
+    pub writes_total: AtomicU64,
+}
+
+/// One unit of work on a node, from checkout to checkin: it counts in `in_flight` for as long as
+/// it lives. [`WorkGuard::finish`] also records how long the node took to answer; dropping the
+/// guard without it (the work failed or was abandoned) records nothing, so a node that fails
+/// fast never looks fast.
+#[derive(Debug)]
+#[must_use = "the work counts as in flight only while the guard lives"]
+pub struct WorkGuard {
+    node: Arc<Node>,
+    started: Instant,
 }
 
 #[derive(Debug)]
 pub struct Cluster {
     pub name: String,
     pub databases: Vec<String>,
+    pub load_balancing: LoadBalancing,
+    /// The primary's weight among read candidates; 0: it takes no balanced reads.
+    pub primary_read_weight: u32,
     pub primary: Arc<Node>,
     pub replicas: Vec<Arc<Node>>,
 }
@@ -64,6 +106,8 @@ impl Cluster {
         Cluster {
             name: c.name.clone(),
             databases: c.databases.clone(),
+            load_balancing: c.load_balancing,
+            primary_read_weight: c.primary_read_weight,
             primary: Arc::new(node(&c.primary, Role::Primary)),
             replicas: c
                 .replicas
@@ -84,5 +128,188 @@ fn node(n: &NodeConfig, role: Role) -> Node {
         name: n.name.clone(),
         addr,
         role,
+        weight: n.weight,
+        stats: NodeStats::default(),
+    }
+}
+
+impl Node {
+    /// Starts a unit of work on this node; it is in flight until the guard is finished or
+    /// dropped. Takes the `Arc` so the guard can live as long as a checkout does, across awaits
+    /// and topology changes.
+    pub fn start_work(self: &Arc<Self>) -> WorkGuard {
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        WorkGuard {
+            node: Arc::clone(self),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl WorkGuard {
+    /// Time since the work started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Ends the work, recording `elapsed` as the node's response time. The caller chooses what
+    /// to measure (time to the first answer, or to the end of it); [`WorkGuard::elapsed`] is
+    /// there for the simple case.
+    pub fn finish(self, elapsed: Duration) {
+        self.node.stats.record_response(elapsed);
+    }
+}
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        self.node.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Weight of each new sample in the moving average, as a fraction: 1/5 = 0.2, so a change in a
+/// node's speed shows within a handful of statements while one outlier moves it little.
+const EWMA_NEW_PARTS: u64 = 1;
+const EWMA_ALL_PARTS: u64 = 5;
+
+impl NodeStats {
+    /// Folds one response time into `ewma_micros`. A compare-and-swap loop rather than a lock:
+    /// a racing update makes this one retry against the newer average.
+    pub fn record_response(&self, elapsed: Duration) {
+        // At least 1: 0 is reserved for "no sample yet".
+        let sample = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self
+            .ewma_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(ewma(old, sample))
+            });
+    }
+
+    pub fn count_read(&self) {
+        self.reads_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_write(&self) {
+        self.writes_total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The next moving average: the first sample as is, then 0.2 of the new and 0.8 of the old,
+/// rounded (truncating would let the average stick below a slightly slower node's real time).
+/// Computed in u128 so that no sample, however long, can overflow.
+fn ewma(old: u64, sample: u64) -> u64 {
+    if old == 0 {
+        return sample;
+    }
+    let old_parts = u128::from(EWMA_ALL_PARTS - EWMA_NEW_PARTS) * u128::from(old);
+    let new_parts = u128::from(EWMA_NEW_PARTS) * u128::from(sample);
+    let all = u128::from(EWMA_ALL_PARTS);
+    let average = (old_parts + new_parts + all / 2) / all;
+    // Between old and sample, so within u64; at least 1 as both are.
+    u64::try_from(average).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(text: &str) -> Topology {
+        match Config::from_toml(text, "test.toml") {
+            Ok(config) => Topology::from_config(&config),
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    fn replica() -> Arc<Node> {
+        Arc::new(Node {
+            name: "r".into(),
+            addr: "r:5432".into(),
+            role: Role::Replica,
+            weight: 1,
+            stats: NodeStats::default(),
+        })
+    }
+
+    #[test]
+    fn the_configuration_gives_weights_and_the_algorithm() {
+        let topology = topology(
+            "[[clusters]]\n\
+             load_balancing = \"weighted\"\n\
+             primary_read_weight = 2\n\
+             primary = { addr = \"[::1]:5432\" }\n\
+             replicas = [ { addr = \"b:1\", weight = 3 }, { addr = \"c:1\" } ]\n",
+        );
+        let cluster = topology.cluster_for_database("any");
+        assert_eq!(cluster.load_balancing, LoadBalancing::Weighted);
+        assert_eq!(cluster.primary_read_weight, 2);
+        assert_eq!(cluster.primary.addr, "[::1]:5432");
+        assert_eq!(cluster.primary.weight, 1);
+        let weights: Vec<u32> = cluster.replicas.iter().map(|r| r.weight).collect();
+        assert_eq!(weights, [3, 1]);
+        assert_eq!(
+            cluster.replicas[0].stats.in_flight.load(Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[test]
+    fn work_is_in_flight_until_finished_or_dropped() {
+        let node = replica();
+        let in_flight = || node.stats.in_flight.load(Ordering::Relaxed);
+        let first = node.start_work();
+        let second = node.start_work();
+        assert_eq!(in_flight(), 2);
+        first.finish(Duration::from_millis(4));
+        assert_eq!(in_flight(), 1);
+        drop(second);
+        assert_eq!(in_flight(), 0);
+        // Only the finished work left a sample.
+        assert_eq!(node.stats.ewma_micros.load(Ordering::Relaxed), 4000);
+    }
+
+    #[test]
+    fn the_average_starts_at_the_first_sample_then_moves_a_fifth_of_the_way() {
+        assert_eq!(ewma(0, 1000), 1000);
+        assert_eq!(ewma(1000, 2000), 1200);
+        assert_eq!(ewma(1000, 0), 800);
+        // Rounded, so a slightly slower node still moves the average up.
+        assert_eq!(ewma(10, 13), 11);
+        assert_eq!(ewma(u64::MAX, u64::MAX), u64::MAX);
+        // Rounding keeps the average within 2 of a steady response time, from either side.
+        for start in [100_000, 1] {
+            let settled = (0..60).fold(start, |average, _| ewma(average, 500));
+            assert!(settled.abs_diff(500) <= 2, "{settled}");
+        }
+    }
+
+    #[test]
+    fn an_instant_answer_still_counts_as_a_sample() {
+        let stats = NodeStats::default();
+        stats.record_response(Duration::ZERO);
+        assert_eq!(stats.ewma_micros.load(Ordering::Relaxed), 1);
+        stats.record_response(Duration::MAX);
+        assert!(stats.ewma_micros.load(Ordering::Relaxed) > u64::MAX / 10);
+    }
+
+    #[test]
+    fn concurrent_work_leaves_nothing_in_flight() {
+        let node = replica();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for i in 0..1000 {
+                        let work = node.start_work();
+                        node.stats.count_read();
+                        if i % 2 == 0 {
+                            work.finish(Duration::from_micros(100));
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(node.stats.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(node.stats.reads_total.load(Ordering::Relaxed), 8000);
+        assert_eq!(node.stats.ewma_micros.load(Ordering::Relaxed), 100);
     }
 }

@@ -1,0 +1,176 @@
+//! Forwarding extended-protocol messages over pooled connections. A statement the client
+//! prepared on one server connection may be executed on another: pgsplit then sends that
+//! connection the Parse first, and drops the ParseComplete (and CloseComplete) that answer
+//! its own messages, so the client sees exactly the answers it asked for.
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use bytes::{BufMut, BytesMut};
+
+use crate::backend::ServerConn;
+use crate::protocol::{Frame, messages, tag};
+
+use super::state::SessionState;
+
+/// An answer still to come for a message sent, in the order the server will send them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    ParseComplete {
+        ours: bool,
+    },
+    CloseComplete {
+        ours: bool,
+    },
+    /// ReadyForQuery ends what a Sync or Query started; after an error the server skips the
+    /// rest up to it, so unanswered expectations before it are void.
+    ReadyForQuery,
+}
+
+#[derive(Default)]
+pub struct ResponseFilter {
+    expected: VecDeque<Expect>,
+}
+
+impl ResponseFilter {
+    /// No answer to anything sent is outstanding.
+    pub fn is_settled(&self) -> bool {
+        self.expected.is_empty()
+    }
+
+    /// Appends `frame` to `out` for `conn`, preceded by whatever `conn` needs to run it, and
+    /// notes the answers to expect.
+    pub fn forward(
+        &mut self,
+        frame: &Frame,
+        conn: &mut ServerConn,
+        state: &mut SessionState,
+        out: &mut BytesMut,
+    ) {
+        let body = frame.body();
+        match frame.tag {
+            tag::PARSE => {
+                if let Some((name, _)) = messages::parse_message(body) {
+                    if !name.is_empty() && conn.prepared.contains_key(name) {
+                        self.close_statement(name, out);
+                    }
+                    conn.prepared
+                        .insert(name.to_string(), definition_hash(body));
+                    state
+                        .statements
+                        .insert(name.to_string(), frame.bytes.clone());
+                }
+                self.expected
+                    .push_back(Expect::ParseComplete { ours: false });
+            }
+            tag::BIND => {
+                if let Some((portal, statement)) = messages::bind_names(body) {
+                    self.ensure_statement(statement, conn, state, out);
+                    state
+                        .portals
+                        .insert(portal.to_string(), statement.to_string());
+                }
+            }
+            tag::DESCRIBE => {
+                if let Some((b'S', name)) = messages::target(body) {
+                    self.ensure_statement(name, conn, state, out);
+                }
+            }
+            tag::CLOSE => {
+                match messages::target(body) {
+                    Some((b'S', name)) => {
+                        conn.prepared.remove(name);
+                        state.statements.remove(name);
+                    }
+                    Some((_, portal)) => {
+                        state.portals.remove(portal);
+                    }
+                    None => {}
+                }
+                self.expected
+                    .push_back(Expect::CloseComplete { ours: false });
+            }
+            tag::QUERY => {
+                // A simple query destroys the unnamed statement.
+                conn.prepared.remove("");
+                self.expected.push_back(Expect::ReadyForQuery);
+            }
+            tag::SYNC | tag::FUNCTION_CALL => self.expected.push_back(Expect::ReadyForQuery),
+            _ => {}
+        }
+        out.extend_from_slice(&frame.bytes);
+    }
+
+    /// Sends the session's definition of statement `name` to `conn` if `conn` lacks it or
+    /// has another one under that name.
+    fn ensure_statement(
+        &mut self,
+        name: &str,
+        conn: &mut ServerConn,
+        state: &SessionState,
+        out: &mut BytesMut,
+    ) {
+        let Some(parse) = state.statements.get(name) else {
+            return; // unknown to the session: the server will say so
+        };
+        let wanted = definition_hash(parse.get(5..).unwrap_or_default());
+        match conn.prepared.get(name) {
+            Some(have) if *have == wanted => return,
+            Some(_) if !name.is_empty() => self.close_statement(name, out),
+            _ => {}
+        }
+        out.extend_from_slice(parse);
+        self.expected
+            .push_back(Expect::ParseComplete { ours: true });
+        conn.prepared.insert(name.to_string(), wanted);
+    }
+
+    fn close_statement(&mut self, name: &str, out: &mut BytesMut) {
+        out.put_u8(tag::CLOSE);
+        out.put_i32((4 + 1 + name.len() + 1) as i32);
+        out.put_u8(b'S');
+        out.put_slice(name.as_bytes());
+        out.put_u8(0);
+        self.expected
+            .push_back(Expect::CloseComplete { ours: true });
+    }
+
+    /// Whether a server message goes on to the client (false for answers to our own messages).
+    pub fn pass_to_client(&mut self, frame: &Frame) -> bool {
+        match frame.tag {
+            b'1' => self.take(|e| matches!(e, Expect::ParseComplete { .. })),
+            b'3' => self.take(|e| matches!(e, Expect::CloseComplete { .. })),
+            tag::READY_FOR_QUERY => {
+                while let Some(expect) = self.expected.pop_front() {
+                    if expect == Expect::ReadyForQuery {
+                        break;
+                    }
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// Consumes the expectation an answer matches; false if it answered one of ours.
+    fn take(&mut self, matches: impl Fn(&Expect) -> bool) -> bool {
+        match self.expected.front() {
+            Some(e) if matches(e) => {
+                let ours = matches!(
+                    e,
+                    Expect::ParseComplete { ours: true } | Expect::CloseComplete { ours: true }
+                );
+                self.expected.pop_front();
+                !ours
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Identifies a statement's definition (text and parameter types), whatever its name.
+fn definition_hash(parse_body: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    messages::parse_definition(parse_body).hash(&mut hasher);
+    hasher.finish()
+}

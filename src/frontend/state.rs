@@ -1,0 +1,324 @@
+//! What a client has set up in its session, kept by pgsplit so that it follows the client to
+//! whichever server connection runs its next statement: settings, prepared statements, pins,
+//! and the effects of the transaction in progress (which count only once it commits).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+
+use crate::backend::ServerConn;
+
+use crate::route::classify::{PinCause, SessionEffect, TxControl};
+
+#[derive(Default)]
+pub struct SessionState {
+    /// Settings from the startup packet, as SQL that sets them (name -> SET statement).
+    startup: BTreeMap<String, String>,
+    /// Settings the client SET since, which override the startup ones.
+    explicit: BTreeMap<String, String>,
+    /// SQL-level prepared statements: name -> the PREPARE statement.
+    pub sql_prepared: HashMap<String, String>,
+    /// Protocol-level prepared statements: name ("" for the unnamed one) -> the Parse message.
+    pub statements: HashMap<String, Bytes>,
+    /// Portal -> the statement it was bound from (for classifying an Execute).
+    pub portals: HashMap<String, String>,
+    /// Why the session must stay on its primary connection, if it must.
+    pins: Vec<PinCause>,
+    /// Effects of the open transaction block, applied at COMMIT, dropped at ROLLBACK.
+    in_transaction: Vec<SessionEffect>,
+}
+
+/// How one unit of work (a Query, or messages up to Sync) ended, from its ReadyForQuery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitOutcome {
+    /// Transaction status after the unit: b'I', b'T' or b'E'.
+    pub status: u8,
+    /// The server reported an error during the unit.
+    pub failed: bool,
+}
+
+impl SessionState {
+    pub fn new(startup_settings: impl Iterator<Item = (String, String)>) -> Self {
+        SessionState {
+            startup: startup_settings
+                .map(|(name, value)| (name.to_ascii_lowercase(), set_sql(&name, &value)))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The settings a server connection must have for this session: name -> SQL that sets it.
+    pub fn desired_settings(&self) -> impl Iterator<Item = (&str, &str)> {
+        let overridden = |name: &String| self.explicit.contains_key(name);
+        self.startup
+            .iter()
+            .filter(move |(name, _)| !overridden(name))
+            .chain(self.explicit.iter())
+            .map(|(name, sql)| (name.as_str(), sql.as_str()))
+    }
+
+    pub fn pin(&self) -> Option<PinCause> {
+        self.pins.first().copied()
+    }
+
+    /// Pins take effect as soon as their statement is sent: even a failed attempt may have left
+    /// state behind, and staying on the primary is always safe.
+    pub fn add_pins(&mut self, effects: &[SessionEffect]) {
+        for effect in effects {
+            if let SessionEffect::Pin(cause) = effect
+                && !self.pins.contains(cause)
+            {
+                self.pins.push(*cause);
+            }
+        }
+    }
+
+    /// Whether `SET default_transaction_read_only = on` (or the session characteristic) holds.
+    pub fn default_read_only(&self) -> bool {
+        self.desired_settings().any(|(name, sql)| {
+            name == "default_transaction_read_only" && {
+                let value = sql
+                    .rsplit(['=', ' '])
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(['\'', ';', ' '])
+                    .to_ascii_lowercase();
+                matches!(value.as_str(), "on" | "true" | "1" | "yes")
+            }
+        })
+    }
+
+    /// Applies what a finished unit did: its effects count if it succeeded outside a
+    /// transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK or an error.
+    /// Returns the effects that took hold (the connection that ran them has them too).
+    pub fn finish_unit(
+        &mut self,
+        effects: Vec<SessionEffect>,
+        tx: &[TxControl],
+        outcome: UnitOutcome,
+    ) -> Vec<SessionEffect> {
+        let ended_in_rollback = tx.iter().any(|t| matches!(t, TxControl::Rollback));
+        match outcome.status {
+            b'T' if !outcome.failed => self.in_transaction.extend(effects),
+            b'T' => {}
+            // A failed transaction block can only roll back (a savepoint may rescue it, but
+            // forgetting its settings early only costs a re-sent SET).
+            b'E' => self.in_transaction.clear(),
+            _ if outcome.failed || ended_in_rollback => self.in_transaction.clear(),
+            _ => {
+                let mut committed = std::mem::take(&mut self.in_transaction);
+                committed.extend(effects);
+                for effect in &committed {
+                    self.apply(effect);
+                }
+                return committed;
+            }
+        }
+        Vec::new()
+    }
+
+    fn apply(&mut self, effect: &SessionEffect) {
+        match effect {
+            SessionEffect::Set { name, sql } => {
+                self.explicit.insert(name.clone(), sql.clone());
+            }
+            SessionEffect::Reset { name } => {
+                self.explicit.remove(name);
+            }
+            SessionEffect::ResetAll => self.explicit.clear(),
+            SessionEffect::Prepare { name, sql } => {
+                self.sql_prepared.insert(name.clone(), sql.clone());
+            }
+            SessionEffect::Deallocate { name: Some(name) } => {
+                self.sql_prepared.remove(name);
+            }
+            SessionEffect::Deallocate { name: None } => {
+                self.sql_prepared.clear();
+                self.statements.clear();
+            }
+            SessionEffect::DiscardAll => {
+                self.explicit.clear();
+                self.sql_prepared.clear();
+                self.statements.clear();
+                self.pins.clear();
+            }
+            SessionEffect::DiscardTemp => self.pins.retain(|p| *p != PinCause::TempTable),
+            SessionEffect::Unlisten { channel: None } => {
+                self.pins.retain(|p| *p != PinCause::Listen)
+            }
+            SessionEffect::Unlisten { channel: Some(_) }
+            | SessionEffect::Execute { .. }
+            | SessionEffect::Pin(_) => {}
+        }
+    }
+}
+
+/// Keeps a connection's record of its own state in step with effects that ran on it.
+pub fn record_on_connection(conn: &mut ServerConn, effects: &[SessionEffect]) {
+    for effect in effects {
+        match effect {
+            SessionEffect::Set { name, sql } => {
+                conn.settings.insert(name.clone(), sql.clone());
+            }
+            SessionEffect::Reset { name } => {
+                conn.settings.remove(name);
+            }
+            SessionEffect::ResetAll => conn.settings.clear(),
+            SessionEffect::Prepare { name, sql } => {
+                conn.sql_prepared.insert(name.clone(), sql.clone());
+            }
+            SessionEffect::Deallocate { name: Some(name) } => {
+                conn.sql_prepared.remove(name);
+            }
+            SessionEffect::Deallocate { name: None } => {
+                conn.sql_prepared.clear();
+                conn.prepared.clear();
+            }
+            SessionEffect::DiscardAll => conn.forget_session_state(),
+            _ => {}
+        }
+    }
+}
+
+/// `SET "name" = 'value'`, quoted so that any name and value survive.
+pub fn set_sql(name: &str, value: &str) -> String {
+    format!("SET {} = {}", quote_ident(name), quote_literal(value))
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(name: &str, value: &str) -> SessionEffect {
+        SessionEffect::Set {
+            name: name.into(),
+            sql: format!("SET {name} = {value}"),
+        }
+    }
+
+    const OK_IDLE: UnitOutcome = UnitOutcome {
+        status: b'I',
+        failed: false,
+    };
+    const OK_IN_TX: UnitOutcome = UnitOutcome {
+        status: b'T',
+        failed: false,
+    };
+
+    fn settings(s: &SessionState) -> Vec<(String, String)> {
+        s.desired_settings()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn explicit_settings_override_startup_ones() {
+        let mut s =
+            SessionState::new([("application_name".to_string(), "a".to_string())].into_iter());
+        assert_eq!(
+            settings(&s),
+            vec![(
+                "application_name".into(),
+                "SET \"application_name\" = 'a'".into()
+            )]
+        );
+        s.finish_unit(vec![set("application_name", "'b'")], &[], OK_IDLE);
+        assert_eq!(
+            settings(&s),
+            vec![(
+                "application_name".into(),
+                "SET application_name = 'b'".into()
+            )]
+        );
+        s.finish_unit(vec![SessionEffect::ResetAll], &[], OK_IDLE);
+        assert_eq!(settings(&s)[0].1, "SET \"application_name\" = 'a'");
+    }
+
+    #[test]
+    fn failed_units_change_nothing() {
+        let mut s = SessionState::default();
+        s.finish_unit(
+            vec![set("search_path", "x")],
+            &[],
+            UnitOutcome {
+                status: b'I',
+                failed: true,
+            },
+        );
+        assert!(settings(&s).is_empty());
+    }
+
+    #[test]
+    fn transaction_effects_wait_for_commit_and_vanish_on_rollback() {
+        let mut s = SessionState::default();
+        s.finish_unit(
+            vec![set("search_path", "x")],
+            &[TxControl::Begin { read_only: false }],
+            OK_IN_TX,
+        );
+        assert!(settings(&s).is_empty());
+        s.finish_unit(vec![], &[TxControl::Rollback], OK_IDLE);
+        assert!(settings(&s).is_empty());
+        s.finish_unit(
+            vec![set("search_path", "y")],
+            &[TxControl::Begin { read_only: false }],
+            OK_IN_TX,
+        );
+        s.finish_unit(
+            vec![],
+            &[],
+            UnitOutcome {
+                status: b'E',
+                failed: true,
+            },
+        );
+        // COMMIT of a failed transaction block is a rollback.
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert!(settings(&s).is_empty());
+        s.finish_unit(
+            vec![set("search_path", "z")],
+            &[TxControl::Begin { read_only: false }],
+            OK_IN_TX,
+        );
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(settings(&s).len(), 1);
+    }
+
+    #[test]
+    fn pins_come_and_go() {
+        let mut s = SessionState::default();
+        s.add_pins(&[
+            SessionEffect::Pin(PinCause::Listen),
+            SessionEffect::Pin(PinCause::TempTable),
+        ]);
+        assert_eq!(s.pin(), Some(PinCause::Listen));
+        s.finish_unit(
+            vec![SessionEffect::Unlisten { channel: None }],
+            &[],
+            OK_IDLE,
+        );
+        assert_eq!(s.pin(), Some(PinCause::TempTable));
+        s.finish_unit(vec![SessionEffect::DiscardAll], &[], OK_IDLE);
+        assert_eq!(s.pin(), None);
+    }
+
+    #[test]
+    fn default_read_only_is_read_from_settings() {
+        let mut s = SessionState::default();
+        assert!(!s.default_read_only());
+        s.finish_unit(
+            vec![set("default_transaction_read_only", "on")],
+            &[],
+            OK_IDLE,
+        );
+        assert!(s.default_read_only());
+    }
+}

@@ -1,0 +1,106 @@
+//! Classifications cached by statement text: applications send the same few texts again and
+//! again, so after the first time a classification costs a hash lookup, not a parse.
+
+use std::mem::size_of;
+use std::sync::Arc;
+
+use moka::sync::Cache;
+
+use super::functions::FunctionPolicy;
+use super::{Classification, SessionEffect, classify};
+
+/// Texts longer than this are classified every time: they are rarely repeated, and one of
+/// them would crowd out many small ones.
+const MAX_CACHED_TEXT: usize = 64 * 1024;
+
+/// What moka and the key's allocation add to an entry, beyond the text and the value.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Classifies statement texts, remembering the answers within a memory budget.
+pub struct Classifier {
+    policy: FunctionPolicy,
+    /// None when the budget is 0.
+    cache: Option<Cache<String, Arc<Classification>>>,
+}
+
+impl Classifier {
+    /// `max_cache_bytes`: the budget for cached texts and classifications; 0 caches nothing.
+    pub fn new(policy: FunctionPolicy, max_cache_bytes: u64) -> Self {
+        let cache = (max_cache_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(max_cache_bytes)
+                .weigher(|text: &String, class: &Arc<Classification>| {
+                    u32::try_from(weight(text, class)).unwrap_or(u32::MAX)
+                })
+                .build()
+        });
+        Self { policy, cache }
+    }
+
+    /// The classification of `sql`, from the cache when this text was seen before.
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        let cache = match &self.cache {
+            Some(cache) if sql.len() <= MAX_CACHED_TEXT => cache,
+            _ => return Arc::new(classify(sql, &self.policy)),
+        };
+        if let Some(hit) = cache.get(sql) {
+            return hit;
+        }
+        let class = Arc::new(classify(sql, &self.policy));
+        // What did not parse is never cached: the primary decides what it means, each time.
+        if class.parsed {
+            cache.insert(sql.to_owned(), Arc::clone(&class));
+        }
+        class
+    }
+
+    /// (entries, weighted bytes) in the cache, for metrics.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.as_ref().map_or((0, 0), |cache| {
+            // Bring the counters up to date with recent inserts and evictions.
+            cache.run_pending_tasks();
+            (cache.entry_count(), cache.weighted_size())
+        })
+    }
+}
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classifier")
+            .field("policy", &self.policy)
+            .field("cached", &self.cache.as_ref().map(Cache::entry_count))
+            .finish()
+    }
+}
+
+/// An estimate of an entry's memory: the text, the classification and what it points to.
+fn weight(text: &str, class: &Classification) -> usize {
+    let strings =
+        |names: &[String]| -> usize { names.iter().map(|n| n.len() + size_of::<String>()).sum() };
+    let effects: usize = class.effects.iter().map(effect_weight).sum();
+    ENTRY_OVERHEAD
+        + text.len()
+        + size_of::<Classification>()
+        + strings(&class.tables_read)
+        + strings(&class.tables_written)
+        + class.tx.len() * size_of::<super::TxControl>()
+        + effects
+        + class.explain_route.as_ref().map_or(0, String::len)
+        + class.write_reason.as_ref().map_or(0, String::len)
+}
+
+fn effect_weight(effect: &SessionEffect) -> usize {
+    let heap = match effect {
+        SessionEffect::Set { name, sql } | SessionEffect::Prepare { name, sql } => {
+            name.len() + sql.len()
+        }
+        SessionEffect::Reset { name } | SessionEffect::Execute { name } => name.len(),
+        SessionEffect::Deallocate { name } => name.as_ref().map_or(0, String::len),
+        SessionEffect::Unlisten { channel } => channel.as_ref().map_or(0, String::len),
+        SessionEffect::ResetAll
+        | SessionEffect::DiscardAll
+        | SessionEffect::DiscardTemp
+        | SessionEffect::Pin(_) => 0,
+    };
+    size_of::<SessionEffect>() + heap
+}

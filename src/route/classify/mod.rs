@@ -1,0 +1,176 @@
+//! Statement classification: SQL text in, [`Classification`] out. Pure (no I/O), and cached by
+//! text so a repeated statement costs a hash lookup, not a parse.
+//!
+//! How: `explain_route` spots pgsplit's own command; `parse` cuts the text into statements and
+//! parses them with sqlparser (PostgreSqlDialect); `statement` folds them into one answer and
+//! decides the wrappers (EXPLAIN, PREPARE, EXECUTE); `walker` visits every node of a statement
+//! (nested queries, CTEs, FROM items, function calls) with `scope` telling CTEs from tables,
+//! `functions` judging calls (default deny) and `session` recording SET, transaction control
+//! and the like; `cache` holds [`Classifier`]. Whatever is not understood goes to the primary.
+//!
+//! CONTRACT (types below are used by the session and the router; keep names and meanings).
+
+/// Whether a statement may run on a read-only replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Only reads, with only read-only functions: a replica may run it.
+    Read,
+    /// Writes, may write, or could not be understood: the primary.
+    Write,
+}
+
+/// Transaction control found in the text, in order of appearance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxControl {
+    /// BEGIN / START TRANSACTION; `read_only` when READ ONLY was given.
+    Begin {
+        read_only: bool,
+    },
+    Commit,
+    Rollback,
+    /// SET TRANSACTION (or SET SESSION CHARACTERISTICS AS TRANSACTION) READ ONLY / READ WRITE.
+    SetReadOnly {
+        read_only: bool,
+        session: bool,
+    },
+    Savepoint,
+    RollbackToSavepoint,
+    ReleaseSavepoint,
+    /// PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED.
+    TwoPhase,
+}
+
+/// Why a session must stay on one primary connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinCause {
+    TempTable,
+    AdvisoryLock,
+    Listen,
+    HoldCursor,
+    /// A function that changes session state the proxy cannot replay (e.g. set_config(.., false)).
+    SessionFunction,
+}
+
+/// Effects on session state that must follow the client to whichever server runs its next
+/// statement, or that pin it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEffect {
+    /// `SET [SESSION] name ...` (never SET LOCAL): `name` lower-cased; `sql` re-runs it.
+    Set {
+        name: String,
+        sql: String,
+    },
+    /// `RESET name`.
+    Reset {
+        name: String,
+    },
+    /// `RESET ALL`.
+    ResetAll,
+    /// SQL-level `PREPARE name AS ...`; `sql` re-runs it.
+    Prepare {
+        name: String,
+        sql: String,
+    },
+    /// `DEALLOCATE [PREPARE] name`, or None for `DEALLOCATE ALL`.
+    Deallocate {
+        name: Option<String>,
+    },
+    /// SQL-level `EXECUTE name`: needs the prepared statement on the server that runs it.
+    Execute {
+        name: String,
+    },
+    /// `DISCARD ALL` (also unpins), `DISCARD TEMP`, `DISCARD PLANS`, `DISCARD SEQUENCES`.
+    DiscardAll,
+    DiscardTemp,
+    /// `UNLISTEN *` (None) or `UNLISTEN channel`.
+    Unlisten {
+        channel: Option<String>,
+    },
+    /// State that cannot move between connections.
+    Pin(PinCause),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub access: Access,
+    /// False when sqlparser could not parse the text (then `access` is Write).
+    pub parsed: bool,
+    /// Tables read and written, lower-cased, schema-qualified as written (`s.t` or `t`).
+    pub tables_read: Vec<String>,
+    pub tables_written: Vec<String>,
+    pub tx: Vec<TxControl>,
+    pub effects: Vec<SessionEffect>,
+    /// `EXPLAIN ROUTE <statement>`: pgsplit answers it itself; holds the inner statement's text.
+    pub explain_route: Option<String>,
+    /// A short human reason when `access` is Write (e.g. "INSERT", "function nextval",
+    /// "SELECT FOR UPDATE", "unparsable"), for logs and EXPLAIN ROUTE.
+    pub write_reason: Option<String>,
+    /// Number of statements in the text (a multi-statement string is one unit).
+    pub statements: usize,
+}
+
+mod cache;
+mod explain_route;
+mod functions;
+mod names;
+mod parse;
+mod scope;
+mod session;
+mod statement;
+mod walker;
+
+#[cfg(test)]
+mod tests;
+
+pub use cache::Classifier;
+pub use functions::FunctionPolicy;
+
+/// Classifies one statement text (possibly several statements: they are one unit, a write if
+/// any part writes). Never panics, whatever the text.
+pub fn classify(sql: &str, read_only_functions: &FunctionPolicy) -> Classification {
+    if let Some(inner) = explain_route::detect(sql) {
+        return Classification::explain_route(inner);
+    }
+    match parse::parse(sql) {
+        Ok(units) => statement::classify_units(&units, read_only_functions),
+        Err(failure) => Classification::unparsable(&failure.message, failure.statements),
+    }
+}
+
+impl Classification {
+    /// An empty read: what a text with no statement in it is.
+    fn empty() -> Self {
+        Classification {
+            access: Access::Read,
+            parsed: true,
+            tables_read: Vec::new(),
+            tables_written: Vec::new(),
+            tx: Vec::new(),
+            effects: Vec::new(),
+            explain_route: None,
+            write_reason: None,
+            statements: 0,
+        }
+    }
+
+    /// pgsplit's own `EXPLAIN ROUTE <statement>`: answered by the proxy, so it runs nowhere.
+    fn explain_route(inner: &str) -> Self {
+        Classification {
+            explain_route: Some(inner.to_owned()),
+            statements: 1,
+            ..Self::empty()
+        }
+    }
+
+    /// Text sqlparser cannot read: the primary, which has the last word on what it means.
+    fn unparsable(parser_error: &str, statements: usize) -> Self {
+        let excerpt: String = parser_error.chars().take(60).collect();
+        Classification {
+            access: Access::Write,
+            parsed: false,
+            write_reason: Some(format!("unparsable: {excerpt}")),
+            statements,
+            ..Self::empty()
+        }
+    }
+}

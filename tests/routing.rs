@@ -1,0 +1,444 @@
+//! Read/write routing through pgsplit in front of the real cluster: which node runs what,
+//! transactions and session state over transaction pooling, balancing, and EXPLAIN ROUTE.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::cluster;
+use common::proxy::{TestProxy, cluster_config, proxy, start_proxy};
+use pgsplit::config::{Config, LoadBalancing};
+use tokio_postgres::{Client, NoTls};
+
+async fn connect_to(p: &TestProxy) -> Client {
+    let (client, connection) = tokio_postgres::connect(&p.connstr("postgres", "postgres"), NoTls)
+        .await
+        .expect("connect through pgsplit");
+    tokio::spawn(connection);
+    client
+}
+
+async fn connect() -> Client {
+    connect_to(proxy()).await
+}
+
+/// Node name ("primary", "replica1", ...) by server port.
+fn node_by_port() -> &'static HashMap<i32, String> {
+    static MAP: OnceLock<HashMap<i32, String>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        cluster()
+            .nodes()
+            .iter()
+            .map(|n| (i32::from(n.port), n.name.clone()))
+            .collect()
+    })
+}
+
+/// Which node ran `SELECT inet_server_port()` (or any query returning a port first).
+async fn node_of(client: &Client, sql: &str) -> String {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let port: i32 = row.get(0);
+    node_by_port()
+        .get(&port)
+        .cloned()
+        .unwrap_or_else(|| format!("port {port}"))
+}
+
+fn is_replica(node: &str) -> bool {
+    node.starts_with("replica")
+}
+
+/// Runs `probe` until it reports a replica (a session's reads return to the replicas once
+/// they have replayed its last write, as the monitor sees within ~100 ms), for at most 5 s.
+async fn eventually_on_a_replica<F, Fut>(mut probe: F) -> String
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let node = probe().await;
+        if is_replica(&node) || std::time::Instant::now() > deadline {
+            return node;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn reads_go_to_replicas_and_writes_to_the_primary() {
+    let client = connect().await;
+    let table = common::unique_name("rw");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id serial PRIMARY KEY, port int)"
+        ))
+        .await
+        .unwrap();
+    // Right after its own write (CREATE TABLE) the session reads from the primary until a
+    // replica has replayed it; then reads spread over the replicas.
+    let first = eventually_on_a_replica(|| node_of(&client, "SELECT inet_server_port()")).await;
+    assert!(is_replica(&first), "{first}");
+    for _ in 0..6 {
+        assert!(is_replica(
+            &node_of(&client, "SELECT inet_server_port()").await
+        ));
+    }
+    let writer = node_of(
+        &client,
+        &format!("INSERT INTO {table} (port) VALUES (inet_server_port()) RETURNING port"),
+    )
+    .await;
+    assert_eq!(writer, "primary");
+    assert_eq!(
+        node_of(
+            &client,
+            "WITH w AS (SELECT 1) SELECT inet_server_port() FOR UPDATE"
+        )
+        .await,
+        "primary"
+    );
+    assert_eq!(
+        node_of(
+            &client,
+            "SELECT inet_server_port() WHERE txid_current() > 0"
+        )
+        .await,
+        "primary"
+    );
+    assert_eq!(
+        node_of(&client, &format!("WITH ins AS (INSERT INTO {table} (port) VALUES (0) RETURNING id) SELECT inet_server_port() FROM ins")).await,
+        "primary"
+    );
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn transactions_stay_on_one_backend_and_read_only_ones_may_use_a_replica() {
+    let mut client = connect().await;
+    let table = common::unique_name("tx");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, v int); INSERT INTO {table} VALUES (1, 0)"
+        ))
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    let first: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    tx.execute(&format!("UPDATE {table} SET v = v + 1 WHERE id = 1"), &[])
+        .await
+        .unwrap();
+    let second: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(first, second);
+    let port: i32 = tx
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(node_by_port()[&port], "primary");
+    tx.commit().await.unwrap();
+
+    let node = eventually_on_a_replica(|| async {
+        client.batch_execute("BEGIN READ ONLY").await.unwrap();
+        let node = node_of(&client, "SELECT inet_server_port()").await;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(
+            row.get::<_, bool>(0),
+            is_replica(&node),
+            "the whole transaction ran on {node}"
+        );
+        node
+    })
+    .await;
+    assert!(is_replica(&node), "read-only transaction ran on {node}");
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn settings_follow_the_session_to_every_server() {
+    let client = connect().await;
+    client
+        .batch_execute("SET application_name = 'routing_test'; SET search_path = information_schema, public; SET statement_timeout = '12345ms'")
+        .await
+        .unwrap();
+    let mut nodes = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let row = client
+            .query_one(
+                "SELECT current_setting('application_name'), current_setting('search_path'), current_setting('statement_timeout'), inet_server_port()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "routing_test");
+        assert_eq!(row.get::<_, &str>(1), "information_schema, public");
+        assert_eq!(row.get::<_, &str>(2), "12345ms");
+        nodes.insert(row.get::<_, i32>(3));
+    }
+    assert!(
+        nodes.len() >= 2,
+        "reads spread over several servers: {nodes:?}"
+    );
+    client.batch_execute("RESET search_path").await.unwrap();
+    let row = client
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "\"$user\", public");
+}
+
+#[tokio::test]
+async fn a_temp_table_pins_the_session_to_the_primary() {
+    let client = connect().await;
+    client
+        .batch_execute("CREATE TEMP TABLE pinned_t AS SELECT generate_series(1, 5) AS i")
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM pinned_t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 5);
+    }
+    assert_eq!(
+        node_of(&client, "SELECT inet_server_port()").await,
+        "primary"
+    );
+    let row = client.query_one("EXPLAIN ROUTE SELECT 1", &[]).await;
+    // EXPLAIN ROUTE is answered on the simple protocol only.
+    assert!(row.is_err());
+    let answer = client.simple_query("EXPLAIN ROUTE SELECT 1").await.unwrap();
+    let reason = answer.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(2).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(reason.as_deref(), Some("pinned: temp table"), "{answer:?}");
+    client.batch_execute("DISCARD ALL").await.unwrap();
+    let node = eventually_on_a_replica(|| node_of(&client, "SELECT inet_server_port()")).await;
+    assert!(is_replica(&node), "DISCARD ALL unpins the session");
+}
+
+#[tokio::test]
+async fn prepared_statements_are_reused_across_connections_and_transactions() {
+    let mut client = connect().await;
+    let stmt = client
+        .prepare("SELECT $1::int + 1, inet_server_port()")
+        .await
+        .unwrap();
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..100 {
+        let row = client.query_one(&stmt, &[&i]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i + 1);
+        ports.insert(row.get::<_, i32>(1));
+        if i % 10 == 0 {
+            let tx = client.transaction().await.unwrap();
+            let row = tx.query_one(&stmt, &[&i]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), i + 1);
+            tx.commit().await.unwrap();
+        }
+    }
+    assert!(
+        ports.len() >= 2,
+        "the statement ran on several servers: {ports:?}"
+    );
+    client
+        .batch_execute("PREPARE sql_level(int) AS SELECT $1 * 2")
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let rows = client
+            .simple_query(&format!("EXECUTE sql_level({i})"))
+            .await
+            .unwrap();
+        let value = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        assert_eq!(value, Some((i * 2).to_string()));
+    }
+}
+
+#[tokio::test]
+async fn explain_route_says_where_and_why_without_running() {
+    let client = connect().await;
+    let explain = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let answer = client
+                .simple_query(&format!("EXPLAIN ROUTE {sql}"))
+                .await
+                .unwrap();
+            answer
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                        r.get(1).unwrap_or("").to_string(),
+                        r.get(2).unwrap_or("").to_string(),
+                    )),
+                    _ => None,
+                })
+                .expect("one row")
+        }
+    };
+    assert_eq!(
+        explain("SELECT 1").await,
+        ("replica".into(), "read: balanced".into())
+    );
+    let (role, reason) = explain("DELETE FROM no_such_table").await;
+    assert_eq!(role, "primary");
+    assert!(reason.starts_with("write"), "{reason}");
+    assert_eq!(explain("SELEC oops").await.0, "primary");
+}
+
+#[tokio::test]
+async fn fresh_sessions_spread_their_reads_over_the_replicas() {
+    // A proxy of its own, so other tests' reads do not take turns from the balancer.
+    let p = start_proxy(cluster_config());
+    let mut by_node: HashMap<String, usize> = HashMap::new();
+    for _ in 0..300 {
+        let client = connect_to(&p).await;
+        *by_node
+            .entry(node_of(&client, "SELECT inet_server_port()").await)
+            .or_default() += 1;
+    }
+    let on_replicas: usize = by_node
+        .iter()
+        .filter(|(n, _)| is_replica(n))
+        .map(|(_, c)| c)
+        .sum();
+    assert!(on_replicas >= 270, "{by_node:?}");
+    for replica in cluster().replicas() {
+        let count = by_node.get(&replica.name).copied().unwrap_or(0);
+        assert!(
+            count >= 60,
+            "{} got {count} of 300: {by_node:?}",
+            replica.name
+        );
+    }
+}
+
+/// A proxy with the given balancing algorithm (weights 1, 2, 3 on the replicas).
+fn proxy_with(algorithm: LoadBalancing) -> TestProxy {
+    let mut config: Config = cluster_config();
+    let cluster = &mut config.clusters[0];
+    cluster.load_balancing = algorithm;
+    for (i, replica) in cluster.replicas.iter_mut().enumerate() {
+        replica.weight = i as u32 + 1;
+    }
+    start_proxy(config)
+}
+
+async fn spread(p: &TestProxy, reads: usize) -> HashMap<String, usize> {
+    let client = connect_to(p).await;
+    let mut by_node = HashMap::new();
+    for _ in 0..reads {
+        *by_node
+            .entry(node_of(&client, "SELECT inet_server_port()").await)
+            .or_insert(0) += 1;
+    }
+    by_node
+}
+
+#[tokio::test]
+async fn each_balancing_algorithm_spreads_reads_as_defined() {
+    let replicas: Vec<String> = cluster()
+        .replicas()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let count = |m: &HashMap<String, usize>, i: usize| m.get(&replicas[i]).copied().unwrap_or(0);
+
+    let rr = spread(&proxy_with(LoadBalancing::RoundRobin), 300).await;
+    assert!((0..3).all(|i| count(&rr, i) == 100), "round_robin: {rr:?}");
+
+    let weighted = spread(&proxy_with(LoadBalancing::Weighted), 600).await;
+    assert_eq!(
+        (
+            count(&weighted, 0),
+            count(&weighted, 1),
+            count(&weighted, 2)
+        ),
+        (100, 200, 300),
+        "weighted: {weighted:?}"
+    );
+
+    let random = spread(&proxy_with(LoadBalancing::Random), 600).await;
+    assert!(
+        (0..3).all(|i| count(&random, i) > 120),
+        "random: {random:?}"
+    );
+
+    let least = spread(&proxy_with(LoadBalancing::LeastConnections), 300).await;
+    assert!(
+        (0..3).all(|i| count(&least, i) >= 60),
+        "least_connections (idle nodes share): {least:?}"
+    );
+
+    let hashed = spread(&proxy_with(LoadBalancing::ClientHash), 100).await;
+    assert_eq!(
+        hashed.len(),
+        1,
+        "client_hash keeps one client on one replica: {hashed:?}"
+    );
+
+    let fastest = spread(&proxy_with(LoadBalancing::LeastResponseTime), 200).await;
+    assert!(
+        fastest.keys().all(|n| is_replica(n)),
+        "least_response_time: {fastest:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
+    let mut config = cluster_config();
+    config.pool.max_server_connections = 2;
+    config.pool.checkout_timeout = Duration::from_millis(300);
+    let p = start_proxy(config);
+    // Logging in needs a server connection too (pass-through authentication), so all three
+    // sessions log in first.
+    let holders = [connect_to(&p).await, connect_to(&p).await];
+    let third = connect_to(&p).await;
+    for h in &holders {
+        h.batch_execute("BEGIN; SELECT txid_current()")
+            .await
+            .unwrap();
+    }
+    let err = third
+        .batch_execute("BEGIN; SELECT txid_current()")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
+    third.batch_execute("ROLLBACK").await.ok();
+    for h in &holders {
+        h.batch_execute("COMMIT").await.unwrap();
+    }
+    third
+        .batch_execute("BEGIN; SELECT txid_current(); COMMIT")
+        .await
+        .unwrap();
+}
