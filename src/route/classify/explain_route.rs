@@ -51,7 +51,7 @@ fn after_block_comment(text: &str) -> &str {
                 i += 2;
             }
             (b'*', b'/') => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 i += 2;
                 if depth == 0 {
                     // Both bytes are ASCII, so `i` is a char boundary.
