@@ -68,6 +68,7 @@ impl SessionState {
             if let SessionEffect::Pin(cause) = effect
                 && !self.pins.contains(cause)
             {
+                tracing::info!(cause = ?cause, "session pinned to its primary connection");
                 self.pins.push(*cause);
             }
         }
