@@ -46,6 +46,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let monitor = (config.monitor.clone(), config.timeouts.connect);
     let shared = Shared::new(config)?;
     crate::topology::monitor::spawn(&shared.topology.load(), &monitor.0, monitor.1);
+    wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -62,6 +63,30 @@ pub async fn start(config: Config) -> Result<Running, String> {
         shared,
         served,
     })
+}
+
+/// Until the monitor knows every replica's lag, reads cannot be sent to replicas safely: wait
+/// for its first round (bounded, since a replica may be down) before taking clients.
+async fn wait_for_replica_state(shared: &Shared) {
+    const FIRST_ROUND: std::time::Duration = std::time::Duration::from_secs(3);
+    let all_known = || {
+        let topology = shared.topology.load();
+        topology
+            .clusters
+            .iter()
+            .flat_map(|c| &c.replicas)
+            .all(|r| r.stats.lag().is_some())
+    };
+    let wait = async {
+        while !all_known() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(FIRST_ROUND, wait).await.is_err() {
+        tracing::warn!(
+            "some replicas' lag is still unknown; they get reads once the monitor reaches them"
+        );
+    }
 }
 
 /// SIGTERM (what service managers and orchestrators send) or Ctrl-C.

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod demo;
 pub mod frontend;
+pub mod hint;
 pub mod localcluster;
 pub mod pool;
 pub mod protocol;

@@ -185,6 +185,78 @@ pub struct ClusterConfig {
     pub primary_read_weight: u32,
     pub primary: NodeConfig,
     pub replicas: Vec<NodeConfig>,
+    pub consistency: ConsistencyConfig,
+}
+
+/// How fresh a read must be, for a cluster (sessions and statements may ask otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyConfig {
+    /// The default mode of sessions on this cluster.
+    pub mode: ConsistencyMode,
+    /// A replica further behind than this gets no reads.
+    pub max_lag: Duration,
+    /// And, if set, one further behind than this many bytes of WAL.
+    pub max_lag_bytes: Option<u64>,
+    /// What a read does when no replica qualifies.
+    pub lag_fallback: LagFallback,
+    /// How long `lag_fallback = "wait"` waits for a replica to qualify before the primary.
+    pub lag_wait: Duration,
+    /// How long a read-your-writes read waits for a replica to replay the session's write
+    /// before it goes to the primary; 0 goes to the primary at once.
+    pub ryw_wait: Duration,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        Self {
+            mode: ConsistencyMode::default(),
+            max_lag: Duration::from_secs(1),
+            max_lag_bytes: None,
+            lag_fallback: LagFallback::default(),
+            lag_wait: Duration::from_secs(1),
+            ryw_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// The consistency modes a session can be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsistencyMode {
+    /// Any replica within `max_lag`.
+    Eventual,
+    /// Also never older than the session's own last write.
+    #[default]
+    ReadYourWrites,
+    /// Also never older than what the session already read.
+    Monotonic,
+    /// The primary only.
+    Strong,
+}
+
+impl ConsistencyMode {
+    /// The name used in the file (and by `SET pgsplit.consistency`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eventual => "eventual",
+            Self::ReadYourWrites => "read_your_writes",
+            Self::Monotonic => "monotonic",
+            Self::Strong => "strong",
+        }
+    }
+}
+
+/// What a read does when no replica is fresh enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagFallback {
+    /// Go to the primary.
+    #[default]
+    Primary,
+    /// Wait up to `lag_wait` for a replica, then the primary.
+    Wait,
+    /// Fail the read with an error.
+    Error,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use super::schema::{
     DEFAULT_CLUSTER_NAME, NodeAddr, RawCluster, RawConfig, RawNode, default_node_name, replica_role,
 };
 use super::validate::validate;
-use super::{Config, LoadBalancing, NodeConfig};
+use super::{Config, ConsistencyConfig, LoadBalancing, NodeConfig};
 
 /// Settings given as flags. They win over the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,11 +32,18 @@ impl Config {
     /// the primary), no users (pass-through authentication), and
     /// every other setting at its default.
     pub fn quick_start(primary: &str, replicas: &[String]) -> Result<Config, ConfigError> {
+        let defaults = ConsistencyConfig::default();
         let cluster = RawCluster {
             name: DEFAULT_CLUSTER_NAME.to_owned(),
             databases: Vec::new(),
             load_balancing: LoadBalancing::default(),
             primary_read_weight: 0,
+            consistency: defaults.mode,
+            max_lag: defaults.max_lag,
+            max_lag_bytes: defaults.max_lag_bytes,
+            lag_fallback: defaults.lag_fallback,
+            lag_wait: defaults.lag_wait,
+            ryw_wait: defaults.ryw_wait,
             primary: flag_node(PRIMARY_FLAG, primary)?,
             replicas: replicas
                 .iter()

@@ -16,8 +16,8 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
 use super::{
-    ClusterConfig, Config, Limits, LoadBalancing, MonitorSettings, NodeConfig, PoolSettings,
-    RoutingSettings, Timeouts, UserConfig,
+    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, LagFallback, Limits, LoadBalancing,
+    MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts, UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -60,6 +60,18 @@ pub(crate) struct RawCluster {
     pub load_balancing: LoadBalancing,
     #[serde(default)]
     pub primary_read_weight: u32,
+    #[serde(default)]
+    pub consistency: ConsistencyMode,
+    #[serde(default = "default_max_lag", deserialize_with = "duration")]
+    pub max_lag: Duration,
+    #[serde(default)]
+    pub max_lag_bytes: Option<u64>,
+    #[serde(default)]
+    pub lag_fallback: LagFallback,
+    #[serde(default = "default_lag_wait", deserialize_with = "duration")]
+    pub lag_wait: Duration,
+    #[serde(default, deserialize_with = "duration")]
+    pub ryw_wait: Duration,
     pub primary: RawNode,
     #[serde(default)]
     pub replicas: Vec<RawNode>,
@@ -162,6 +174,14 @@ fn default_weight() -> u32 {
     NodeConfig::DEFAULT_WEIGHT
 }
 
+fn default_max_lag() -> Duration {
+    ConsistencyConfig::default().max_lag
+}
+
+fn default_lag_wait() -> Duration {
+    ConsistencyConfig::default().lag_wait
+}
+
 fn default_cluster_name() -> String {
     DEFAULT_CLUSTER_NAME.to_owned()
 }
@@ -231,6 +251,14 @@ impl RawCluster {
             primary_read_weight: self.primary_read_weight,
             primary,
             replicas,
+            consistency: ConsistencyConfig {
+                mode: self.consistency,
+                max_lag: self.max_lag,
+                max_lag_bytes: self.max_lag_bytes,
+                lag_fallback: self.lag_fallback,
+                lag_wait: self.lag_wait,
+                ryw_wait: self.ryw_wait,
+            },
         }
     }
 }

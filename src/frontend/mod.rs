@@ -5,6 +5,7 @@ mod client;
 mod error;
 mod forward;
 mod login;
+mod options;
 mod session;
 mod state;
 mod users;
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, LoadBalancing};
+use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::pool::Pools;
 use crate::protocol::{ErrorFields, SqlState};
 use crate::route::RouteCounters;
@@ -95,6 +96,19 @@ impl Shared {
         self.balancers
             .get(cluster)
             .unwrap_or(&self.fallback_balancer)
+    }
+
+    /// The consistency settings of a cluster (the defaults for one the config does not know).
+    pub fn consistency(&self, cluster: &str) -> &ConsistencyConfig {
+        static DEFAULT: std::sync::OnceLock<ConsistencyConfig> = std::sync::OnceLock::new();
+        self.config
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map_or_else(
+                || DEFAULT.get_or_init(ConsistencyConfig::default),
+                |c| &c.consistency,
+            )
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {

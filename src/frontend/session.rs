@@ -9,11 +9,16 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::backend::{ConnectSpec, ServerConn};
-use crate::config::PoolMode;
+use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback, PoolMode};
+use crate::hint::{
+    Consistency, Hints, RouteHint, SessionCommand, Setting, SettingValue, parse_setting_value,
+    session_command, setting_from_name,
+};
 use crate::pool::{Checkout, PoolKey};
-use crate::protocol::{Frame, SqlState, StartupParams, tag};
-use crate::route::classify::{Access, TxControl};
+use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
+use crate::route::classify::{Access, SessionEffect, TxControl};
 use crate::route::{self, Reason, Route};
+use crate::topology::monitor::{format_lsn, parse_lsn};
 use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
@@ -119,6 +124,15 @@ pub struct Session {
     causal_lsn: u64,
     /// A unit since the last transaction end wrote: its commit needs a new causal token.
     wrote: bool,
+    /// The session's `pgsplit.*` settings (from SET or the startup packet).
+    hints: Hints,
+    /// `SET LOCAL pgsplit.*`: until the transaction block ends.
+    local_hints: Hints,
+    /// Monotonic reads: the WAL position the session's reads have already seen.
+    read_floor: u64,
+    /// The ReadyForQuery that ends a committed write, held back until the causal token is
+    /// known, so the client has the token (ParameterStatus) when its commit returns.
+    held_ready: Option<Frame>,
 }
 
 impl Session {
@@ -130,13 +144,20 @@ impl Session {
     ) -> Session {
         let settings = params
             .session_settings()
-            .filter(|(name, _)| *name != "options")
+            .filter(|(name, _)| *name != "options" && !is_pgsplit_setting(name))
             .map(|(k, v)| (k.to_string(), v.to_string()));
+        let (options, from_options) =
+            super::options::split_options(params.get("options").unwrap_or_default());
+        let from_params = params
+            .session_settings()
+            .filter(|(name, _)| is_pgsplit_setting(name))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()));
+        let hints = startup_hints(from_params.chain(from_options));
         let cancel = shared.cancels.register();
         let identity_confirmed = !shared.users.is_empty();
         Session {
             database: params.database().unwrap_or_default().to_string(),
-            options: params.get("options").unwrap_or_default().to_string(),
+            options,
             credentials,
             client_ip,
             cancel,
@@ -154,6 +175,10 @@ impl Session {
             last_read_node: None,
             causal_lsn: 0,
             wrote: false,
+            hints,
+            local_hints: Hints::default(),
+            read_floor: 0,
+            held_ready: None,
             shared,
         }
     }
@@ -199,6 +224,9 @@ impl Session {
         let topology = self.shared.topology.load();
         let cluster = topology.cluster_for_database(&self.database);
         let balancer = self.shared.balancer(&cluster.name);
+        let settings = self.shared.consistency(&cluster.name);
+        let wanted = work.hints.or(&self.local_hints.or(&self.hints));
+        let (freshness, primary_only) = self.freshness(&wanted, settings);
         let route = route::decide(&route::Request {
             cluster,
             balancer,
@@ -212,10 +240,88 @@ impl Session {
             client: self.client_ip,
             executes: work.executes,
             last_read_node: self.last_read_node.as_ref(),
-            min_lsn: self.causal_lsn,
+            freshness,
+            primary_only,
         });
         tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), detail = ?route.detail, "route");
         route
+    }
+
+    /// What a replica must offer for this read, from the statement's hints over the session's
+    /// settings over the cluster's defaults; or the reason the read must go to the primary.
+    fn freshness(
+        &self,
+        wanted: &Hints,
+        settings: &ConsistencyConfig,
+    ) -> (route::Freshness, Option<Reason>) {
+        let mode = match wanted.route {
+            // route=replica asks for any replica within the lag limit, own writes or not.
+            Some(RouteHint::Replica) => Consistency::Eventual,
+            _ => wanted.consistency.unwrap_or(match settings.mode {
+                ConsistencyMode::Eventual => Consistency::Eventual,
+                ConsistencyMode::ReadYourWrites => Consistency::ReadYourWrites,
+                ConsistencyMode::Monotonic => Consistency::Monotonic,
+                ConsistencyMode::Strong => Consistency::Strong,
+            }),
+        };
+        let primary_only = match (wanted.route, mode) {
+            (Some(RouteHint::Primary), _) => Some(Reason::Hint),
+            (_, Consistency::Strong) => Some(Reason::Strong),
+            _ => None,
+        };
+        let mut max_lag = wanted.max_lag.unwrap_or(settings.max_lag);
+        let after = wanted.after.unwrap_or(0);
+        let min_lsn = match mode {
+            Consistency::Eventual | Consistency::Strong => after,
+            Consistency::ReadYourWrites => after.max(self.causal_lsn),
+            Consistency::Bounded(bound) => {
+                max_lag = max_lag.min(bound);
+                after.max(self.causal_lsn)
+            }
+            Consistency::Monotonic => after.max(self.causal_lsn).max(self.read_floor),
+        };
+        let freshness = route::Freshness {
+            max_lag,
+            max_lag_bytes: settings.max_lag_bytes,
+            min_lsn,
+        };
+        (freshness, primary_only)
+    }
+
+    /// Routes a unit, applying the cluster's fallback when no replica is fresh enough: wait
+    /// (bounded) for one, fail the read, or take the primary.
+    async fn decide_with_fallback(&self, work: &Work) -> Result<Route, FrontendError> {
+        let route = self.decide(work);
+        let topology = self.shared.topology.load();
+        let settings = self
+            .shared
+            .consistency(&topology.cluster_for_database(&self.database).name);
+        let wait = match route.reason {
+            Reason::ReplicaLag => match settings.lag_fallback {
+                LagFallback::Primary => return Ok(route),
+                LagFallback::Wait => settings.lag_wait,
+                LagFallback::Error => {
+                    return Err(FrontendError::refuse(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "no replica is within max_lag ({:?}) for this read, and lag_fallback is \"error\"",
+                            settings.max_lag
+                        ),
+                    ));
+                }
+            },
+            Reason::ReadYourWrites => settings.ryw_wait,
+            _ => return Ok(route),
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut route = route;
+        while matches!(route.reason, Reason::ReplicaLag | Reason::ReadYourWrites)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            route = self.decide(work);
+        }
+        Ok(route)
     }
 
     /// Borrows a connection to the route's node and brings it to the session's state. In
@@ -390,16 +496,36 @@ impl Session {
         client: &mut ClientConn,
         frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
+        if let [frame] = frames.as_slice()
+            && frame.tag == tag::QUERY
+            && let Some(command) =
+                crate::protocol::messages::query_text(frame.body()).and_then(session_command)
+        {
+            // Answers pgsplit gives itself come after the answers to what is already in flight.
+            self.settle(client).await?;
+            self.answer_session_command(client, command);
+            return Ok(());
+        }
         let work = work::describe(&frames, &self.state, &self.shared.classifier);
         if let Some(inner) = &work.explain_route {
+            self.settle(client).await?;
             self.explain_route(client, inner);
             return Ok(());
         }
-        if let Some(route) = self.route_for(client, &work).await?
-            && let Err(e) = self.attach(client, route).await
-        {
+        for warning in &work.warnings {
+            client
+                .writer()
+                .notice_response(&ErrorFields::warning(warning.to_string()));
+        }
+        let attached = match self.route_for(client, &work).await {
+            Ok(Some(route)) => self.attach(client, route).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = attached {
             return self.fail_unit(client, e, &frames);
         }
+        self.note_read_position(&work);
         if let Err(e) = self.prepare_sql_statements(&work).await {
             return self.fail_unit(client, e, &frames);
         }
@@ -433,12 +559,12 @@ impl Session {
         work: &Work,
     ) -> Result<Option<Route>, FrontendError> {
         let Some(attached) = &self.server else {
-            return Ok(Some(self.decide(work)));
+            return Ok(Some(self.decide_with_fallback(work).await?));
         };
         if self.stays_on_attached(attached) {
             return Ok(None);
         }
-        let route = self.decide(work);
+        let route = self.decide_with_fallback(work).await?;
         if Arc::ptr_eq(&route.node, &attached.route.node) {
             return Ok(None);
         }
@@ -471,6 +597,118 @@ impl Session {
         Ok(())
     }
 
+    /// Monotonic reads: a read on a node sees at least what that node had replayed when it was
+    /// chosen, so later reads must not come from a node further behind.
+    fn note_read_position(&mut self, work: &Work) {
+        if let Some(attached) = &self.server
+            && work.access() == Access::Read
+            && work.executes
+        {
+            let seen = attached
+                .route
+                .node
+                .stats
+                .replay_lsn
+                .load(std::sync::atomic::Ordering::Relaxed);
+            self.read_floor = self.read_floor.max(seen);
+        }
+    }
+
+    /// `SET`, `RESET` and `SHOW pgsplit.*`: answered by pgsplit, never sent to a server.
+    fn answer_session_command(
+        &mut self,
+        client: &mut ClientConn,
+        command: Result<SessionCommand, String>,
+    ) {
+        let status = self.transaction_status();
+        let shown = match &command {
+            Ok(SessionCommand::Show { setting }) => Some(self.show_setting(*setting)),
+            _ => None,
+        };
+        let mut w = client.writer();
+        match command {
+            Ok(SessionCommand::Set { local: true, .. }) if status == b'I' => {
+                // As PostgreSQL: outside a transaction block SET LOCAL has no effect.
+                w.notice_response(&ErrorFields::warning(
+                    "SET LOCAL can only be used in transaction blocks",
+                ));
+                w.command_complete("SET");
+            }
+            Ok(SessionCommand::Set {
+                setting,
+                value,
+                local,
+            }) => {
+                let parsed = match value {
+                    Some(value) => parse_setting_value(setting, &value),
+                    None => Ok(SettingValue::Default),
+                };
+                match parsed {
+                    Ok(_) if setting.is_read_only() => w.error_response(&ErrorFields::error(
+                        SqlState::CANT_CHANGE_RUNTIME_PARAM,
+                        format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
+                    )),
+                    Ok(value) => {
+                        let target = if local {
+                            &mut self.local_hints
+                        } else {
+                            &mut self.hints
+                        };
+                        target.apply(setting, value);
+                        w.command_complete("SET");
+                    }
+                    Err(message) => w.error_response(&ErrorFields::error(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        message,
+                    )),
+                }
+            }
+            Ok(SessionCommand::Reset { setting }) if setting.is_read_only() => {
+                w.error_response(&ErrorFields::error(
+                    SqlState::CANT_CHANGE_RUNTIME_PARAM,
+                    format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
+                ))
+            }
+            Ok(SessionCommand::Reset { setting }) => {
+                self.hints.reset(setting);
+                w.command_complete("RESET");
+            }
+            Ok(SessionCommand::Show { setting }) => {
+                let name = format!("pgsplit.{}", setting.key());
+                w.row_description(&[&name]);
+                w.data_row(&[shown.as_deref().unwrap_or_default()]);
+                w.command_complete("SHOW");
+            }
+            Err(message) => {
+                w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message))
+            }
+        }
+        w.ready_for_query(status);
+    }
+
+    /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
+    fn show_setting(&self, setting: Setting) -> String {
+        if setting == Setting::CausalToken {
+            return if self.causal_lsn > 0 {
+                format_lsn(self.causal_lsn)
+            } else {
+                String::new()
+            };
+        }
+        if let Some(value) = self.hints.show(setting) {
+            return value;
+        }
+        let topology = self.shared.topology.load();
+        let settings = self
+            .shared
+            .consistency(&topology.cluster_for_database(&self.database).name);
+        match setting {
+            Setting::Consistency => settings.mode.as_str().to_string(),
+            Setting::MaxLag => humantime::format_duration(settings.max_lag).to_string(),
+            _ => String::new(),
+        }
+    }
+
     /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the
     /// connection, before the unit is sent. Only possible between units: pipelined behind
     /// unanswered work, an EXECUTE of a statement prepared elsewhere gets the server's error.
@@ -484,7 +722,6 @@ impl Session {
         let conn = &mut attached.checkout.conn;
         let mut sql = String::new();
         for effect in &work.effects {
-            use crate::route::classify::SessionEffect;
             match effect {
                 SessionEffect::Execute { name } => {
                     if let Some(prepare) = self.state.sql_prepared.get(name)
@@ -638,7 +875,13 @@ impl Session {
                 tag::ERROR_RESPONSE => self.unit_failed = true,
                 tag::READY_FOR_QUERY => {
                     self.pending = self.pending.saturating_sub(1);
-                    client.out.extend_from_slice(&frame.bytes);
+                    let commits_a_write =
+                        self.pending == 0 && self.wrote && frame.body().first() == Some(&b'I');
+                    if commits_a_write {
+                        self.held_ready = Some(frame);
+                    } else {
+                        client.out.extend_from_slice(&frame.bytes);
+                    }
                     if self.pending == 0 {
                         self.end_unit();
                     }
@@ -648,11 +891,10 @@ impl Session {
             }
             client.out.extend_from_slice(&frame.bytes);
         }
-        client
-            .flush()
-            .await
-            .map_err(|_| FrontendError::ClientGone)?;
-        self.take_causal_token().await
+        if self.held_ready.is_some() {
+            self.take_causal_token(client).await?;
+        }
+        client.flush().await.map_err(|_| FrontendError::ClientGone)
     }
 
     /// A unit is over: its effects enter the session's state (and the connection's record),
@@ -672,6 +914,16 @@ impl Session {
             failed: std::mem::take(&mut self.unit_failed),
         };
         let applied = self.state.finish_unit(unit.effects, &unit.tx, outcome);
+        if outcome.status == b'I' {
+            self.local_hints = Hints::default();
+        }
+        if applied
+            .iter()
+            .any(|e| matches!(e, SessionEffect::ResetAll | SessionEffect::DiscardAll))
+        {
+            // RESET ALL and DISCARD ALL reset pgsplit's settings too, as they would a server's.
+            self.hints = Hints::default();
+        }
         super::state::record_on_connection(conn, &applied);
         // The connection is released once the causal token of a committed write is known.
         if !(self.wrote && outcome.status == b'I') {
@@ -680,24 +932,27 @@ impl Session {
     }
 
     /// After a write committed, learns a WAL position at or after its commit record, on the
-    /// connection that committed it: one small round trip per write, none per read.
-    async fn take_causal_token(&mut self) -> Result<(), FrontendError> {
-        let Some(attached) = self.server.as_mut() else {
-            return Ok(());
-        };
-        let conn = &mut attached.checkout.conn;
-        if !self.wrote || self.pending > 0 || conn.tx_status != b'I' {
-            return Ok(());
+    /// connection that committed it (one small round trip per write, none per read), and tells
+    /// the client as ParameterStatus `pgsplit.causal_token` before its commit's ReadyForQuery.
+    async fn take_causal_token(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+        let held = self.held_ready.take();
+        if let Some(attached) = self.server.as_mut() {
+            self.wrote = false;
+            let conn = &mut attached.checkout.conn;
+            let position = conn
+                .query_value("SELECT pg_current_wal_insert_lsn()::text")
+                .await?;
+            if let Some(lsn) = position.as_deref().and_then(parse_lsn)
+                && lsn > self.causal_lsn
+            {
+                self.causal_lsn = lsn;
+                client
+                    .writer()
+                    .parameter_status("pgsplit.causal_token", &format_lsn(lsn));
+            }
         }
-        self.wrote = false;
-        let position = conn
-            .query_value("SELECT pg_current_wal_insert_lsn()::text")
-            .await?;
-        if let Some(lsn) = position
-            .as_deref()
-            .and_then(crate::topology::monitor::parse_lsn)
-        {
-            self.causal_lsn = self.causal_lsn.max(lsn);
+        if let Some(ready) = held {
+            client.out.extend_from_slice(&ready.bytes);
         }
         self.release_if_idle();
         Ok(())
@@ -723,6 +978,32 @@ impl Session {
             }
         });
     }
+}
+
+fn is_pgsplit_setting(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with("pgsplit.")
+}
+
+/// The session's starting `pgsplit.*` settings, from the startup packet (`-c pgsplit.after=...`
+/// in `options`, or as parameters of their own). A bad one is logged and ignored: the session
+/// starts as if it were not there.
+fn startup_hints(pairs: impl Iterator<Item = (String, String)>) -> Hints {
+    let mut hints = Hints::default();
+    for (name, value) in pairs {
+        let parsed = setting_from_name(&name)
+            .ok_or_else(|| format!("unknown setting {name}"))
+            .and_then(|setting| parse_setting_value(setting, &value).map(|v| (setting, v)));
+        match parsed {
+            Ok((setting, value)) if !setting.is_read_only() => hints.apply(setting, value),
+            Ok(_) => {
+                tracing::warn!(%name, "ignoring a read-only pgsplit setting in the startup packet")
+            }
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "ignoring a pgsplit setting in the startup packet")
+            }
+        }
+    }
+    hints
 }
 
 /// The unit so far has opened a transaction block that it has not closed.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::hint::{HintWarning, Hints, parse_hints};
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::{Access, Classification, Classifier, SessionEffect, TxControl};
 
@@ -22,11 +23,22 @@ pub struct Work {
     /// The unit runs something (a Query, an Execute, a function call), rather than only
     /// preparing or describing statements.
     pub executes: bool,
+    /// Hints in the comments before the statements it runs (the first statement's win).
+    pub hints: Hints,
+    /// Hints that were not understood, each to be reported as a WARNING.
+    pub warnings: Vec<HintWarning>,
 }
 
 impl Work {
     pub fn access(&self) -> Access {
         self.access.unwrap_or(Access::Read)
+    }
+
+    /// Reads the hint comments of a statement the unit runs.
+    fn add_hints(&mut self, sql: &str) {
+        let (hints, warnings) = parse_hints(sql);
+        self.hints = self.hints.or(&hints);
+        self.warnings.extend(warnings);
     }
 
     fn add(&mut self, c: &Classification) {
@@ -72,7 +84,8 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
         match frame.tag {
             tag::QUERY => match messages::query_text(body) {
                 Some(sql) => {
-                    let c = classifier.classify(sql);
+                    work.add_hints(sql);
+                    let c = classify_with_prepared(sql, state, classifier);
                     if let Some(inner) = &c.explain_route {
                         work.explain_route = Some(inner.clone());
                     }
@@ -103,7 +116,10 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
                         .or_else(|| saved_statement_text(state, statement))
                 });
                 match sql {
-                    Some(sql) => work.add(&classifier.classify(sql)),
+                    Some(sql) => {
+                        work.add_hints(sql);
+                        work.add(&classify_with_prepared(sql, state, classifier));
+                    }
                     None => work.add_unknown("execute of an unknown portal"),
                 }
             }
@@ -112,6 +128,33 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
         }
     }
     work
+}
+
+/// Classifies `sql`; an `EXECUTE` of a statement the session prepared earlier (which the text
+/// alone cannot judge) is judged by that statement, by classifying it together with its
+/// PREPARE. Session effects stay those of `sql` itself.
+fn classify_with_prepared(
+    sql: &str,
+    state: &SessionState,
+    classifier: &Classifier,
+) -> Arc<Classification> {
+    let c = classifier.classify(sql);
+    let prepares: Vec<&str> = c
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            SessionEffect::Execute { name } => state.sql_prepared.get(name).map(String::as_str),
+            _ => None,
+        })
+        .collect();
+    if c.access == Access::Read || prepares.is_empty() {
+        return c;
+    }
+    let combined = classifier.classify(&format!("{}; {sql}", prepares.join("; ")));
+    let mut judged = (*c).clone();
+    judged.access = combined.access;
+    judged.write_reason.clone_from(&combined.write_reason);
+    Arc::new(judged)
 }
 
 fn saved_statement_text<'a>(state: &'a SessionState, name: &str) -> Option<&'a str> {
@@ -125,7 +168,7 @@ pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
         parsed: true,
         ..Default::default()
     };
-    let c: Arc<Classification> = classifier.classify(sql);
-    work.add(&c);
+    work.add_hints(sql);
+    work.add(&classifier.classify(sql));
     work
 }

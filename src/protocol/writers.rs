@@ -21,6 +21,10 @@ impl ErrorFields {
         Self::new("ERROR", code, message)
     }
 
+    pub fn warning(message: impl Into<String>) -> Self {
+        Self::new("WARNING", SqlState::WARNING, message)
+    }
+
     pub fn fatal(code: SqlState, message: impl Into<String>) -> Self {
         Self::new("FATAL", code, message)
     }

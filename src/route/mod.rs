@@ -8,6 +8,7 @@ pub mod classify;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::config::LoadBalancing;
 use crate::topology::{Cluster, Node};
@@ -39,8 +40,15 @@ pub enum Reason {
     NoReplica,
     /// The unit belongs to a transaction block already running on this connection.
     InTransaction,
-    /// A read that no replica can serve yet: none has replayed the session's own last write.
+    /// A read that no replica can serve yet: none has replayed the session's own last write
+    /// (or the causal token it was given, or what it already read).
     ReadYourWrites,
+    /// A read with no replica within the allowed lag.
+    ReplicaLag,
+    /// Consistency `strong`: the primary only.
+    Strong,
+    /// A hint sent the read to the primary.
+    Hint,
     /// The unit only prepares or describes statements: it goes where the session's last read
     /// went, without taking a turn from the balancer.
     Prepare,
@@ -71,11 +79,14 @@ impl Reason {
             Reason::InTransaction => 13,
             Reason::Prepare => 14,
             Reason::ReadYourWrites => 15,
+            Reason::ReplicaLag => 16,
+            Reason::Strong => 17,
+            Reason::Hint => 18,
         }
     }
 }
 
-const REASON_NAMES: [&str; 16] = [
+const REASON_NAMES: [&str; 19] = [
     "login",
     "session_mode",
     "pinned: temp table",
@@ -92,6 +103,9 @@ const REASON_NAMES: [&str; 16] = [
     "in transaction",
     "prepare",
     "read-your-writes: no replica caught up",
+    "replica lag: no replica within max_lag",
+    "consistency strong",
+    "hint: route=primary",
 ];
 
 #[derive(Debug, Clone)]
@@ -119,8 +133,37 @@ pub struct Request<'a> {
     pub executes: bool,
     /// Where the session's last balanced read went.
     pub last_read_node: Option<&'a Arc<Node>>,
-    /// The session's causal token: a replica must have replayed this far (0: no constraint).
+    /// How fresh a replica must be to take this read.
+    pub freshness: Freshness,
+    /// Consistency `strong`, or a hint `route=primary`: reads go to the primary.
+    pub primary_only: Option<Reason>,
+}
+
+/// What makes a replica fresh enough for a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub max_lag: Duration,
+    pub max_lag_bytes: Option<u64>,
+    /// The replica must have replayed at least this far (0: no constraint): the session's
+    /// causal token, a token it was given, or (monotonic) what it already read.
     pub min_lsn: u64,
+}
+
+impl Freshness {
+    /// Why `node` may not take the read, if it may not. The primary is always fresh.
+    fn refuses(&self, node: &Node) -> Option<Reason> {
+        if node.role == crate::topology::Role::Primary {
+            return None;
+        }
+        let Some((bytes, lag)) = node.stats.lag() else {
+            return Some(Reason::ReplicaLag);
+        };
+        if lag > self.max_lag || self.max_lag_bytes.is_some_and(|max| bytes > max) {
+            return Some(Reason::ReplicaLag);
+        }
+        let replayed = node.stats.replay_lsn.load(Ordering::Relaxed);
+        (self.min_lsn > 0 && replayed < self.min_lsn).then_some(Reason::ReadYourWrites)
+    }
 }
 
 /// Chooses the node for a session's next unit of work.
@@ -150,7 +193,7 @@ pub fn decide(req: &Request<'_>) -> Route {
     if !req.executes
         && let Some(last) = req.last_read_node
         && is_read_candidate(req.cluster, last)
-        && has_replayed(last, req.min_lsn)
+        && req.freshness.refuses(last).is_none()
     {
         return Route {
             node: last.clone(),
@@ -158,7 +201,14 @@ pub fn decide(req: &Request<'_>) -> Route {
             detail: None,
         };
     }
-    match transaction_start(req.tx, req.default_read_only) {
+    let starts = transaction_start(req.tx, req.default_read_only);
+    if starts == Some(false) {
+        return primary(Reason::Transaction);
+    }
+    if let Some(reason) = req.primary_only {
+        return primary(reason);
+    }
+    match starts {
         Some(false) => primary(Reason::Transaction),
         Some(true) => balanced_read(req, Reason::ReadOnlyTransaction(req.balancer.algorithm())),
         None => balanced_read(req, Reason::Balanced(req.balancer.algorithm())),
@@ -185,13 +235,6 @@ fn transaction_start(tx: &[TxControl], default_read_only: bool) -> Option<bool> 
     read_only
 }
 
-/// The node has replayed at least `lsn` (the primary has everything it wrote).
-fn has_replayed(node: &Node, lsn: u64) -> bool {
-    lsn == 0
-        || node.role == crate::topology::Role::Primary
-        || node.stats.replay_lsn.load(Ordering::Relaxed) >= lsn
-}
-
 /// A node of the cluster that may take balanced reads now.
 fn is_read_candidate(cluster: &Cluster, node: &Arc<Node>) -> bool {
     cluster.replicas.iter().any(|r| Arc::ptr_eq(r, node))
@@ -200,17 +243,27 @@ fn is_read_candidate(cluster: &Cluster, node: &Arc<Node>) -> bool {
 
 fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
     let cluster = req.cluster;
+    let mut refusal = None;
     let candidates: Vec<Candidate<'_>> = cluster
         .replicas
         .iter()
-        .filter(|node| has_replayed(node, req.min_lsn))
+        .filter(|node| match req.freshness.refuses(node) {
+            None => true,
+            Some(why) => {
+                // Read-your-writes explains more than lag when both apply: name the first.
+                refusal.get_or_insert(why);
+                false
+            }
+        })
         .map(Candidate::replica)
         .chain(Candidate::primary(cluster))
         .collect();
-    if candidates.is_empty() && !cluster.replicas.is_empty() {
+    if candidates.is_empty()
+        && let Some(reason) = refusal
+    {
         return Route {
             node: cluster.primary.clone(),
-            reason: Reason::ReadYourWrites,
+            reason,
             detail: None,
         };
     }

@@ -1,9 +1,10 @@
 //! The nodes behind pgsplit and their roles, published as an immutable snapshot that the data
-//! path reads without waiting. Health and lag monitoring will update it.
+//! path reads without waiting. Health monitoring will update it.
 //!
-//! Each node also carries live [`NodeStats`]: atomics that the data path updates and the read
-//! balancer reads, neither ever waiting on the other.
+//! Each node also carries live [`NodeStats`]: atomics that the data path and the [`monitor`]
+//! update and the router reads, neither ever waiting on the other.
 
+pub mod lag;
 pub mod monitor;
 
 use std::sync::Arc;
@@ -41,11 +42,17 @@ pub struct Node {
 
 /// Live load figures of one node. Updated with single atomic operations, so the data path never
 /// waits, and read by the balancer as plain loads (a slightly stale figure only skews one pick).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeStats {
     /// The last WAL position this node is known to have replayed (a replica) or written (the
     /// primary), as a 64-bit LSN; 0 while unknown. Kept by the [`monitor`].
     pub replay_lsn: AtomicU64,
+    /// How far a replica is behind its primary, in WAL bytes and in microseconds (see
+    /// [`lag::LsnHistory`]); [`LAG_UNKNOWN`] while the monitor cannot tell. The primary is 0
+    /// behind itself while its position is known. Kept by the [`monitor`]; read both at once
+    /// with [`NodeStats::lag`].
+    pub lag_bytes: AtomicU64,
+    pub lag_micros: AtomicU64,
     /// Server connections currently checked out to serve work on this node.
     pub in_flight: AtomicUsize,
     /// Moving average of response times in microseconds (see [`NodeStats::record_response`]);
@@ -171,7 +178,45 @@ impl Drop for WorkGuard {
 const EWMA_NEW_PARTS: u64 = 1;
 const EWMA_ALL_PARTS: u64 = 5;
 
+/// The value of [`NodeStats::lag_bytes`] and [`NodeStats::lag_micros`] while the lag is unknown.
+pub const LAG_UNKNOWN: u64 = u64::MAX;
+
+impl Default for NodeStats {
+    /// Nothing known yet: in particular the lag is unknown, not zero, until the monitor has
+    /// measured it.
+    fn default() -> Self {
+        NodeStats {
+            replay_lsn: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(LAG_UNKNOWN),
+            lag_micros: AtomicU64::new(LAG_UNKNOWN),
+            in_flight: AtomicUsize::new(0),
+            ewma_micros: AtomicU64::new(0),
+            reads_total: AtomicU64::new(0),
+            writes_total: AtomicU64::new(0),
+        }
+    }
+}
+
 impl NodeStats {
+    /// How far this node is behind its primary, in WAL bytes and in time; None while unknown.
+    /// The two figures are separate atomics, so they may come from consecutive polls.
+    pub fn lag(&self) -> Option<(u64, Duration)> {
+        let bytes = known(self.lag_bytes.load(Ordering::Relaxed))?;
+        let micros = known(self.lag_micros.load(Ordering::Relaxed))?;
+        Some((bytes, Duration::from_micros(micros)))
+    }
+
+    /// Publishes a measured lag, or None for unknown. Figures too large to store are capped
+    /// just below [`LAG_UNKNOWN`], so they stay known.
+    fn set_lag(&self, lag: Option<lag::Lag>) {
+        let (bytes, micros) = lag.map_or((LAG_UNKNOWN, LAG_UNKNOWN), |lag| {
+            let micros = u64::try_from(lag.time.as_micros()).unwrap_or(u64::MAX);
+            (lag.bytes.min(LAG_UNKNOWN - 1), micros.min(LAG_UNKNOWN - 1))
+        });
+        self.lag_bytes.store(bytes, Ordering::Relaxed);
+        self.lag_micros.store(micros, Ordering::Relaxed);
+    }
+
     /// Folds one response time into `ewma_micros`. A compare-and-swap loop rather than a lock:
     /// a racing update makes this one retry against the newer average.
     pub fn record_response(&self, elapsed: Duration) {
@@ -193,6 +238,10 @@ impl NodeStats {
     pub fn count_write(&self) {
         self.writes_total.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+fn known(figure: u64) -> Option<u64> {
+    (figure != LAG_UNKNOWN).then_some(figure)
 }
 
 /// The next moving average: the first sample as is, then 0.2 of the new and 0.8 of the old,
@@ -290,6 +339,29 @@ mod tests {
         assert_eq!(stats.ewma_micros.load(Ordering::Relaxed), 1);
         stats.record_response(Duration::MAX);
         assert!(stats.ewma_micros.load(Ordering::Relaxed) > u64::MAX / 10);
+    }
+
+    #[test]
+    fn the_lag_is_unknown_until_measured_and_after_being_lost() {
+        let stats = NodeStats::default();
+        assert_eq!(stats.lag(), None);
+        stats.set_lag(Some(lag::Lag {
+            bytes: 4096,
+            time: Duration::from_millis(250),
+        }));
+        assert_eq!(stats.lag(), Some((4096, Duration::from_millis(250))));
+        // Huge figures stay known rather than turning into "unknown".
+        stats.set_lag(Some(lag::Lag {
+            bytes: u64::MAX,
+            time: Duration::MAX,
+        }));
+        assert_eq!(
+            stats.lag(),
+            Some((u64::MAX - 1, Duration::from_micros(u64::MAX - 1)))
+        );
+        stats.set_lag(None);
+        assert_eq!(stats.lag(), None);
+        assert_eq!(stats.lag_bytes.load(Ordering::Relaxed), LAG_UNKNOWN);
     }
 
     #[test]

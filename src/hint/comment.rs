@@ -1,0 +1,83 @@
+//! Hint comments: `/* pgsplit: route=primary, max_lag=500ms */` (or `-- pgsplit: ...`) before a
+//! statement's first token.
+
+use super::lex::LeadingComments;
+use super::setting::{Setting, parse_value};
+use super::value::{quoted, strip_prefix_ignore_case, unquote};
+use super::{HintWarning, Hints};
+
+/// The settings a hint may give, in the order warnings list them. `causal_token` is read-only,
+/// so it is no hint.
+const HINT_SETTINGS: [Setting; 4] = [
+    Setting::Route,
+    Setting::Consistency,
+    Setting::MaxLag,
+    Setting::After,
+];
+
+/// Reads the hints in the comments before `sql`'s first token. Other comments (sqlcommenter's,
+/// an ORM's) are skipped, as is everything from the first token on. A pair that is malformed,
+/// names an unknown key or has a bad value is skipped with a warning; the other pairs still
+/// apply, and a key given twice keeps its last value. An unterminated comment gives no hints:
+/// the server will reject the statement anyway.
+pub fn parse_hints(sql: &str) -> (Hints, Vec<HintWarning>) {
+    let mut hints = Hints::default();
+    let mut warnings = Vec::new();
+    for comment in LeadingComments::new(sql) {
+        let Ok(text) = comment else {
+            return (Hints::default(), Vec::new());
+        };
+        let Some(pairs) = strip_prefix_ignore_case(text.trim_start(), "pgsplit:") else {
+            continue;
+        };
+        // Empty pieces (a trailing comma, ", ,") are no mistake worth a warning.
+        for pair in pairs
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+        {
+            if let Err(warning) = apply_pair(pair, &mut hints) {
+                warnings.push(warning);
+            }
+        }
+    }
+    (hints, warnings)
+}
+
+/// Applies one `key=value` pair (keys in any case; values may be single-quoted, as
+/// sqlcommenter writes them).
+fn apply_pair(pair: &str, hints: &mut Hints) -> Result<(), HintWarning> {
+    let (key, value) = pair
+        .split_once('=')
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .filter(|(key, _)| !key.is_empty())
+        .ok_or_else(|| {
+            HintWarning(format!(
+                "malformed pgsplit hint {}: expected key=value",
+                quoted(pair)
+            ))
+        })?;
+    let setting = HINT_SETTINGS
+        .into_iter()
+        .find(|setting| setting.key().eq_ignore_ascii_case(key))
+        .ok_or_else(|| {
+            HintWarning(format!(
+                "unknown pgsplit hint {} (known: {})",
+                quoted(key),
+                known_keys()
+            ))
+        })?;
+    let parsed = parse_value(setting, &unquote(value)).map_err(|expected| {
+        HintWarning(format!(
+            "invalid value {} for pgsplit hint {} ({expected})",
+            quoted(value),
+            setting.key()
+        ))
+    })?;
+    hints.apply(setting, parsed);
+    Ok(())
+}
+
+fn known_keys() -> String {
+    HINT_SETTINGS.map(Setting::key).join(", ")
+}

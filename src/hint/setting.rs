@@ -1,0 +1,112 @@
+//! The `pgsplit.*` session settings: their names and the values `SET` may give them.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::value::{
+    parse_consistency, parse_duration, parse_lsn, parse_route, quoted, strip_prefix_ignore_case,
+    unquote,
+};
+use super::{Consistency, RouteHint};
+
+/// A `pgsplit.*` setting. Its hint key (in `/* pgsplit: ... */`) is the same name without the
+/// `pgsplit.` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Setting {
+    Consistency,
+    MaxLag,
+    After,
+    /// Read-only: the WAL position of the session's last commit, for the application to carry
+    /// to another session (as `pgsplit.after`).
+    CausalToken,
+    Route,
+}
+
+/// What `SET pgsplit.<name> = <value>` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingValue {
+    Consistency(Consistency),
+    MaxLag(Duration),
+    After(u64),
+    Route(RouteHint),
+    /// `DEFAULT`: forget the session's value, so the configured one applies again.
+    Default,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 5] = [
+        Setting::Consistency,
+        Setting::MaxLag,
+        Setting::After,
+        Setting::CausalToken,
+        Setting::Route,
+    ];
+
+    /// The name without its `pgsplit.` prefix; also the hint key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Setting::Consistency => "consistency",
+            Setting::MaxLag => "max_lag",
+            Setting::After => "after",
+            Setting::CausalToken => "causal_token",
+            Setting::Route => "route",
+        }
+    }
+
+    /// Whether `SET` and `RESET` must refuse it (PostgreSQL answers such attempts with
+    /// SQLSTATE 55P02).
+    pub fn is_read_only(self) -> bool {
+        self == Setting::CausalToken
+    }
+
+    /// The setting whose key is `key`, ASCII-case-insensitively.
+    pub(crate) fn from_key(key: &str) -> Option<Setting> {
+        Setting::ALL
+            .into_iter()
+            .find(|setting| setting.key().eq_ignore_ascii_case(key))
+    }
+}
+
+/// The full name, "pgsplit.max_lag".
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pgsplit.{}", self.key())
+    }
+}
+
+/// The setting named `name` ("pgsplit.max_lag", any case); the `pgsplit.` prefix is required,
+/// as it is for every extension's settings in PostgreSQL.
+pub fn setting_from_name(name: &str) -> Option<Setting> {
+    strip_prefix_ignore_case(name, "pgsplit.").and_then(Setting::from_key)
+}
+
+/// Reads the value `SET` gives a setting, plain or in single quotes (`'strong'`); `DEFAULT`
+/// gives [`SettingValue::Default`]. The error is a sentence for the client (SQLSTATE 22023 for a
+/// bad value, 55P02 for the read-only `causal_token`).
+pub fn parse_setting_value(setting: Setting, value: &str) -> Result<SettingValue, String> {
+    if setting.is_read_only() {
+        return Err(format!("parameter \"{setting}\" cannot be changed"));
+    }
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("default") {
+        return Ok(SettingValue::Default);
+    }
+    parse_value(setting, &unquote(value)).map_err(|expected| {
+        format!(
+            "invalid value for parameter \"{setting}\": {} ({expected})",
+            quoted(value)
+        )
+    })
+}
+
+/// Reads an unquoted value for `setting`; the error says what was expected. Shared by
+/// settings and hints, so both accept exactly the same values.
+pub(crate) fn parse_value(setting: Setting, text: &str) -> Result<SettingValue, String> {
+    match setting {
+        Setting::Consistency => parse_consistency(text).map(SettingValue::Consistency),
+        Setting::MaxLag => parse_duration(text).map(SettingValue::MaxLag),
+        Setting::After => parse_lsn(text).map(SettingValue::After),
+        Setting::Route => parse_route(text).map(SettingValue::Route),
+        Setting::CausalToken => Err("nothing: it is read-only".into()),
+    }
+}

@@ -1,0 +1,349 @@
+//! Consistency with real lag: read-your-writes by LSN, lag limits, causal tokens handed between
+//! sessions, and hints. Each test breaks replicas of a private cluster of its own.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::private_cluster;
+use common::proxy::{TestProxy, start_proxy};
+use futures_util::StreamExt;
+use pgsplit::config::Config;
+use pgsplit::localcluster::LocalCluster;
+use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
+
+fn config_for(c: &LocalCluster) -> Config {
+    let replicas: Vec<String> = c.replicas().iter().map(|r| r.addr()).collect();
+    Config::quick_start(&c.primary().addr(), &replicas).expect("config")
+}
+
+async fn connect(p: &TestProxy, extra: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("{} {extra}", p.connstr("postgres", "postgres")),
+        NoTls,
+    )
+    .await
+    .expect("connect through pgsplit");
+    tokio::spawn(connection);
+    client
+}
+
+fn ports(c: &LocalCluster) -> HashMap<i32, String> {
+    c.nodes()
+        .iter()
+        .map(|n| (i32::from(n.port), n.name.clone()))
+        .collect()
+}
+
+async fn node_of(client: &Client, names: &HashMap<i32, String>, sql: &str) -> String {
+    let port: i32 = client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0);
+    names[&port].clone()
+}
+
+fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
+    messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    })
+}
+
+async fn setup_table(c: &LocalCluster, table: &str) {
+    c.psql(
+        c.primary(),
+        "postgres",
+        &format!("CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)"),
+    )
+    .expect("create table");
+    let lsn = c.current_lsn().expect("lsn");
+    for r in c.replicas() {
+        c.wait_replayed(r, &lsn, Duration::from_secs(20))
+            .expect("replicas have the table");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_stale_reads_under_real_lag_and_reads_return_to_replicas() {
+    let c = private_cluster(2);
+    setup_table(&c, "ryw").await;
+    for r in c.replicas() {
+        c.set_apply_delay(r, Duration::from_millis(300))
+            .expect("apply delay");
+    }
+    let proxy = start_proxy(config_for(&c));
+    let workers = (0..4).map(|w| {
+        let proxy_connstr = proxy.connstr("postgres", "postgres");
+        tokio::spawn(async move {
+            let (client, connection) = tokio_postgres::connect(&proxy_connstr, NoTls).await.expect("connect");
+            tokio::spawn(connection);
+            let mut stale = 0;
+            for i in 0..250 {
+                let id = w * 1000 + (i % 50);
+                client
+                    .execute("INSERT INTO ryw VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v", &[&id, &i])
+                    .await
+                    .expect("write");
+                let seen: Option<i32> = client.query_opt("SELECT v FROM ryw WHERE id = $1", &[&id]).await.expect("read").map(|r| r.get(0));
+                if seen != Some(i) {
+                    stale += 1;
+                }
+            }
+            stale
+        })
+    });
+    let stale: i32 = futures_util::future::join_all(workers)
+        .await
+        .into_iter()
+        .map(|r| r.expect("worker"))
+        .sum();
+    assert_eq!(stale, 0, "stale reads in read_your_writes");
+
+    // A session whose last write is older than the lag reads from the replicas again.
+    let names = ports(&c);
+    let client = connect(&proxy, "").await;
+    client
+        .execute("UPDATE ryw SET v = v + 1 WHERE id = 0", &[])
+        .await
+        .expect("write");
+    assert_eq!(
+        node_of(&client, &names, "SELECT inet_server_port()").await,
+        "primary"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let node = node_of(&client, &names, "SELECT inet_server_port()").await;
+    assert!(
+        node.starts_with("replica"),
+        "after the lag, reads go to {node}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_replica_leaves_the_rotation_until_it_catches_up() {
+    let c = private_cluster(2);
+    setup_table(&c, "paused").await;
+    let mut config = config_for(&c);
+    config.clusters[0].consistency.max_lag = Duration::from_millis(500);
+    let proxy = start_proxy(config);
+    let names = ports(&c);
+    let paused = c.replicas()[0].clone();
+    c.pause_replay(&paused).expect("pause replay");
+    let writer = connect(&proxy, "").await;
+    let reader = connect(&proxy, "").await;
+    let started = Instant::now();
+    let mut seen_after_lag = HashMap::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        writer
+            .execute(
+                "INSERT INTO paused VALUES ((random() * 1e9)::int, 1) ON CONFLICT DO NOTHING",
+                &[],
+            )
+            .await
+            .expect("write");
+        let node = node_of(&reader, &names, "SELECT inet_server_port()").await;
+        if started.elapsed() > Duration::from_millis(1500) {
+            *seen_after_lag.entry(node).or_insert(0) += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !seen_after_lag.contains_key(&paused.name),
+        "the paused replica still got reads: {seen_after_lag:?}"
+    );
+    assert!(
+        seen_after_lag.contains_key(&c.replicas()[1].name),
+        "{seen_after_lag:?}"
+    );
+    c.resume_replay(&paused).expect("resume replay");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut back = false;
+    while !back && Instant::now() < deadline {
+        back = node_of(&reader, &names, "SELECT inet_server_port()").await == paused.name;
+    }
+    assert!(back, "the resumed replica gets reads again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_primary_keeps_every_replica_in_rotation() {
+    let c = private_cluster(2);
+    let proxy = start_proxy(config_for(&c));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let names = ports(&c);
+    let client = connect(&proxy, "").await;
+    let mut seen = HashMap::new();
+    for _ in 0..20 {
+        *seen
+            .entry(node_of(&client, &names, "SELECT inet_server_port()").await)
+            .or_insert(0) += 1;
+    }
+    for r in c.replicas() {
+        assert!(
+            seen.get(&r.name).copied().unwrap_or(0) >= 5,
+            "{} after 5 s idle: {seen:?}",
+            r.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_causal_token_carries_read_your_writes_to_another_session() {
+    let c = private_cluster(2);
+    setup_table(&c, "handoff").await;
+    for r in c.replicas() {
+        c.set_apply_delay(r, Duration::from_millis(500))
+            .expect("apply delay");
+    }
+    let proxy = start_proxy(config_for(&c));
+    let writer = connect(&proxy, "").await;
+    for i in 0..5 {
+        writer
+            .execute("INSERT INTO handoff VALUES ($1, 1)", &[&i])
+            .await
+            .expect("write");
+        let token = first_value(
+            &writer
+                .simple_query("SHOW pgsplit.causal_token")
+                .await
+                .expect("show token"),
+        )
+        .expect("a token");
+        let reader = connect(&proxy, &format!("options='-c pgsplit.after={token}'")).await;
+        let found = reader
+            .query_opt("SELECT v FROM handoff WHERE id = $1", &[&i])
+            .await
+            .expect("read");
+        assert!(
+            found.is_some(),
+            "a session given token {token} must see row {i}"
+        );
+        let hinted = connect(&proxy, "").await;
+        let found = hinted
+            .query_opt(
+                &format!("/* pgsplit: after={token} */ SELECT v FROM handoff WHERE id = {i}"),
+                &[],
+            )
+            .await
+            .expect("read");
+        assert!(found.is_some(), "the after= hint carries the token too");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hints_and_session_settings_change_the_route() {
+    let c = private_cluster(2);
+    let proxy = start_proxy(config_for(&c));
+    let names = ports(&c);
+    let (client, mut connection) =
+        tokio_postgres::connect(&proxy.connstr("postgres", "postgres"), NoTls)
+            .await
+            .expect("connect");
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notice(n) = message {
+                let _ = tx.send(n);
+            }
+        }
+    });
+    let sql = "SELECT inet_server_port()";
+    assert!(node_of(&client, &names, sql).await.starts_with("replica"));
+    assert_eq!(
+        node_of(
+            &client,
+            &names,
+            &format!("/* pgsplit: route=primary */ {sql}")
+        )
+        .await,
+        "primary"
+    );
+    assert_eq!(
+        node_of(
+            &client,
+            &names,
+            &format!("/* pgsplit: consistency=strong */ {sql}")
+        )
+        .await,
+        "primary"
+    );
+    assert_eq!(
+        node_of(&client, &names, &format!("/*controller='users',action='show'*/ /* pgsplit: route=primary, max_lag=500ms */ {sql}")).await,
+        "primary"
+    );
+    assert!(
+        node_of(
+            &client,
+            &names,
+            &format!("/* pgsplit: consistency=bounded:5s */ {sql}")
+        )
+        .await
+        .starts_with("replica")
+    );
+    assert!(
+        node_of(
+            &client,
+            &names,
+            &format!("/* pgsplit: route=replica */ {sql}")
+        )
+        .await
+        .starts_with("replica")
+    );
+    // A bad hint: a WARNING naming it, and the statement runs as if there were no hint.
+    let node = node_of(
+        &client,
+        &names,
+        &format!("/* pgsplit: rout=primary */ {sql}"),
+    )
+    .await;
+    assert!(node.starts_with("replica"), "{node}");
+    let warning = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .expect("a warning")
+        .expect("notice");
+    assert_eq!(warning.severity(), "WARNING");
+    assert!(warning.message().contains("rout"), "{}", warning.message());
+
+    // A hint never sends a write to a replica.
+    client
+        .batch_execute("CREATE TABLE hinted (i int)")
+        .await
+        .expect("create");
+    client
+        .batch_execute("/* pgsplit: route=replica */ INSERT INTO hinted VALUES (1)")
+        .await
+        .expect("a write stays on the primary");
+
+    // Session settings, answered by pgsplit itself.
+    client
+        .batch_execute("SET pgsplit.consistency = 'strong'")
+        .await
+        .expect("set");
+    let shown = first_value(
+        &client
+            .simple_query("SHOW pgsplit.consistency")
+            .await
+            .expect("show"),
+    );
+    assert_eq!(shown.as_deref(), Some("strong"));
+    assert_eq!(node_of(&client, &names, sql).await, "primary");
+    client
+        .batch_execute("RESET pgsplit.consistency")
+        .await
+        .expect("reset");
+    // Back to read_your_writes: once a replica has replayed the INSERT above, reads go there.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut node = node_of(&client, &names, sql).await;
+    while !node.starts_with("replica") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        node = node_of(&client, &names, sql).await;
+    }
+    assert!(node.starts_with("replica"), "{node}");
+    let err = client
+        .batch_execute("SET pgsplit.no_such_thing = 1")
+        .await
+        .expect_err("unknown setting");
+    assert_eq!(err.code().map(|c| c.code()), Some("42704"));
+}
