@@ -347,3 +347,77 @@ async fn hints_and_session_settings_change_the_route() {
         .expect_err("unknown setting");
     assert_eq!(err.code().map(|c| c.code()), Some("42704"));
 }
+
+/// Backend messages (tag, body) up to and including the next ReadyForQuery.
+async fn read_until_ready(stream: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut messages = Vec::new();
+    let read = async {
+        loop {
+            let mut header = [0u8; 5];
+            stream
+                .read_exact(&mut header)
+                .await
+                .expect("message header");
+            let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            let mut body = vec![0u8; len - 4];
+            stream.read_exact(&mut body).await.expect("message body");
+            messages.push((header[0], body));
+            if header[0] == b'Z' {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("ReadyForQuery within 10 s");
+    messages
+}
+
+fn frontend_message(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = tag.into_iter().collect();
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_committed_write_reports_its_causal_token_before_ready_for_query() {
+    use tokio::io::AsyncWriteExt;
+    let c = private_cluster(1);
+    let proxy = start_proxy(config_for(&c));
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let mut startup = 196_608i32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0postgres\0database\0postgres\0\0");
+    stream
+        .write_all(&frontend_message(None, &startup))
+        .await
+        .expect("startup");
+    read_until_ready(&mut stream).await;
+    stream
+        .write_all(&frontend_message(
+            Some(b'Q'),
+            b"CREATE TABLE token_t (i int); INSERT INTO token_t VALUES (1)\0",
+        ))
+        .await
+        .expect("query");
+    let messages = read_until_ready(&mut stream).await;
+    let token_at = messages
+        .iter()
+        .position(|(tag, body)| *tag == b'S' && body.starts_with(b"pgsplit.causal_token\0"))
+        .expect("a ParameterStatus pgsplit.causal_token");
+    assert_eq!(
+        token_at,
+        messages.len() - 2,
+        "it comes right before ReadyForQuery"
+    );
+    let token = String::from_utf8_lossy(&messages[token_at].1["pgsplit.causal_token\0".len()..])
+        .trim_end_matches('\0')
+        .to_string();
+    assert!(
+        pgsplit::topology::monitor::parse_lsn(&token).is_some(),
+        "{token}"
+    );
+}

@@ -90,6 +90,10 @@ fn cluster_section(cluster: &ClusterConfig, is_default: bool) -> String {
     let settings = [
         vec!["databases".into(), databases],
         vec!["load balancing".into(), balancing_summary(cluster)],
+        vec![
+            "consistency".into(),
+            consistency_summary(&cluster.consistency),
+        ],
     ];
     out.push_str(&render_table(&settings, "  "));
     // A read weight is what balancing uses: the primary's comes from the cluster, since it
@@ -196,6 +200,28 @@ fn render_table(rows: &[Vec<String>], indent: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// "read_your_writes, max_lag 1s, else primary".
+fn consistency_summary(c: &super::ConsistencyConfig) -> String {
+    let mut text = format!("{}, max_lag {}", c.mode.as_str(), duration(c.max_lag));
+    if let Some(bytes) = c.max_lag_bytes {
+        text.push_str(&format!(" or {}", size(bytes)));
+    }
+    text.push_str(&match c.lag_fallback {
+        super::LagFallback::Primary => ", else the primary".to_string(),
+        super::LagFallback::Wait => {
+            format!(", else wait {} then the primary", duration(c.lag_wait))
+        }
+        super::LagFallback::Error => ", else an error".to_string(),
+    });
+    if !c.ryw_wait.is_zero() {
+        text.push_str(&format!(
+            "; read-your-writes waits {}",
+            duration(c.ryw_wait)
+        ));
+    }
+    text
 }
 
 fn duration(value: Duration) -> String {
