@@ -43,9 +43,13 @@ pub async fn start(config: Config) -> Result<Running, String> {
         None => None,
     };
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let monitor = (config.monitor.clone(), config.timeouts.connect);
+    let (monitor, health, connect) = (
+        config.monitor.clone(),
+        config.health.clone(),
+        config.timeouts.connect,
+    );
     let shared = Shared::new(config)?;
-    crate::topology::monitor::spawn(&shared.topology.load(), &monitor.0, monitor.1);
+    crate::topology::monitor::spawn(shared.topology.clone(), &monitor, &health, connect);
     wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();

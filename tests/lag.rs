@@ -1,6 +1,6 @@
 //! Replica lag as the monitor measures it, against real servers: a primary and two streaming
 //! replicas of a private cluster, watched by `topology::monitor` directly (no proxy), while the
-//! test writes on the primary and pauses or delays replay on one replica.
+//! test writes on the primary, pauses or delays replay on one replica, or freezes a node.
 //!
 //! "Near zero" is [`NEAR_ZERO`]: a healthy replica is milliseconds behind, and the monitor polls
 //! every 100 ms, so anything close to a poll interval or beyond is a real delay.
@@ -8,8 +8,10 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use pgsplit::config::Config;
 use pgsplit::localcluster::{LocalCluster, PgNode};
 use pgsplit::topology::{Node, Topology, monitor};
@@ -25,7 +27,8 @@ const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// A private cluster with the monitor watching it, and a connection to its primary.
 struct Fixture {
     cluster: LocalCluster,
-    /// The monitor's view of the replicas, in the cluster's order.
+    /// The monitor's view of the nodes, replicas in the cluster's order.
+    primary_node: Arc<Node>,
     replicas: Vec<Arc<Node>>,
     primary: Client,
 }
@@ -37,8 +40,14 @@ async fn start() -> Fixture {
     let replica_addrs: Vec<String> = cluster.replicas().iter().map(PgNode::addr).collect();
     let config = Config::quick_start(&cluster.primary().addr(), &replica_addrs)
         .unwrap_or_else(|e| panic!("{e}"));
-    let topology = Topology::from_config(&config);
-    monitor::spawn(&topology, &config.monitor, Duration::from_secs(5));
+    let topology = Arc::new(ArcSwap::from_pointee(Topology::from_config(&config)));
+    monitor::spawn(
+        Arc::clone(&topology),
+        &config.monitor,
+        &config.health,
+        Duration::from_secs(5),
+    );
+    let topology = topology.load_full();
     let primary = common::connect(&cluster.primary().connstr("postgres", "postgres"))
         .await
         .expect("connect to the primary");
@@ -65,6 +74,7 @@ async fn start() -> Fixture {
     .await;
     Fixture {
         cluster,
+        primary_node,
         replicas,
         primary,
     }
@@ -254,4 +264,44 @@ async fn an_apply_delay_shows_as_steady_lag_under_writes_and_vanishes_after() {
 
     // Once the writes stop, the last commit is applied `delay` after it was made.
     caught_up_within(delayed, delay + Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_node_makes_lag_unknown_until_it_answers_again() {
+    let fx = start().await;
+    // Past a poll's 2 s deadline, plus the primary's history going stale a little later.
+    let noticed = Duration::from_secs(6);
+    // A new connection (5 s connect timeout) after the reconnect pause, then a poll.
+    let recovered = Duration::from_secs(15);
+    let (hung, other) = (&fx.replicas[0], &fx.replicas[1]);
+    let hung_server = &fx.cluster.replicas()[0];
+
+    block_in_place(|| fx.cluster.pause(hung_server)).expect("freeze a replica");
+    eventually("a frozen replica's lag turns unknown", noticed, || {
+        hung.stats.lag().is_none() && hung.stats.replay_lsn.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    assert!(other.stats.lag().is_some(), "{}: lag unknown", other.name);
+    block_in_place(|| fx.cluster.resume(hung_server)).expect("unfreeze the replica");
+    eventually("the replica's lag is known again", recovered, || {
+        hung.stats.lag().is_some()
+    })
+    .await;
+
+    // Without the primary's position, no replica's lag can be told.
+    let all_unknown = || {
+        fx.primary_node.stats.lag().is_none() && fx.replicas.iter().all(|r| r.stats.lag().is_none())
+    };
+    block_in_place(|| fx.cluster.pause(fx.cluster.primary())).expect("freeze the primary");
+    eventually(
+        "a frozen primary makes every lag unknown",
+        noticed,
+        all_unknown,
+    )
+    .await;
+    block_in_place(|| fx.cluster.resume(fx.cluster.primary())).expect("unfreeze the primary");
+    eventually("every lag is known again", recovered, || {
+        fx.replicas.iter().all(|r| r.stats.lag().is_some())
+    })
+    .await;
 }

@@ -58,6 +58,7 @@ pub struct Config {
     pub limits: Limits,
     pub routing: RoutingSettings,
     pub monitor: MonitorSettings,
+    pub health: HealthSettings,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
@@ -141,6 +142,31 @@ impl fmt::Debug for MonitorSettings {
             .field("database", &self.database)
             .field("interval", &self.interval)
             .finish()
+    }
+}
+
+/// Health checks (the monitor's polls) and bans.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// A check (connect and query) not answered within this fails, and bans the node at once: a
+    /// hung node leaves the rotation within this time.
+    #[serde(deserialize_with = "schema::duration")]
+    pub timeout: Duration,
+    /// Consecutive failed checks (refused or broken connections) that ban a node.
+    pub ban_after: u32,
+    /// How long a ban lasts before the node may serve again (if its checks pass).
+    #[serde(deserialize_with = "schema::duration")]
+    pub ban_time: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            ban_after: 2,
+            ban_time: Duration::from_secs(5),
+        }
     }
 }
 

@@ -16,8 +16,9 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
 use super::{
-    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, LagFallback, Limits, LoadBalancing,
-    MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts, UserConfig,
+    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, HealthSettings, LagFallback, Limits,
+    LoadBalancing, MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts,
+    UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -41,6 +42,8 @@ pub(crate) struct RawConfig {
     pub routing: RoutingSettings,
     #[serde(default)]
     pub monitor: MonitorSettings,
+    #[serde(default)]
+    pub health: HealthSettings,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -215,6 +218,7 @@ impl RawConfig {
             limits: self.limits,
             routing: self.routing.normalized(),
             monitor: self.monitor,
+            health: self.health,
             clusters: self
                 .clusters
                 .into_iter()

@@ -2,10 +2,12 @@
 
 mod cancel;
 mod client;
+mod commands;
 mod error;
 mod forward;
 mod login;
 mod options;
+mod routing;
 mod session;
 mod state;
 mod users;
@@ -35,7 +37,7 @@ use users::ClientUser;
 /// State shared by every session of the process.
 pub struct Shared {
     pub config: Arc<Config>,
-    pub topology: ArcSwap<Topology>,
+    pub topology: Arc<ArcSwap<Topology>>,
     pub pools: Pools,
     pub cancels: Arc<CancelRegistry>,
     pub classifier: Classifier,
@@ -55,7 +57,7 @@ impl Shared {
         let users = users::prepare_users(&config.users)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(Shared {
-            topology: ArcSwap::from_pointee(Topology::from_config(&config)),
+            topology: Arc::new(ArcSwap::from_pointee(Topology::from_config(&config))),
             pools: Pools::new(
                 config.pool.max_server_connections,
                 config.pool.checkout_timeout,

@@ -9,21 +9,19 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::backend::{ConnectSpec, ServerConn};
-use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback, PoolMode};
-use crate::hint::{
-    Consistency, Hints, RouteHint, SessionCommand, Setting, SettingValue, parse_setting_value,
-    session_command, setting_from_name,
-};
+use crate::config::PoolMode;
+use crate::hint::{Hints, session_command};
 use crate::pool::{Checkout, PoolKey};
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
 use crate::route::classify::{Access, SessionEffect, TxControl};
-use crate::route::{self, Reason, Route};
+use crate::route::{Reason, Route};
 use crate::topology::monitor::{format_lsn, parse_lsn};
 use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
 use super::cancel::{CancelHandle, CancelTarget};
 use super::client::ClientConn;
+use super::commands::{is_pgsplit_setting, startup_hints};
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
@@ -84,55 +82,55 @@ async fn open_session(
 }
 
 /// The connection a session is using, and why it went there.
-struct Attached {
-    checkout: Checkout,
-    route: Route,
+pub(super) struct Attached {
+    pub(super) checkout: Checkout,
+    pub(super) route: Route,
     /// The unit in progress on the node, for least-connections and response times.
-    work: Option<WorkGuard>,
+    pub(super) work: Option<WorkGuard>,
 }
 
 pub struct Session {
-    shared: Arc<Shared>,
-    database: String,
-    options: String,
-    credentials: ServerCredentials,
-    client_ip: IpAddr,
-    cancel: CancelHandle,
-    state: SessionState,
-    server: Option<Attached>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) database: String,
+    pub(super) options: String,
+    pub(super) credentials: ServerCredentials,
+    pub(super) client_ip: IpAddr,
+    pub(super) cancel: CancelHandle,
+    pub(super) state: SessionState,
+    pub(super) server: Option<Attached>,
     /// Queries, Syncs and function calls sent whose ReadyForQuery has not come back yet.
-    pending: usize,
+    pub(super) pending: usize,
     /// Extended-protocol messages waiting for their Sync or Flush.
-    batch: Vec<Frame>,
-    batch_bytes: usize,
+    pub(super) batch: Vec<Frame>,
+    pub(super) batch_bytes: usize,
     /// Bytes for the server, written once per batch of client messages.
-    to_server: BytesMut,
+    pub(super) to_server: BytesMut,
     /// Drops the answers to messages pgsplit itself injected (re-preparing statements).
-    responses: ResponseFilter,
+    pub(super) responses: ResponseFilter,
     /// What the unit in progress did, applied to the session state when it ends.
-    unit: Work,
-    unit_failed: bool,
+    pub(super) unit: Work,
+    pub(super) unit_failed: bool,
     /// After a unit failed before reaching a server, its messages up to Sync are dropped, as
     /// PostgreSQL does after an error.
-    discard_until_sync: bool,
+    pub(super) discard_until_sync: bool,
     /// pgsplit checked the client's password, or a server accepted the client's credentials.
-    identity_confirmed: bool,
+    pub(super) identity_confirmed: bool,
     /// Where the last balanced read went: statement preparation follows it there.
-    last_read_node: Option<Arc<Node>>,
+    pub(super) last_read_node: Option<Arc<Node>>,
     /// The WAL position at or after the session's last committed write (0: none yet). A
     /// replica serves the session's reads only once it has replayed this far.
-    causal_lsn: u64,
+    pub(super) causal_lsn: u64,
     /// A unit since the last transaction end wrote: its commit needs a new causal token.
-    wrote: bool,
+    pub(super) wrote: bool,
     /// The session's `pgsplit.*` settings (from SET or the startup packet).
-    hints: Hints,
+    pub(super) hints: Hints,
     /// `SET LOCAL pgsplit.*`: until the transaction block ends.
-    local_hints: Hints,
+    pub(super) local_hints: Hints,
     /// Monotonic reads: the WAL position the session's reads have already seen.
-    read_floor: u64,
+    pub(super) read_floor: u64,
     /// The ReadyForQuery that ends a committed write, held back until the causal token is
     /// known, so the client has the token (ParameterStatus) when its commit returns.
-    held_ready: Option<Frame>,
+    pub(super) held_ready: Option<Frame>,
 }
 
 impl Session {
@@ -183,7 +181,7 @@ impl Session {
         }
     }
 
-    fn session_mode(&self) -> bool {
+    pub(super) fn session_mode(&self) -> bool {
         self.shared.config.pool.mode == PoolMode::Session
     }
 
@@ -217,111 +215,6 @@ impl Session {
         w.backend_key_data(self.cancel.key);
         w.ready_for_query(b'I');
         client.flush().await.map_err(|_| FrontendError::ClientGone)
-    }
-
-    /// The routing decision for a unit that needs a server.
-    fn decide(&self, work: &Work) -> Route {
-        let topology = self.shared.topology.load();
-        let cluster = topology.cluster_for_database(&self.database);
-        let balancer = self.shared.balancer(&cluster.name);
-        let settings = self.shared.consistency(&cluster.name);
-        let wanted = work.hints.or(&self.local_hints.or(&self.hints));
-        let (freshness, primary_only) = self.freshness(&wanted, settings);
-        let route = route::decide(&route::Request {
-            cluster,
-            balancer,
-            access: work.access(),
-            parsed: work.parsed,
-            write_reason: work.write_reason.as_deref(),
-            tx: &work.tx,
-            default_read_only: self.state.default_read_only(),
-            pin: self.state.pin(),
-            session_mode: self.session_mode(),
-            client: self.client_ip,
-            executes: work.executes,
-            last_read_node: self.last_read_node.as_ref(),
-            freshness,
-            primary_only,
-        });
-        tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), detail = ?route.detail, "route");
-        route
-    }
-
-    /// What a replica must offer for this read, from the statement's hints over the session's
-    /// settings over the cluster's defaults; or the reason the read must go to the primary.
-    fn freshness(
-        &self,
-        wanted: &Hints,
-        settings: &ConsistencyConfig,
-    ) -> (route::Freshness, Option<Reason>) {
-        let mode = match wanted.route {
-            // route=replica asks for any replica within the lag limit, own writes or not.
-            Some(RouteHint::Replica) => Consistency::Eventual,
-            _ => wanted.consistency.unwrap_or(match settings.mode {
-                ConsistencyMode::Eventual => Consistency::Eventual,
-                ConsistencyMode::ReadYourWrites => Consistency::ReadYourWrites,
-                ConsistencyMode::Monotonic => Consistency::Monotonic,
-                ConsistencyMode::Strong => Consistency::Strong,
-            }),
-        };
-        let primary_only = match (wanted.route, mode) {
-            (Some(RouteHint::Primary), _) => Some(Reason::Hint),
-            (_, Consistency::Strong) => Some(Reason::Strong),
-            _ => None,
-        };
-        let mut max_lag = wanted.max_lag.unwrap_or(settings.max_lag);
-        let after = wanted.after.unwrap_or(0);
-        let min_lsn = match mode {
-            Consistency::Eventual | Consistency::Strong => after,
-            Consistency::ReadYourWrites => after.max(self.causal_lsn),
-            Consistency::Bounded(bound) => {
-                max_lag = max_lag.min(bound);
-                after.max(self.causal_lsn)
-            }
-            Consistency::Monotonic => after.max(self.causal_lsn).max(self.read_floor),
-        };
-        let freshness = route::Freshness {
-            max_lag,
-            max_lag_bytes: settings.max_lag_bytes,
-            min_lsn,
-        };
-        (freshness, primary_only)
-    }
-
-    /// Routes a unit, applying the cluster's fallback when no replica is fresh enough: wait
-    /// (bounded) for one, fail the read, or take the primary.
-    async fn decide_with_fallback(&self, work: &Work) -> Result<Route, FrontendError> {
-        let route = self.decide(work);
-        let topology = self.shared.topology.load();
-        let settings = self
-            .shared
-            .consistency(&topology.cluster_for_database(&self.database).name);
-        let wait = match route.reason {
-            Reason::ReplicaLag => match settings.lag_fallback {
-                LagFallback::Primary => return Ok(route),
-                LagFallback::Wait => settings.lag_wait,
-                LagFallback::Error => {
-                    return Err(FrontendError::refuse(
-                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                        format!(
-                            "no replica is within max_lag ({:?}) for this read, and lag_fallback is \"error\"",
-                            settings.max_lag
-                        ),
-                    ));
-                }
-            },
-            Reason::ReadYourWrites => settings.ryw_wait,
-            _ => return Ok(route),
-        };
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut route = route;
-        while matches!(route.reason, Reason::ReplicaLag | Reason::ReadYourWrites)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            route = self.decide(work);
-        }
-        Ok(route)
     }
 
     /// Borrows a connection to the route's node and brings it to the session's state. In
@@ -386,7 +279,7 @@ impl Session {
 
     /// Gives the connection back to the pool when nothing ties the session to it: transaction
     /// pooling, outside a transaction block, nothing in flight, nothing pinned.
-    fn release_if_idle(&mut self) {
+    pub(super) fn release_if_idle(&mut self) {
         let Some(attached) = &self.server else {
             return;
         };
@@ -585,7 +478,7 @@ impl Session {
     }
 
     /// Sends what is queued and relays answers until nothing is in flight.
-    async fn settle(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+    pub(super) async fn settle(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         self.flush_to_server().await?;
         while self.pending > 0 {
             let Some(attached) = self.server.as_mut() else {
@@ -595,118 +488,6 @@ impl Session {
             self.forward_server_messages(client).await?;
         }
         Ok(())
-    }
-
-    /// Monotonic reads: a read on a node sees at least what that node had replayed when it was
-    /// chosen, so later reads must not come from a node further behind.
-    fn note_read_position(&mut self, work: &Work) {
-        if let Some(attached) = &self.server
-            && work.access() == Access::Read
-            && work.executes
-        {
-            let seen = attached
-                .route
-                .node
-                .stats
-                .replay_lsn
-                .load(std::sync::atomic::Ordering::Relaxed);
-            self.read_floor = self.read_floor.max(seen);
-        }
-    }
-
-    /// `SET`, `RESET` and `SHOW pgsplit.*`: answered by pgsplit, never sent to a server.
-    fn answer_session_command(
-        &mut self,
-        client: &mut ClientConn,
-        command: Result<SessionCommand, String>,
-    ) {
-        let status = self.transaction_status();
-        let shown = match &command {
-            Ok(SessionCommand::Show { setting }) => Some(self.show_setting(*setting)),
-            _ => None,
-        };
-        let mut w = client.writer();
-        match command {
-            Ok(SessionCommand::Set { local: true, .. }) if status == b'I' => {
-                // As PostgreSQL: outside a transaction block SET LOCAL has no effect.
-                w.notice_response(&ErrorFields::warning(
-                    "SET LOCAL can only be used in transaction blocks",
-                ));
-                w.command_complete("SET");
-            }
-            Ok(SessionCommand::Set {
-                setting,
-                value,
-                local,
-            }) => {
-                let parsed = match value {
-                    Some(value) => parse_setting_value(setting, &value),
-                    None => Ok(SettingValue::Default),
-                };
-                match parsed {
-                    Ok(_) if setting.is_read_only() => w.error_response(&ErrorFields::error(
-                        SqlState::CANT_CHANGE_RUNTIME_PARAM,
-                        format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
-                    )),
-                    Ok(value) => {
-                        let target = if local {
-                            &mut self.local_hints
-                        } else {
-                            &mut self.hints
-                        };
-                        target.apply(setting, value);
-                        w.command_complete("SET");
-                    }
-                    Err(message) => w.error_response(&ErrorFields::error(
-                        SqlState::INVALID_PARAMETER_VALUE,
-                        message,
-                    )),
-                }
-            }
-            Ok(SessionCommand::Reset { setting }) if setting.is_read_only() => {
-                w.error_response(&ErrorFields::error(
-                    SqlState::CANT_CHANGE_RUNTIME_PARAM,
-                    format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
-                ))
-            }
-            Ok(SessionCommand::Reset { setting }) => {
-                self.hints.reset(setting);
-                w.command_complete("RESET");
-            }
-            Ok(SessionCommand::Show { setting }) => {
-                let name = format!("pgsplit.{}", setting.key());
-                w.row_description(&[&name]);
-                w.data_row(&[shown.as_deref().unwrap_or_default()]);
-                w.command_complete("SHOW");
-            }
-            Err(message) => {
-                w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message))
-            }
-        }
-        w.ready_for_query(status);
-    }
-
-    /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
-    fn show_setting(&self, setting: Setting) -> String {
-        if setting == Setting::CausalToken {
-            return if self.causal_lsn > 0 {
-                format_lsn(self.causal_lsn)
-            } else {
-                String::new()
-            };
-        }
-        if let Some(value) = self.hints.show(setting) {
-            return value;
-        }
-        let topology = self.shared.topology.load();
-        let settings = self
-            .shared
-            .consistency(&topology.cluster_for_database(&self.database).name);
-        match setting {
-            Setting::Consistency => settings.mode.as_str().to_string(),
-            Setting::MaxLag => humantime::format_duration(settings.max_lag).to_string(),
-            _ => String::new(),
-        }
     }
 
     /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the
@@ -785,39 +566,10 @@ impl Session {
         Ok(())
     }
 
-    fn transaction_status(&self) -> u8 {
+    pub(super) fn transaction_status(&self) -> u8 {
         self.server
             .as_ref()
             .map_or(b'I', |a| a.checkout.conn.tx_status)
-    }
-
-    /// `EXPLAIN ROUTE <statement>`: one row (node, role, reason) for where the statement would
-    /// go now, without running it.
-    fn explain_route(&self, client: &mut ClientConn, inner: &str) {
-        let route = match &self.server {
-            Some(attached)
-                if attached.checkout.conn.tx_status != b'I' || self.state.pin().is_some() =>
-            {
-                Route {
-                    node: attached.route.node.clone(),
-                    reason: self
-                        .state
-                        .pin()
-                        .map_or(Reason::InTransaction, Reason::Pinned),
-                    detail: None,
-                }
-            }
-            _ => self.decide(&work::describe_text(inner, &self.shared.classifier)),
-        };
-        let reason = match &route.detail {
-            Some(detail) => format!("{}: {detail}", route.reason.as_str()),
-            None => route.reason.as_str().to_string(),
-        };
-        let mut w = client.writer();
-        w.row_description(&["node", "role", "reason"]);
-        w.data_row(&[&route.node.name, route.node.role.as_str(), &reason]);
-        w.command_complete("EXPLAIN ROUTE");
-        w.ready_for_query(self.transaction_status());
     }
 
     /// COPY data goes straight to the server running the COPY.
@@ -978,32 +730,6 @@ impl Session {
             }
         });
     }
-}
-
-fn is_pgsplit_setting(name: &str) -> bool {
-    name.to_ascii_lowercase().starts_with("pgsplit.")
-}
-
-/// The session's starting `pgsplit.*` settings, from the startup packet (`-c pgsplit.after=...`
-/// in `options`, or as parameters of their own). A bad one is logged and ignored: the session
-/// starts as if it were not there.
-fn startup_hints(pairs: impl Iterator<Item = (String, String)>) -> Hints {
-    let mut hints = Hints::default();
-    for (name, value) in pairs {
-        let parsed = setting_from_name(&name)
-            .ok_or_else(|| format!("unknown setting {name}"))
-            .and_then(|setting| parse_setting_value(setting, &value).map(|v| (setting, v)));
-        match parsed {
-            Ok((setting, value)) if !setting.is_read_only() => hints.apply(setting, value),
-            Ok(_) => {
-                tracing::warn!(%name, "ignoring a read-only pgsplit setting in the startup packet")
-            }
-            Err(e) => {
-                tracing::warn!(%name, error = %e, "ignoring a pgsplit setting in the startup packet")
-            }
-        }
-    }
-    hints
 }
 
 /// The unit so far has opened a transaction block that it has not closed.

@@ -258,18 +258,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::topology::{NodeStats, Role};
+    use crate::topology::Role;
 
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn node(name: &str) -> Arc<Node> {
-        Arc::new(Node {
-            name: name.to_owned(),
-            addr: format!("{name}:5432"),
-            role: Role::Replica,
-            weight: 1,
-            stats: NodeStats::default(),
-        })
+        Arc::new(Node::new(
+            name.to_owned(),
+            format!("{name}:5432"),
+            Role::Replica,
+            1,
+        ))
     }
 
     fn nodes(count: usize) -> Vec<Arc<Node>> {

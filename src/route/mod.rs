@@ -49,6 +49,8 @@ pub enum Reason {
     Strong,
     /// A hint sent the read to the primary.
     Hint,
+    /// A read with every replica down (banned by its health checks or a failed request).
+    NodeDown,
     /// The unit only prepares or describes statements: it goes where the session's last read
     /// went, without taking a turn from the balancer.
     Prepare,
@@ -82,11 +84,12 @@ impl Reason {
             Reason::ReplicaLag => 16,
             Reason::Strong => 17,
             Reason::Hint => 18,
+            Reason::NodeDown => 19,
         }
     }
 }
 
-const REASON_NAMES: [&str; 19] = [
+const REASON_NAMES: [&str; 20] = [
     "login",
     "session_mode",
     "pinned: temp table",
@@ -106,6 +109,7 @@ const REASON_NAMES: [&str; 19] = [
     "replica lag: no replica within max_lag",
     "consistency strong",
     "hint: route=primary",
+    "replica down: every replica banned",
 ];
 
 #[derive(Debug, Clone)]
@@ -152,8 +156,11 @@ pub struct Freshness {
 impl Freshness {
     /// Why `node` may not take the read, if it may not. The primary is always fresh.
     fn refuses(&self, node: &Node) -> Option<Reason> {
-        if node.role == crate::topology::Role::Primary {
+        if node.role() == crate::topology::Role::Primary {
             return None;
+        }
+        if !node.is_available() {
+            return Some(Reason::NodeDown);
         }
         let Some((bytes, lag)) = node.stats.lag() else {
             return Some(Reason::ReplicaLag);

@@ -4,11 +4,12 @@
 //! Each node also carries live [`NodeStats`]: atomics that the data path and the [`monitor`]
 //! update and the router reads, neither ever waiting on the other.
 
+pub mod health;
 pub mod lag;
 pub mod monitor;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{ClusterConfig, Config, LoadBalancing, NodeConfig};
@@ -17,6 +18,9 @@ use crate::config::{ClusterConfig, Config, LoadBalancing, NodeConfig};
 pub enum Role {
     Primary,
     Replica,
+    /// A former primary, replaced by a promoted replica: it gets no work until an operator
+    /// adds it back (a reload), so writes never go to two primaries.
+    Fenced,
 }
 
 impl Role {
@@ -24,6 +28,23 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Fenced => "fenced",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Role::Primary => 0,
+            Role::Replica => 1,
+            Role::Fenced => 2,
+        }
+    }
+
+    fn from_u8(value: u8) -> Role {
+        match value {
+            0 => Role::Primary,
+            1 => Role::Replica,
+            _ => Role::Fenced,
         }
     }
 }
@@ -33,7 +54,8 @@ pub struct Node {
     pub name: String,
     /// "host:port", as a socket connect accepts it.
     pub addr: String,
-    pub role: Role,
+    /// The node's current role (it changes when a replica is promoted).
+    role: AtomicU8,
     /// Share of balanced reads under [`LoadBalancing::Weighted`] while the node serves as a
     /// replica; 0: never chosen by weight.
     pub weight: u32,
@@ -61,6 +83,8 @@ pub struct NodeStats {
     /// Statements routed here as reads, and as writes.
     pub reads_total: AtomicU64,
     pub writes_total: AtomicU64,
+    /// Checks and bans.
+    pub health: health::Health,
 }
 
 /// One unit of work on a node, from checkout to checkin: it counts in `in_flight` for as long as
@@ -74,9 +98,11 @@ pub struct WorkGuard {
     started: Instant,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cluster {
     pub name: String,
+    /// Former primaries replaced by a promotion, kept out of all routing.
+    pub fenced: Vec<Arc<Node>>,
     pub databases: Vec<String>,
     pub load_balancing: LoadBalancing,
     /// The primary's weight among read candidates; 0: it takes no balanced reads.
@@ -91,6 +117,17 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The topology after `promoted` became its cluster's primary; None if it is no replica.
+    pub fn with_promotion(&self, promoted: &Arc<Node>) -> Option<Topology> {
+        let index = self
+            .clusters
+            .iter()
+            .position(|c| c.replicas.iter().any(|r| Arc::ptr_eq(r, promoted)))?;
+        let mut clusters = self.clusters.clone();
+        clusters[index] = self.clusters[index].with_promotion(promoted);
+        Some(Topology { clusters })
+    }
+
     pub fn from_config(config: &Config) -> Topology {
         Topology {
             clusters: config.clusters.iter().map(Cluster::from_config).collect(),
@@ -109,9 +146,20 @@ impl Topology {
 }
 
 impl Cluster {
+    /// This cluster after `promoted` (one of its replicas) became its primary: the old primary
+    /// is fenced, so writes never go to two primaries.
+    pub fn with_promotion(&self, promoted: &Arc<Node>) -> Cluster {
+        let mut next = self.clone();
+        next.replicas.retain(|r| !Arc::ptr_eq(r, promoted));
+        next.fenced
+            .push(std::mem::replace(&mut next.primary, promoted.clone()));
+        next
+    }
+
     fn from_config(c: &ClusterConfig) -> Cluster {
         Cluster {
             name: c.name.clone(),
+            fenced: Vec::new(),
             databases: c.databases.clone(),
             load_balancing: c.load_balancing,
             primary_read_weight: c.primary_read_weight,
@@ -131,16 +179,33 @@ fn node(n: &NodeConfig, role: Role) -> Node {
     } else {
         format!("{}:{}", n.host, n.port)
     };
-    Node {
-        name: n.name.clone(),
-        addr,
-        role,
-        weight: n.weight,
-        stats: NodeStats::default(),
-    }
+    Node::new(n.name.clone(), addr, role, n.weight)
 }
 
 impl Node {
+    pub fn new(name: String, addr: String, role: Role, weight: u32) -> Node {
+        Node {
+            name,
+            addr,
+            role: AtomicU8::new(role.to_u8()),
+            weight,
+            stats: NodeStats::default(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        Role::from_u8(self.role.load(Ordering::Relaxed))
+    }
+
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role.to_u8(), Ordering::Relaxed);
+    }
+
+    /// The node may be given work: not banned by its checks or a failed request.
+    pub fn is_available(&self) -> bool {
+        !self.stats.health.is_banned()
+    }
+
     /// Starts a unit of work on this node; it is in flight until the guard is finished or
     /// dropped. Takes the `Arc` so the guard can live as long as a checkout does, across awaits
     /// and topology changes.
@@ -193,6 +258,7 @@ impl Default for NodeStats {
             ewma_micros: AtomicU64::new(0),
             reads_total: AtomicU64::new(0),
             writes_total: AtomicU64::new(0),
+            health: health::Health::default(),
         }
     }
 }
@@ -271,13 +337,7 @@ mod tests {
     }
 
     fn replica() -> Arc<Node> {
-        Arc::new(Node {
-            name: "r".into(),
-            addr: "r:5432".into(),
-            role: Role::Replica,
-            weight: 1,
-            stats: NodeStats::default(),
-        })
+        Arc::new(Node::new("r".into(), "r:5432".into(), Role::Replica, 1))
     }
 
     #[test]

@@ -14,36 +14,46 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
+use arc_swap::ArcSwap;
+
+use super::health::CheckOutcome;
 use super::lag::LsnHistory;
 use super::{Node, Role, Topology};
-use crate::config::MonitorSettings;
+use crate::config::{HealthSettings, MonitorSettings};
 
-/// A poll answered later than this counts as failed: the connection is dropped and made again.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The shortest pause before reconnecting, so a node refusing connections is not hammered.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 /// The shortest poll interval (a zero interval would spin).
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// The replica's position: NULL on a server that was never in recovery.
-const REPLICA_POSITION: &str = "SELECT pg_last_wal_replay_lsn()::text";
-/// The primary's position: NULL if the configured primary is in fact in recovery (a standby has
-/// no write position of its own, and `pg_current_wal_lsn()` would fail there).
-const PRIMARY_POSITION: &str =
-    "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END";
+/// Whether the node is a standby, and its position: replayed on a standby, written on a primary.
+/// One query for every node, so a replica that was promoted is seen at its next poll.
+const POLL: &str = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
+     THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END";
 
 /// Starts one monitoring task per node of every cluster. A cluster's tasks share its history of
 /// primary positions: the primary's task records into it, the replicas' tasks measure against
 /// it (both briefly, under a lock the data path never takes).
-pub fn spawn(topology: &Topology, settings: &MonitorSettings, connect_timeout: Duration) {
+pub fn spawn(
+    topology: Arc<ArcSwap<Topology>>,
+    settings: &MonitorSettings,
+    health: &HealthSettings,
+    connect_timeout: Duration,
+) {
     let interval = settings.interval.max(MIN_INTERVAL);
-    for cluster in &topology.clusters {
-        let history = Arc::new(Mutex::new(LsnHistory::new(interval, stale_after(interval))));
+    let snapshot = topology.load_full();
+    for cluster in &snapshot.clusters {
+        let history = Arc::new(Mutex::new(LsnHistory::new(
+            interval,
+            stale_after(interval, health.timeout),
+        )));
         for node in std::iter::once(&cluster.primary).chain(&cluster.replicas) {
             let watch = Watch {
                 node: Arc::clone(node),
                 history: Arc::clone(&history),
                 settings: settings.clone(),
+                health: health.clone(),
+                topology: Arc::clone(&topology),
                 interval,
                 connect_timeout,
             };
@@ -55,8 +65,8 @@ pub fn spawn(topology: &Topology, settings: &MonitorSettings, connect_timeout: D
 /// How long the primary's position stays valid without being confirmed: a poll may take up to
 /// [`QUERY_TIMEOUT`] and each comes an interval after the last, so beyond both (with a margin of
 /// one interval) the primary's poller is failing and no lag can be told.
-fn stale_after(interval: Duration) -> Duration {
-    QUERY_TIMEOUT + interval.saturating_mul(2)
+fn stale_after(interval: Duration, query_timeout: Duration) -> Duration {
+    query_timeout + interval.saturating_mul(2)
 }
 
 /// Why a monitoring connection was given up.
@@ -73,6 +83,10 @@ struct Watch {
     node: Arc<Node>,
     history: Arc<Mutex<LsnHistory>>,
     settings: MonitorSettings,
+    /// Each poll is also the node's health check.
+    health: HealthSettings,
+    /// Where a promotion is published.
+    topology: Arc<ArcSwap<Topology>>,
     interval: Duration,
     connect_timeout: Duration,
 }
@@ -83,6 +97,16 @@ impl Watch {
         loop {
             let error = self.poll_until_failure().await;
             tracing::debug!(node = %self.node.name, %error, "replication monitor lost its connection");
+            let outcome = match error {
+                PollError::Timeout(..) => CheckOutcome::TimedOut,
+                PollError::Postgres(_) => CheckOutcome::Failed,
+            };
+            self.node.stats.health.record_check(
+                &self.node.name,
+                outcome,
+                &error.to_string(),
+                &self.health,
+            );
             // Nothing known until the next successful poll, so no session waits on a stale
             // position and no lag limit trusts a stale figure.
             self.publish(None, Instant::now());
@@ -92,17 +116,12 @@ impl Watch {
 
     /// Connects and polls every interval until something fails.
     async fn poll_until_failure(&self) -> PollError {
-        let connect_deadline = self.connect_timeout.saturating_add(QUERY_TIMEOUT);
-        let (client, _connection) =
-            match within(connect_deadline, "connecting", self.connect()).await {
-                Ok(connected) => connected,
-                Err(e) => return e,
-            };
-        let sql = match self.node.role {
-            Role::Primary => PRIMARY_POSITION,
-            Role::Replica => REPLICA_POSITION,
+        let timeout = self.health.timeout;
+        let (client, _connection) = match within(timeout, "connecting", self.connect()).await {
+            Ok(connected) => connected,
+            Err(e) => return e,
         };
-        let statement = match within(QUERY_TIMEOUT, "preparing", client.prepare(sql)).await {
+        let statement = match within(timeout, "preparing", client.prepare(POLL)).await {
             Ok(statement) => statement,
             Err(e) => return e,
         };
@@ -110,8 +129,18 @@ impl Watch {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match within(QUERY_TIMEOUT, "polling", client.query_one(&statement, &[])).await {
-                Ok(row) => self.publish(position(&row), Instant::now()),
+            match within(timeout, "polling", client.query_one(&statement, &[])).await {
+                Ok(row) => {
+                    self.node.stats.health.record_check(
+                        &self.node.name,
+                        CheckOutcome::Passed,
+                        "",
+                        &self.health,
+                    );
+                    let in_recovery = row.try_get::<_, bool>(0).unwrap_or(true);
+                    self.follow_role(in_recovery);
+                    self.publish(position(&row), Instant::now());
+                }
                 Err(e) => return e,
             }
         }
@@ -125,15 +154,45 @@ impl Watch {
         Ok((client, AbortOnDrop(tokio::spawn(connection))))
     }
 
+    /// A replica that reports it is no longer in recovery was promoted: it becomes its
+    /// cluster's primary, and the old primary is fenced. A fenced node that comes back writable
+    /// stays fenced until an operator re-adds it.
+    fn follow_role(&self, in_recovery: bool) {
+        if in_recovery || self.node.role() != Role::Replica {
+            return;
+        }
+        let mut promoted = false;
+        self.topology
+            .rcu(|current| match current.with_promotion(&self.node) {
+                Some(next) => {
+                    promoted = true;
+                    Arc::new(next)
+                }
+                None => Arc::clone(current),
+            });
+        if !promoted {
+            return;
+        }
+        let topology = self.topology.load();
+        for cluster in &topology.clusters {
+            for fenced in &cluster.fenced {
+                fenced.set_role(Role::Fenced);
+            }
+        }
+        self.node.set_role(Role::Primary);
+        tracing::warn!(node = %self.node.name, "replica promoted: it is now the primary; the former primary is fenced");
+    }
+
     /// Publishes the node's position (None: unknown) as read at `at`, and what follows from it:
     /// the primary's goes into the history, a replica's lag is measured against the history.
     fn publish(&self, position: Option<u64>, at: Instant) {
         let stats = &self.node.stats;
+        let position = position.filter(|_| self.node.role() != Role::Fenced);
         stats
             .replay_lsn
             .store(position.unwrap_or(0), Ordering::Relaxed);
-        let lag = match (self.node.role, position) {
-            (_, None) => None,
+        let lag = match (self.node.role(), position) {
+            (_, None) | (Role::Fenced, _) => None,
             (Role::Primary, Some(lsn)) => {
                 self.history().record(lsn, at);
                 Some(super::lag::Lag {
@@ -155,7 +214,7 @@ impl Watch {
 
 /// The position in a poll's answer; 0, NULL or unreadable text are all "unknown".
 fn position(row: &tokio_postgres::Row) -> Option<u64> {
-    row.try_get::<_, Option<&str>>(0)
+    row.try_get::<_, Option<&str>>(1)
         .ok()
         .flatten()
         .and_then(parse_lsn)

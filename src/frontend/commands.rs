@@ -1,0 +1,165 @@
+//! What a session answers itself: `SET`, `RESET` and `SHOW pgsplit.*`, `EXPLAIN ROUTE`, and the
+//! `pgsplit.*` settings of the startup packet.
+
+use crate::hint::{
+    Hints, SessionCommand, Setting, SettingValue, parse_setting_value, setting_from_name,
+};
+use crate::protocol::{ErrorFields, SqlState};
+use crate::route::{Reason, Route};
+use crate::topology::monitor::format_lsn;
+
+use super::client::ClientConn;
+use super::session::Session;
+use super::work;
+
+impl Session {
+    /// `SET`, `RESET` and `SHOW pgsplit.*`: answered by pgsplit, never sent to a server.
+    pub(super) fn answer_session_command(
+        &mut self,
+        client: &mut ClientConn,
+        command: Result<SessionCommand, String>,
+    ) {
+        let status = self.transaction_status();
+        let shown = match &command {
+            Ok(SessionCommand::Show { setting }) => Some(self.show_setting(*setting)),
+            _ => None,
+        };
+        let mut w = client.writer();
+        match command {
+            Ok(SessionCommand::Set { local: true, .. }) if status == b'I' => {
+                // As PostgreSQL: outside a transaction block SET LOCAL has no effect.
+                w.notice_response(&ErrorFields::warning(
+                    "SET LOCAL can only be used in transaction blocks",
+                ));
+                w.command_complete("SET");
+            }
+            Ok(SessionCommand::Set {
+                setting,
+                value,
+                local,
+            }) => {
+                let parsed = match value {
+                    Some(value) => parse_setting_value(setting, &value),
+                    None => Ok(SettingValue::Default),
+                };
+                match parsed {
+                    Ok(_) if setting.is_read_only() => w.error_response(&ErrorFields::error(
+                        SqlState::CANT_CHANGE_RUNTIME_PARAM,
+                        format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
+                    )),
+                    Ok(value) => {
+                        let target = if local {
+                            &mut self.local_hints
+                        } else {
+                            &mut self.hints
+                        };
+                        target.apply(setting, value);
+                        w.command_complete("SET");
+                    }
+                    Err(message) => w.error_response(&ErrorFields::error(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        message,
+                    )),
+                }
+            }
+            Ok(SessionCommand::Reset { setting }) if setting.is_read_only() => {
+                w.error_response(&ErrorFields::error(
+                    SqlState::CANT_CHANGE_RUNTIME_PARAM,
+                    format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
+                ))
+            }
+            Ok(SessionCommand::Reset { setting }) => {
+                self.hints.reset(setting);
+                w.command_complete("RESET");
+            }
+            Ok(SessionCommand::Show { setting }) => {
+                let name = format!("pgsplit.{}", setting.key());
+                w.row_description(&[&name]);
+                w.data_row(&[shown.as_deref().unwrap_or_default()]);
+                w.command_complete("SHOW");
+            }
+            Err(message) => {
+                w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message))
+            }
+        }
+        w.ready_for_query(status);
+    }
+
+    /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
+    fn show_setting(&self, setting: Setting) -> String {
+        if setting == Setting::CausalToken {
+            return if self.causal_lsn > 0 {
+                format_lsn(self.causal_lsn)
+            } else {
+                String::new()
+            };
+        }
+        if let Some(value) = self.hints.show(setting) {
+            return value;
+        }
+        let topology = self.shared.topology.load();
+        let settings = self
+            .shared
+            .consistency(&topology.cluster_for_database(&self.database).name);
+        match setting {
+            Setting::Consistency => settings.mode.as_str().to_string(),
+            Setting::MaxLag => humantime::format_duration(settings.max_lag).to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// `EXPLAIN ROUTE <statement>`: one row (node, role, reason) for where the statement would
+    /// go now, without running it.
+    pub(super) fn explain_route(&self, client: &mut ClientConn, inner: &str) {
+        let route = match &self.server {
+            Some(attached)
+                if attached.checkout.conn.tx_status != b'I' || self.state.pin().is_some() =>
+            {
+                Route {
+                    node: attached.route.node.clone(),
+                    reason: self
+                        .state
+                        .pin()
+                        .map_or(Reason::InTransaction, Reason::Pinned),
+                    detail: None,
+                }
+            }
+            _ => self.decide(&work::describe_text(inner, &self.shared.classifier)),
+        };
+        let reason = match &route.detail {
+            Some(detail) => format!("{}: {detail}", route.reason.as_str()),
+            None => route.reason.as_str().to_string(),
+        };
+        let mut w = client.writer();
+        w.row_description(&["node", "role", "reason"]);
+        w.data_row(&[&route.node.name, route.node.role().as_str(), &reason]);
+        w.command_complete("EXPLAIN ROUTE");
+        w.ready_for_query(self.transaction_status());
+    }
+}
+
+pub(super) fn is_pgsplit_setting(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with("pgsplit.")
+}
+
+/// The session's starting `pgsplit.*` settings, from the startup packet (`-c pgsplit.after=...`
+/// in `options`, or as parameters of their own). A bad one is logged and ignored: the session
+/// starts as if it were not there.
+pub(super) fn startup_hints(pairs: impl Iterator<Item = (String, String)>) -> Hints {
+    let mut hints = Hints::default();
+    for (name, value) in pairs {
+        let parsed = setting_from_name(&name)
+            .ok_or_else(|| format!("unknown setting {name}"))
+            .and_then(|setting| parse_setting_value(setting, &value).map(|v| (setting, v)));
+        match parsed {
+            Ok((setting, value)) if !setting.is_read_only() => hints.apply(setting, value),
+            Ok(_) => {
+                tracing::warn!(%name, "ignoring a read-only pgsplit setting in the startup packet")
+            }
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "ignoring a pgsplit setting in the startup packet")
+            }
+        }
+    }
+    hints
+}

@@ -1,0 +1,136 @@
+//! The routing side of a session: what a unit's hints, the session's settings and the
+//! cluster's consistency ask of a replica, and the fallbacks when none qualifies.
+
+use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback};
+use crate::hint::{Consistency, Hints, RouteHint};
+use crate::protocol::SqlState;
+use crate::route::classify::Access;
+use crate::route::{self, Reason, Route};
+
+use super::error::FrontendError;
+use super::session::Session;
+use super::work::Work;
+
+impl Session {
+    /// The routing decision for a unit that needs a server.
+    pub(super) fn decide(&self, work: &Work) -> Route {
+        let topology = self.shared.topology.load();
+        let cluster = topology.cluster_for_database(&self.database);
+        let balancer = self.shared.balancer(&cluster.name);
+        let settings = self.shared.consistency(&cluster.name);
+        let wanted = work.hints.or(&self.local_hints.or(&self.hints));
+        let (freshness, primary_only) = self.freshness(&wanted, settings);
+        let route = route::decide(&route::Request {
+            cluster,
+            balancer,
+            access: work.access(),
+            parsed: work.parsed,
+            write_reason: work.write_reason.as_deref(),
+            tx: &work.tx,
+            default_read_only: self.state.default_read_only(),
+            pin: self.state.pin(),
+            session_mode: self.session_mode(),
+            client: self.client_ip,
+            executes: work.executes,
+            last_read_node: self.last_read_node.as_ref(),
+            freshness,
+            primary_only,
+        });
+        tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), detail = ?route.detail, "route");
+        route
+    }
+
+    /// What a replica must offer for this read, from the statement's hints over the session's
+    /// settings over the cluster's defaults; or the reason the read must go to the primary.
+    fn freshness(
+        &self,
+        wanted: &Hints,
+        settings: &ConsistencyConfig,
+    ) -> (route::Freshness, Option<Reason>) {
+        let mode = match wanted.route {
+            // route=replica asks for any replica within the lag limit, own writes or not.
+            Some(RouteHint::Replica) => Consistency::Eventual,
+            _ => wanted.consistency.unwrap_or(match settings.mode {
+                ConsistencyMode::Eventual => Consistency::Eventual,
+                ConsistencyMode::ReadYourWrites => Consistency::ReadYourWrites,
+                ConsistencyMode::Monotonic => Consistency::Monotonic,
+                ConsistencyMode::Strong => Consistency::Strong,
+            }),
+        };
+        let primary_only = match (wanted.route, mode) {
+            (Some(RouteHint::Primary), _) => Some(Reason::Hint),
+            (_, Consistency::Strong) => Some(Reason::Strong),
+            _ => None,
+        };
+        let mut max_lag = wanted.max_lag.unwrap_or(settings.max_lag);
+        let after = wanted.after.unwrap_or(0);
+        let min_lsn = match mode {
+            Consistency::Eventual | Consistency::Strong => after,
+            Consistency::ReadYourWrites => after.max(self.causal_lsn),
+            Consistency::Bounded(bound) => {
+                max_lag = max_lag.min(bound);
+                after.max(self.causal_lsn)
+            }
+            Consistency::Monotonic => after.max(self.causal_lsn).max(self.read_floor),
+        };
+        let freshness = route::Freshness {
+            max_lag,
+            max_lag_bytes: settings.max_lag_bytes,
+            min_lsn,
+        };
+        (freshness, primary_only)
+    }
+
+    /// Routes a unit, applying the cluster's fallback when no replica is fresh enough: wait
+    /// (bounded) for one, fail the read, or take the primary.
+    pub(super) async fn decide_with_fallback(&self, work: &Work) -> Result<Route, FrontendError> {
+        let route = self.decide(work);
+        let topology = self.shared.topology.load();
+        let settings = self
+            .shared
+            .consistency(&topology.cluster_for_database(&self.database).name);
+        let wait = match route.reason {
+            Reason::ReplicaLag => match settings.lag_fallback {
+                LagFallback::Primary => return Ok(route),
+                LagFallback::Wait => settings.lag_wait,
+                LagFallback::Error => {
+                    return Err(FrontendError::refuse(
+                        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "no replica is within max_lag ({:?}) for this read, and lag_fallback is \"error\"",
+                            settings.max_lag
+                        ),
+                    ));
+                }
+            },
+            Reason::ReadYourWrites => settings.ryw_wait,
+            _ => return Ok(route),
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut route = route;
+        while matches!(route.reason, Reason::ReplicaLag | Reason::ReadYourWrites)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            route = self.decide(work);
+        }
+        Ok(route)
+    }
+
+    /// Monotonic reads: a read on a node sees at least what that node had replayed when it was
+    /// chosen, so later reads must not come from a node further behind.
+    pub(super) fn note_read_position(&mut self, work: &Work) {
+        if let Some(attached) = &self.server
+            && work.access() == Access::Read
+            && work.executes
+        {
+            let seen = attached
+                .route
+                .node
+                .stats
+                .replay_lsn
+                .load(std::sync::atomic::Ordering::Relaxed);
+            self.read_floor = self.read_floor.max(seen);
+        }
+    }
+}

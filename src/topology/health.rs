@@ -1,0 +1,132 @@
+//! A node's health: the verdict of its checks (the monitor's polls) and of live requests, as
+//! atomics the data path reads without waiting. A banned node gets no work until its ban has
+//! run out; a check or request that fails again bans it again.
+
+use std::sync::Mutex;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::HealthSettings;
+
+/// The moment health times are counted from (atomics hold microseconds since it).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn micros_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_micros()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Checks failed in a row.
+    failures: AtomicU32,
+    /// Banned until this many microseconds after the epoch (0: never banned).
+    banned_until: AtomicU64,
+    /// Why the last ban happened, for logs and status pages (never read on the data path).
+    reason: Mutex<Option<String>>,
+}
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Passed,
+    /// Refused or broken: counts towards `ban_after`.
+    Failed,
+    /// Not answered in time: a hung node, banned at once.
+    TimedOut,
+}
+
+impl Health {
+    pub fn is_banned(&self) -> bool {
+        micros_since_epoch(Instant::now()) < self.banned_until.load(Ordering::Relaxed)
+    }
+
+    /// Why the node was last banned, while it is.
+    pub fn ban_reason(&self) -> Option<String> {
+        if !self.is_banned() {
+            return None;
+        }
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Bans the node for `duration` (a live request failed, or checks did).
+    pub fn ban(&self, node: &str, reason: &str, duration: Duration) {
+        let until = micros_since_epoch(Instant::now() + duration);
+        let was_banned = self.is_banned();
+        self.banned_until.fetch_max(until, Ordering::Relaxed);
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
+        if !was_banned {
+            tracing::warn!(node, reason, ban = ?duration, "node banned");
+        }
+    }
+
+    /// Counts a check: passing ones reset the count, failing ones ban after `ban_after` in a
+    /// row, and a timed-out one bans at once.
+    pub fn record_check(
+        &self,
+        node: &str,
+        outcome: CheckOutcome,
+        reason: &str,
+        settings: &HealthSettings,
+    ) {
+        match outcome {
+            CheckOutcome::Passed => {
+                if self.failures.swap(0, Ordering::Relaxed) > 0 && !self.is_banned() {
+                    tracing::info!(node, "node healthy again");
+                }
+            }
+            CheckOutcome::TimedOut => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.ban(node, reason, settings.ban_time);
+            }
+            CheckOutcome::Failed => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= settings.ban_after.max(1) {
+                    self.ban(node, reason, settings.ban_time);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> HealthSettings {
+        HealthSettings {
+            timeout: Duration::from_secs(1),
+            ban_after: 2,
+            ban_time: Duration::from_millis(200),
+        }
+    }
+
+    #[test]
+    fn failures_in_a_row_ban_and_the_ban_runs_out() {
+        let h = Health::default();
+        h.record_check("n", CheckOutcome::Failed, "refused", &settings());
+        assert!(!h.is_banned());
+        h.record_check("n", CheckOutcome::Failed, "refused", &settings());
+        assert!(h.is_banned());
+        assert_eq!(h.ban_reason().as_deref(), Some("refused"));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!h.is_banned());
+    }
+
+    #[test]
+    fn a_pass_resets_the_count_and_a_timeout_bans_at_once() {
+        let h = Health::default();
+        h.record_check("n", CheckOutcome::Failed, "refused", &settings());
+        h.record_check("n", CheckOutcome::Passed, "", &settings());
+        h.record_check("n", CheckOutcome::Failed, "refused", &settings());
+        assert!(!h.is_banned());
+        h.record_check("n", CheckOutcome::TimedOut, "hung", &settings());
+        assert!(h.is_banned());
+    }
+}
