@@ -52,6 +52,17 @@ impl BackendError {
         }
     }
 
+    /// The server could not be reached or dropped the connection (as opposed to answering
+    /// with an error): another node may do better.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Connect { .. }
+                | BackendError::ConnectTimeout { .. }
+                | BackendError::Lost { .. }
+        )
+    }
+
     /// The server asked for a password that pgsplit does not have: ask the client for it.
     pub fn needs_password(&self) -> bool {
         matches!(self, BackendError::Auth(AuthError::PasswordRequired))

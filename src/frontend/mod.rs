@@ -7,6 +7,7 @@ mod error;
 mod forward;
 mod login;
 mod options;
+mod recovery;
 mod routing;
 mod session;
 mod state;

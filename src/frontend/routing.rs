@@ -19,7 +19,10 @@ impl Session {
         let balancer = self.shared.balancer(&cluster.name);
         let settings = self.shared.consistency(&cluster.name);
         let wanted = work.hints.or(&self.local_hints.or(&self.hints));
-        let (freshness, primary_only) = self.freshness(&wanted, settings);
+        let (freshness, mut primary_only) = self.freshness(&wanted, settings);
+        if self.force_primary {
+            primary_only = Some(Reason::Retry);
+        }
         let route = route::decide(&route::Request {
             cluster,
             balancer,

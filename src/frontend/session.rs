@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::backend::{ConnectSpec, ServerConn};
+use crate::backend::{BackendError, ConnectSpec, ServerConn};
 use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
 use crate::pool::{Checkout, PoolKey};
@@ -16,7 +16,7 @@ use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
 use crate::route::classify::{Access, SessionEffect, TxControl};
 use crate::route::{Reason, Route};
 use crate::topology::monitor::{format_lsn, parse_lsn};
-use crate::topology::{Node, WorkGuard};
+use crate::topology::{Node, Role, WorkGuard};
 
 use super::Shared;
 use super::cancel::{CancelHandle, CancelTarget};
@@ -25,6 +25,7 @@ use super::commands::{is_pgsplit_setting, startup_hints};
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
+use super::recovery::{MAX_RETRIES, Replay, Screened};
 use super::state::{SessionState, UnitOutcome};
 use super::work::{self, Work};
 
@@ -131,6 +132,12 @@ pub struct Session {
     /// The ReadyForQuery that ends a committed write, held back until the causal token is
     /// known, so the client has the token (ParameterStatus) when its commit returns.
     pub(super) held_ready: Option<Frame>,
+    /// The unit in flight, while it may still run again elsewhere.
+    pub(super) replay: Option<Replay>,
+    /// The next routing decision is a retry that must go to the primary.
+    pub(super) force_primary: bool,
+    /// How many times the unit being dispatched was already tried.
+    pub(super) retries: usize,
 }
 
 impl Session {
@@ -177,6 +184,9 @@ impl Session {
             local_hints: Hints::default(),
             read_floor: 0,
             held_ready: None,
+            replay: None,
+            force_primary: false,
+            retries: 0,
             shared,
         }
     }
@@ -187,11 +197,14 @@ impl Session {
 
     fn login_route(&self) -> Route {
         let topology = self.shared.topology.load();
+        let cluster = topology.cluster_for_database(&self.database);
+        // Any server can check a login; a replica does it while the primary is down.
+        let node = std::iter::once(&cluster.primary)
+            .chain(&cluster.replicas)
+            .find(|n| n.is_available())
+            .unwrap_or(&cluster.primary);
         Route {
-            node: topology
-                .cluster_for_database(&self.database)
-                .primary
-                .clone(),
+            node: node.clone(),
             reason: if self.session_mode() {
                 Reason::SessionMode
             } else {
@@ -301,11 +314,18 @@ impl Session {
     /// Relays until the client leaves (Ok) or something breaks (Err, reported to the client).
     async fn relay(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let mut shutdown = self.shared.shutdown_signal();
+        // While work is in flight, its node's health is looked at this often: a node banned
+        // meanwhile (hung) gives up its work rather than hold the client.
+        let mut health_tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !self.take_client_messages(client).await? {
                 return Ok(());
             }
             self.forward_server_messages(client).await?;
+            let watch_health = self.pending > 0 && self.server.is_some();
+            // A shutdown waits for the transaction in progress, not only the statement.
+            let between_transactions = self.pending == 0 && self.transaction_status() == b'I';
             let server = self.server.as_mut().map(|a| &mut a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
@@ -313,8 +333,25 @@ impl Session {
                         return Ok(());
                     }
                 }
-                filled = fill_server(server) => filled?,
-                _ = super::stopping(&mut shutdown), if self.pending == 0 => {
+                filled = fill_server(server) => {
+                    if let Err(e) = filled {
+                        self.server_failed(client, e).await?;
+                    }
+                }
+                _ = health_tick.tick(), if watch_health => {
+                    if let Some(attached) = &self.server
+                        && !attached.route.node.is_available()
+                    {
+                        let node = &attached.route.node;
+                        let error = BackendError::Lost {
+                            node: node.name.clone(),
+                            addr: node.addr.clone(),
+                            reason: node.stats.health.ban_reason().unwrap_or_else(|| "its health checks fail".to_string()),
+                        };
+                        self.server_failed(client, error).await?;
+                    }
+                }
+                _ = super::stopping(&mut shutdown), if between_transactions => {
                     return Err(FrontendError::refuse(SqlState::ADMIN_SHUTDOWN, "terminating connection because pgsplit is shutting down"));
                 }
             }
@@ -384,7 +421,7 @@ impl Session {
     /// Sends one unit to a server: routes it if no server is attached, readies the connection
     /// for what it runs, and forwards it. A unit that cannot reach a server gets an error, and
     /// the session carries on.
-    async fn dispatch(
+    pub(super) async fn dispatch(
         &mut self,
         client: &mut ClientConn,
         frames: Vec<Frame>,
@@ -410,14 +447,14 @@ impl Session {
                 .writer()
                 .notice_response(&ErrorFields::warning(warning.to_string()));
         }
-        let attached = match self.route_for(client, &work).await {
-            Ok(Some(route)) => self.attach(client, route).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = attached {
+        if let Err(e) = self.attach_for(client, &work).await {
             return self.fail_unit(client, e, &frames);
         }
+        self.replay = self.may_retry(&work).then(|| Replay {
+            frames: frames.clone(),
+            attempts: self.retries,
+            ..Default::default()
+        });
         self.note_read_position(&work);
         if let Err(e) = self.prepare_sql_statements(&work).await {
             return self.fail_unit(client, e, &frames);
@@ -440,6 +477,55 @@ impl Session {
             self.forward(frame);
         }
         Ok(())
+    }
+
+    /// Routes the unit and borrows a connection for it (unless it stays on the attached one).
+    /// A replica that cannot be reached is banned and the unit routed again, so the client
+    /// never learns of it; a primary known to be down fails the unit at once.
+    async fn attach_for(
+        &mut self,
+        client: &mut ClientConn,
+        work: &Work,
+    ) -> Result<(), FrontendError> {
+        let mut tries = 0;
+        loop {
+            let Some(route) = self.route_for(client, work).await? else {
+                return Ok(());
+            };
+            self.check_primary_up(route.reason, &route.node)?;
+            let node = route.node.clone();
+            match self.attach(client, route).await {
+                Err(FrontendError::Backend(e))
+                    if e.is_unreachable()
+                        && node.role() == Role::Replica
+                        && tries < MAX_RETRIES =>
+                {
+                    tracing::info!(node = %node.name, error = %e, "replica unreachable; routing the unit again");
+                    node.stats.health.ban(
+                        &node.name,
+                        &e.to_string(),
+                        self.shared.config.health.ban_time,
+                    );
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A read on a replica, outside any transaction or pin, with nothing else in flight: if its
+    /// server fails before answering, it can run again elsewhere.
+    fn may_retry(&self, work: &Work) -> bool {
+        let Some(attached) = &self.server else {
+            return false;
+        };
+        work.access() == Access::Read
+            && work.executes
+            && self.pending == 0
+            && attached.checkout.conn.tx_status == b'I'
+            && !opens_transaction(&work.tx)
+            && self.state.pin().is_none()
+            && attached.route.node.role() == Role::Replica
     }
 
     /// Where a unit goes: None to stay on the attached connection, which it must inside a
@@ -615,6 +701,7 @@ impl Session {
         &mut self,
         client: &mut ClientConn,
     ) -> Result<(), FrontendError> {
+        let mut retry = false;
         while let Some(attached) = self.server.as_mut() {
             let Some(frame) = attached.checkout.conn.next_buffered_frame()? else {
                 break;
@@ -622,6 +709,24 @@ impl Session {
             attached.checkout.conn.observe(&frame);
             if !self.responses.pass_to_client(&frame) {
                 continue;
+            }
+            if let Some(replay) = &self.replay {
+                if frame.tag == tag::READY_FOR_QUERY && replay.on_primary {
+                    self.pending = self.pending.saturating_sub(1);
+                    if self.pending == 0 {
+                        retry = true;
+                        break;
+                    }
+                    continue;
+                }
+                if frame.tag == tag::READY_FOR_QUERY {
+                    self.commit_to_answer(client);
+                } else {
+                    match self.screen(&frame) {
+                        Screened::Keep => continue,
+                        Screened::Pass => self.commit_to_answer(client),
+                    }
+                }
             }
             match frame.tag {
                 tag::ERROR_RESPONSE => self.unit_failed = true,
@@ -642,6 +747,9 @@ impl Session {
                 _ => {}
             }
             client.out.extend_from_slice(&frame.bytes);
+        }
+        if retry {
+            return Box::pin(self.retry_unit(client)).await;
         }
         if self.held_ready.is_some() {
             self.take_causal_token(client).await?;
@@ -733,7 +841,7 @@ impl Session {
 }
 
 /// The unit so far has opened a transaction block that it has not closed.
-fn opens_transaction(tx: &[TxControl]) -> bool {
+pub(super) fn opens_transaction(tx: &[TxControl]) -> bool {
     tx.iter().fold(false, |open, t| match t {
         TxControl::Begin { .. } => true,
         TxControl::Commit | TxControl::Rollback => false,
@@ -741,9 +849,9 @@ fn opens_transaction(tx: &[TxControl]) -> bool {
     })
 }
 
-async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), FrontendError> {
+async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), BackendError> {
     match server {
-        Some(conn) => Ok(conn.fill().await?),
+        Some(conn) => conn.fill().await,
         None => std::future::pending().await,
     }
 }

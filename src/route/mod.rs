@@ -51,6 +51,9 @@ pub enum Reason {
     Hint,
     /// A read with every replica down (banned by its health checks or a failed request).
     NodeDown,
+    /// A read a replica refused (recovery conflict, or a write it could not run), run again on
+    /// the primary.
+    Retry,
     /// The unit only prepares or describes statements: it goes where the session's last read
     /// went, without taking a turn from the balancer.
     Prepare,
@@ -85,11 +88,12 @@ impl Reason {
             Reason::Strong => 17,
             Reason::Hint => 18,
             Reason::NodeDown => 19,
+            Reason::Retry => 20,
         }
     }
 }
 
-const REASON_NAMES: [&str; 20] = [
+const REASON_NAMES: [&str; 21] = [
     "login",
     "session_mode",
     "pinned: temp table",
@@ -110,6 +114,7 @@ const REASON_NAMES: [&str; 20] = [
     "consistency strong",
     "hint: route=primary",
     "replica down: every replica banned",
+    "retry on the primary",
 ];
 
 #[derive(Debug, Clone)]

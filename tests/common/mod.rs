@@ -21,6 +21,9 @@ use pgsplit::localcluster::{ClusterOptions, LocalCluster, PgBinaries};
 /// pgsplit itself, started in-process against [`cluster`] (maintained alongside the proxy).
 pub mod proxy;
 
+/// Helpers for tests that load pgsplit while breaking servers (failover tests).
+pub mod load;
+
 /// Replicas in the shared cluster.
 pub const SHARED_REPLICAS: usize = 3;
 

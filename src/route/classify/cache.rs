@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use moka::sync::Cache;
 
+use super::Access;
 use super::functions::FunctionPolicy;
 use super::{Classification, SessionEffect, classify};
 
@@ -52,6 +53,19 @@ impl Classifier {
             cache.insert(sql.to_owned(), Arc::clone(&class));
         }
         class
+    }
+
+    /// Records that a server refused `sql` as a write although it was classified as a read (a
+    /// function that writes under a read-only name, say): from now on it is a write. Kept in the
+    /// cache, so it lasts as long as the text stays there.
+    pub fn mark_write(&self, sql: &str, reason: &str) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let mut class = (*self.classify(sql)).clone();
+        class.access = Access::Write;
+        class.write_reason = Some(reason.to_string());
+        cache.insert(sql.to_owned(), Arc::new(class));
     }
 
     /// (entries, weighted bytes) in the cache, for metrics.

@@ -1,0 +1,231 @@
+//! Keeping sessions alive when servers fail: a read whose server failed (or refused it as a
+//! write, or cancelled it for a recovery conflict) before any byte of its answer reached the
+//! client runs again elsewhere; a failure mid-answer is an error for that statement only, when
+//! no transaction is lost with it.
+
+use bytes::BytesMut;
+
+use crate::backend::BackendError;
+use crate::protocol::{ErrorFields, Frame, SqlState, error_code, tag};
+use crate::route::Reason;
+use crate::topology::Role;
+
+use super::client::ClientConn;
+use super::error::FrontendError;
+use super::session::Session;
+
+/// How many times one unit may be sent again before its error reaches the client.
+pub const MAX_RETRIES: usize = 3;
+
+/// A unit that may still run again: nothing of its answer has reached the client.
+#[derive(Default)]
+pub struct Replay {
+    /// The unit's messages, as the client sent them.
+    pub frames: Vec<Frame>,
+    /// Answers that say nothing yet (ParseComplete, descriptions...), held back until the
+    /// unit's first row or completion so that a retry repeats none of them.
+    pub held: BytesMut,
+    /// A server error that calls for a retry on the primary was seen; the rest of the unit's
+    /// answer is dropped until its ReadyForQuery.
+    pub on_primary: bool,
+    pub attempts: usize,
+}
+
+/// Answers that carry no result yet: holding them back costs the client nothing.
+fn is_preamble(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'1' | b'2' | b't' | b'n' | b'T' | tag::PARAMETER_STATUS
+    )
+}
+
+/// SQLSTATEs a replica answers with that the primary would not: a query cancelled by a
+/// conflict with recovery (40001), and a write it refused (25006).
+fn retry_on_primary(body: &[u8]) -> bool {
+    matches!(error_code(body), Some("40001" | "25006"))
+}
+
+/// What to do with one server message of a unit that may be retried.
+pub enum Screened {
+    /// Pass it (and what was held) to the client: the unit can no longer be retried.
+    Pass,
+    /// Keep it back (held, or dropped because the unit will run again).
+    Keep,
+}
+
+impl Session {
+    /// Looks at a server message while the unit in flight may still be retried.
+    pub(super) fn screen(&mut self, frame: &Frame) -> Screened {
+        let Some(replay) = self.replay.as_mut() else {
+            return Screened::Pass;
+        };
+        if replay.on_primary {
+            return Screened::Keep;
+        }
+        if is_preamble(frame.tag) {
+            replay.held.extend_from_slice(&frame.bytes);
+            return Screened::Keep;
+        }
+        if frame.tag == tag::ERROR_RESPONSE
+            && retry_on_primary(frame.body())
+            && replay.attempts < MAX_RETRIES
+        {
+            tracing::info!(code = ?error_code(frame.body()), "a replica refused a read; running it on the primary");
+            replay.on_primary = true;
+            if error_code(frame.body()) == Some("25006") {
+                let frames = replay.frames.clone();
+                self.remember_writes(&frames);
+            }
+            return Screened::Keep;
+        }
+        Screened::Pass
+    }
+
+    /// The unit's answer begins: what was held goes to the client first, and there is no way
+    /// back.
+    pub(super) fn commit_to_answer(&mut self, client: &mut ClientConn) {
+        if let Some(replay) = self.replay.take() {
+            client.out.extend_from_slice(&replay.held);
+        }
+    }
+
+    /// A replica refused the statements of `frames` as writes: remember their texts, so they
+    /// go to the primary from now on.
+    fn remember_writes(&self, frames: &[Frame]) {
+        for frame in frames {
+            let text = match frame.tag {
+                tag::QUERY => crate::protocol::messages::query_text(frame.body()),
+                tag::PARSE => {
+                    crate::protocol::messages::parse_message(frame.body()).map(|(_, sql)| sql)
+                }
+                _ => None,
+            };
+            if let Some(text) = text {
+                self.shared
+                    .classifier
+                    .mark_write(text, "refused by a replica as a write");
+            }
+        }
+    }
+
+    /// The unit's ReadyForQuery came after a refusal: send it again, on the primary.
+    pub(super) async fn retry_unit(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
+        let Some(replay) = self.replay.take() else {
+            return Ok(());
+        };
+        self.reset_unit();
+        self.release_if_idle();
+        self.dispatch_again(client, replay, true).await
+    }
+
+    /// The server connection failed (lost, or its node was banned while a unit was in flight).
+    pub(super) async fn server_failed(
+        &mut self,
+        client: &mut ClientConn,
+        error: BackendError,
+    ) -> Result<(), FrontendError> {
+        let Some(attached) = self.server.take() else {
+            return Ok(());
+        };
+        self.cancel.set_target(None);
+        let node = attached.route.node.clone();
+        let ban_time = self.shared.config.health.ban_time;
+        node.stats
+            .health
+            .ban(&node.name, &error.to_string(), ban_time);
+        let in_transaction = attached.checkout.conn.tx_status != b'I'
+            || super::session::opens_transaction(&self.unit.tx);
+        drop(attached); // closes the broken connection
+        if self.pending == 0 {
+            return match self.state.pin() {
+                Some(_) => Err(lost_state(&node.name, &error)),
+                None => Ok(()),
+            };
+        }
+        if let Some(replay) = self.replay.take()
+            && replay.attempts < MAX_RETRIES
+        {
+            tracing::info!(node = %node.name, %error, "server lost before answering; sending the read elsewhere");
+            self.reset_unit();
+            return self
+                .dispatch_again(client, replay, node.role() == Role::Primary)
+                .await;
+        }
+        if in_transaction || self.state.pin().is_some() {
+            return Err(lost_state(&node.name, &error));
+        }
+        // Mid-answer, outside a transaction: this statement fails, the session goes on.
+        self.reset_unit();
+        let message = format!(
+            "lost the connection to server {} in the middle of an answer: {error}",
+            node.name
+        );
+        client
+            .writer()
+            .error_response(&ErrorFields::error(SqlState::CONNECTION_FAILURE, message));
+        client.writer().ready_for_query(b'I');
+        client.flush().await.map_err(|_| FrontendError::ClientGone)
+    }
+
+    async fn dispatch_again(
+        &mut self,
+        client: &mut ClientConn,
+        replay: Replay,
+        on_primary: bool,
+    ) -> Result<(), FrontendError> {
+        self.force_primary = on_primary;
+        self.retries = replay.attempts + 1;
+        let result = self.dispatch(client, replay.frames).await;
+        self.force_primary = false;
+        self.retries = 0;
+        result
+    }
+
+    /// Forgets the unit in flight as if it had never been sent.
+    fn reset_unit(&mut self) {
+        self.pending = 0;
+        self.unit = Default::default();
+        self.unit_failed = false;
+        self.responses = Default::default();
+        self.held_ready = None;
+        if let Some(attached) = self.server.as_mut() {
+            attached.work = None;
+        }
+    }
+
+    /// The route a retry or a failed node leaves: a banned primary fails writes at once.
+    pub(super) fn check_primary_up(
+        &self,
+        reason: Reason,
+        node: &crate::topology::Node,
+    ) -> Result<(), FrontendError> {
+        if node.role() != Role::Primary || node.is_available() {
+            return Ok(());
+        }
+        let why = node
+            .stats
+            .health
+            .ban_reason()
+            .unwrap_or_else(|| "failing health checks".to_string());
+        Err(FrontendError::refuse(
+            SqlState::CONNECTION_FAILURE,
+            format!(
+                "the primary {} is down ({why}); {} cannot run until it is back or a replica is promoted",
+                node.name,
+                reason.as_str()
+            ),
+        ))
+    }
+}
+
+fn lost_state(node: &str, error: &BackendError) -> FrontendError {
+    FrontendError::refuse(
+        SqlState::CONNECTION_FAILURE,
+        format!(
+            "lost the connection to server {node} with a transaction or session state on it: {error}"
+        ),
+    )
+}

@@ -1,0 +1,991 @@
+//! Health checks, failover and graceful shutdown against real servers: replicas killed, hung
+//! (SIGSTOP) and restarted under load, the primary stopped and a replica promoted, and SIGTERM
+//! to a `pgsplit run` process while transactions are in flight.
+//!
+//! Each test breaks the nodes of a private cluster of its own. Every wait is bounded, client
+//! tools write their output to files, and each test stays under about a minute.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::load::{
+    BackgroundTool, bounded, config_for, connect_within, describe, failed_transactions,
+    fresh_read_port, processed_transactions, read_port, read_port_extended, sqlstate,
+    wait_served_by,
+};
+use common::private_cluster;
+use common::proxy::{TestProxy, start_proxy};
+use pgsplit::localcluster::{LocalCluster, PgNode};
+use tokio::task::block_in_place;
+use tokio::time::sleep_until;
+
+const PGSPLIT: &str = env!("CARGO_BIN_EXE_pgsplit");
+
+/// Bound for one statement (or connect) that should take well under a second.
+const STATEMENT: Duration = Duration::from_secs(10);
+
+/// SQLSTATE classes of a clear "the server is not there" error: 08 (connection exception) and
+/// 57 (operator intervention: 57P01 admin shutdown, 57P03 cannot connect now, ...).
+fn is_unavailable(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57"))
+}
+
+/// Blocking work on the cluster (pg_ctl, psql, signals) from async code.
+fn on_cluster<T>(work: impl FnOnce() -> T) -> T {
+    block_in_place(work)
+}
+
+fn wait_replicas_caught_up(c: &LocalCluster) {
+    let lsn = c.current_lsn().expect("primary position");
+    for r in c.replicas() {
+        c.wait_replayed(r, &lsn, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{} replays the primary: {e}", r.name));
+    }
+}
+
+/// Resumes a paused node when dropped, so a failed assertion never leaves it frozen.
+struct Resume<'a> {
+    cluster: &'a LocalCluster,
+    node: &'a PgNode,
+    done: bool,
+}
+
+impl Resume<'_> {
+    fn now(&mut self) {
+        if !self.done {
+            self.done = true;
+            on_cluster(|| self.cluster.resume(self.node)).expect("SIGCONT");
+        }
+    }
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.cluster.resume(self.node);
+        }
+    }
+}
+
+/// Failed checks of a test with several parts, reported together at the end.
+#[derive(Default)]
+struct Verdicts(Vec<String>);
+
+impl Verdicts {
+    fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(message());
+        }
+    }
+
+    fn finish(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} check(s) failed:\n- {}",
+            self.0.len(),
+            self.0.join("\n- ")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. pgbench through a replica crash
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pgbench_select_only_survives_a_replica_killed_and_restarted() {
+    let c = on_cluster(|| private_cluster(2));
+    let primary = c.primary();
+    let init = BackgroundTool::spawn(
+        "pgbench",
+        &[
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            primary.port.to_string(),
+            "-U".into(),
+            "postgres".into(),
+            "-i".into(),
+            "-s".into(),
+            "1".into(),
+            "-q".into(),
+            "postgres".into(),
+        ],
+    );
+    let init = on_cluster(|| init.wait_until(Instant::now() + Duration::from_secs(60)));
+    assert!(
+        init.status.is_some_and(|s| s.success()),
+        "pgbench -i on the primary:\n{}",
+        init.report()
+    );
+    on_cluster(|| wait_replicas_caught_up(&c));
+    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let victim = c.replicas()[0].clone();
+
+    let started = Instant::now();
+    let mut args = proxy.cli_args();
+    args.extend(
+        [
+            "-U", "postgres", "-S", "-c", "8", "-j", "2", "-T", "20", "-n", "-P", "2", "postgres",
+        ]
+        .map(String::from),
+    );
+    let bench = BackgroundTool::spawn("pgbench", &args);
+    sleep_until((started + Duration::from_secs(4)).into()).await;
+    on_cluster(|| c.kill(&victim)).expect("SIGKILL replica1");
+    let killed_at = started.elapsed();
+    sleep_until((started + Duration::from_secs(10)).into()).await;
+    on_cluster(|| c.start_node(&victim)).expect("restart replica1");
+    let restarted_at = started.elapsed();
+    let run = on_cluster(|| bench.wait_until(started + Duration::from_secs(60)));
+    let back = wait_served_by(&proxy, victim.port, Duration::from_secs(10)).await;
+
+    let context = format!(
+        "replica1 killed at {killed_at:?}, restarted at {restarted_at:?}; pgbench:\n{}",
+        run.report()
+    );
+    assert!(
+        run.status.is_some(),
+        "pgbench did not finish within 60 s; {context}"
+    );
+    assert_eq!(
+        failed_transactions(&run.stdout),
+        Some(0),
+        "failed transactions; {context}"
+    );
+    assert!(
+        run.status.is_some_and(|s| s.success()),
+        "pgbench exit status; {context}"
+    );
+    assert!(
+        processed_transactions(&run.stdout).is_some_and(|n| n > 0),
+        "pgbench processed nothing; {context}"
+    );
+    if let Err(e) = back {
+        panic!("after its restart, replica1 serves no reads: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A hung replica
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_replica_leaves_the_rotation_within_the_health_timeout() {
+    let c = on_cluster(|| private_cluster(2));
+    let mut config = config_for(&c);
+    config.health.timeout = Duration::from_secs(1);
+    let limit = config.health.timeout + Duration::from_secs(2);
+    let proxy = on_cluster(|| start_proxy(config));
+    for r in c.replicas() {
+        if let Err(e) = wait_served_by(&proxy, r.port, Duration::from_secs(10)).await {
+            panic!("before the test, {} serves no reads: {e}", r.name);
+        }
+    }
+    let hung = &c.replicas()[0];
+    on_cluster(|| c.pause(hung)).expect("SIGSTOP replica1");
+    let mut resume = Resume {
+        cluster: &c,
+        node: hung,
+        done: false,
+    };
+    let paused_at = Instant::now();
+    let mut reads = Vec::new();
+    let mut bad = 0;
+    for _ in 0..30 {
+        let t = Instant::now();
+        // Bounded above the limit, so a read that hangs is measured, not waited for forever.
+        let result = fresh_read_port(&proxy, limit + Duration::from_secs(2)).await;
+        let took = t.elapsed();
+        if result.is_err() || took > limit {
+            bad += 1;
+        }
+        reads.push((paused_at.elapsed(), took, result));
+        if bad >= 5 {
+            break; // the verdict is clear; keep the test short
+        }
+    }
+    resume.now();
+    let back = wait_served_by(&proxy, hung.port, Duration::from_secs(10)).await;
+
+    let failed: Vec<_> = reads.iter().filter(|(_, _, r)| r.is_err()).collect();
+    let slow: Vec<_> = reads.iter().filter(|(_, t, _)| *t > limit).collect();
+    assert!(
+        failed.is_empty() && slow.is_empty() && reads.len() == 30,
+        "with replica1 hung, every read in a fresh session must succeed within {limit:?} \
+         (health.timeout + 2 s); {} of 30 ran, failed: {failed:?}, slow: {slow:?} \
+         (each: since the pause, duration, result)",
+        reads.len()
+    );
+    if let Err(e) = back {
+        panic!("10 s after SIGCONT, replica1 serves no reads: {e}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Primary down, then a promotion
+
+/// One INSERT of the background loop.
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: i64,
+    started: Instant,
+    ended: Instant,
+    /// Err: (SQLSTATE, description).
+    result: Result<(), (Option<String>, String)>,
+}
+
+/// Autocommit INSERTs through pgsplit, one after another, until `stop`; every attempt logged.
+/// A session pgsplit closes is replaced by a new one.
+async fn insert_loop(
+    connstr: String,
+    next_id: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Attempt>>>,
+    reconnects: Arc<Mutex<Vec<String>>>,
+) {
+    let hard_stop = Instant::now() + Duration::from_secs(90);
+    let mut client = None;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < hard_stop {
+        let Some(c) = &client else {
+            match tokio::time::timeout(STATEMENT, common::connect(&connstr)).await {
+                Ok(Ok(c)) => client = Some(c),
+                Ok(Err(e)) => reconnects.lock().expect("log").push(describe(&e)),
+                Err(_) => reconnects.lock().expect("log").push("timed out".into()),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(
+            STATEMENT,
+            c.execute(
+                "INSERT INTO failover_t (id, src) VALUES ($1, 'loop')",
+                &[&id],
+            ),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let closed = e.is_closed();
+                let r = Err((sqlstate(&e), describe(&e)));
+                if closed {
+                    client = None;
+                }
+                r
+            }
+            Err(_) => {
+                client = None;
+                Err((None, format!("no answer within {STATEMENT:?}")))
+            }
+        };
+        log.lock().expect("log").push(Attempt {
+            id,
+            started,
+            ended: Instant::now(),
+            result,
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh session's `INSERT ... RETURNING inet_server_port()`, all of it within `limit`.
+async fn insert_returning_port(
+    proxy: &TestProxy,
+    id: i64,
+    src: &str,
+    limit: Duration,
+) -> Result<i32, (Option<String>, String)> {
+    let work = async {
+        let client = common::connect(&proxy.connstr("postgres", "postgres"))
+            .await
+            .map_err(|e| (sqlstate(&e), format!("connect: {}", describe(&e))))?;
+        let row = client
+            .query_one(
+                "INSERT INTO failover_t (id, src) VALUES ($1, $2) RETURNING inet_server_port()",
+                &[&id, &src],
+            )
+            .await
+            .map_err(|e| (sqlstate(&e), format!("insert: {}", describe(&e))))?;
+        Ok(row.get::<_, i32>(0))
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err((None, format!("no answer within {limit:?}"))),
+    }
+}
+
+fn psql_ids(c: &LocalCluster, node: &PgNode, sql: &str) -> BTreeSet<i64> {
+    c.psql(node, "postgres", sql)
+        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", node.name))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn primary_down_then_promotion() {
+    let c = on_cluster(|| private_cluster(2));
+    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let (old_primary, new_primary) = (c.primary().clone(), c.replicas()[0].clone());
+
+    let setup = connect_within(&proxy, STATEMENT).await.expect("connect");
+    bounded("setup", STATEMENT, async {
+        setup
+            .batch_execute(
+                "CREATE TABLE failover_t (id bigint PRIMARY KEY, src text NOT NULL); \
+                 INSERT INTO failover_t VALUES (0, 'setup')",
+            )
+            .await
+            .expect("create the table through pgsplit");
+    })
+    .await;
+    // A session that has written, for the eventual reads while the primary is down.
+    let writer = connect_within(&proxy, STATEMENT).await.expect("connect");
+    bounded(
+        "a write",
+        STATEMENT,
+        writer.execute("INSERT INTO failover_t VALUES (-1, 'writer')", &[]),
+    )
+    .await
+    .expect("insert through pgsplit");
+
+    let next_id = Arc::new(AtomicI64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let reconnects = Arc::new(Mutex::new(Vec::new()));
+    let writes = tokio::spawn(insert_loop(
+        proxy.connstr("postgres", "postgres"),
+        next_id.clone(),
+        stop.clone(),
+        log.clone(),
+        reconnects.clone(),
+    ));
+    let warm = Instant::now() + STATEMENT;
+    while log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|a| a.result.is_ok())
+        .count()
+        < 10
+    {
+        assert!(
+            Instant::now() < warm,
+            "the insert loop did not get 10 inserts through within {STATEMENT:?}: {:?}",
+            log.lock().expect("log")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The primary goes down.
+    let stop_started = Instant::now();
+    on_cluster(|| c.stop(&old_primary)).expect("stop the primary");
+    let stop_done = Instant::now();
+    // Ids from here on are taken once the old primary is down: none may ever land on it (an
+    // INSERT sent while it was shutting down may have committed there, legitimately).
+    let first_outage_id = next_id.load(Ordering::SeqCst);
+
+    // A write in a fresh session fails fast, with a clear error.
+    let t = Instant::now();
+    let fresh_write = insert_returning_port(
+        &proxy,
+        next_id.fetch_add(1, Ordering::SeqCst),
+        "outage",
+        Duration::from_secs(5),
+    )
+    .await;
+    let fresh_write_took = t.elapsed();
+
+    // The running loop sees its writes fail fast too.
+    let loop_deadline = stop_done + Duration::from_secs(5);
+    let first_loop_failure = loop {
+        let found = log
+            .lock()
+            .expect("log")
+            .iter()
+            .find(|a| a.ended > stop_started && a.result.is_err())
+            .cloned();
+        if found.is_some() || Instant::now() > loop_deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // Reads keep working: a fresh session, and the session that wrote (eventual consistency).
+    let fresh_read = match connect_within(&proxy, STATEMENT).await {
+        Ok(client) => bounded(
+            "a read with the primary down",
+            STATEMENT,
+            client.query_one("SELECT count(*) FROM failover_t", &[]),
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0))
+        .map_err(|e| describe(&e)),
+        Err(e) => Err(e),
+    };
+    let writer_read = bounded("an eventual read with the primary down", STATEMENT, async {
+        writer
+            .batch_execute("SET pgsplit.consistency = 'eventual'")
+            .await?;
+        writer
+            .query_one("SELECT count(*) FROM failover_t", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    })
+    .await
+    .map_err(|e| describe(&e));
+
+    // The attempts of the loop during the outage, before any promotion.
+    let promote_started = Instant::now();
+    let outage: Vec<Attempt> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|a| a.started >= stop_done && a.started < promote_started)
+        .cloned()
+        .collect();
+
+    on_cluster(|| c.promote(&new_primary)).expect("promote replica1");
+    let promote_done = Instant::now();
+
+    // Writes reach the promoted replica through the same address.
+    let deadline = promote_done + Duration::from_secs(10);
+    let mut after_promotion = Vec::new();
+    let promoted_write = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break None;
+        }
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        match insert_returning_port(&proxy, id, "promoted", left.min(Duration::from_secs(5))).await
+        {
+            Ok(port) => break Some((promote_done.elapsed(), port)),
+            Err(e) => after_promotion.push(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // The old primary comes back, as a primary: it must get no writes.
+    on_cluster(|| c.start_node(&old_primary)).expect("restart the old primary");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut after_restart = Vec::new();
+    for _ in 0..5 {
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        after_restart
+            .push(insert_returning_port(&proxy, id, "after-restart", Duration::from_secs(5)).await);
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    bounded("the insert loop stops", Duration::from_secs(15), writes)
+        .await
+        .expect("insert loop");
+    let attempts = log.lock().expect("log").clone();
+    let on_new = on_cluster(|| psql_ids(&c, &new_primary, "SELECT id FROM failover_t ORDER BY id"));
+    let on_old = on_cluster(|| {
+        psql_ids(
+            &c,
+            &old_primary,
+            &format!("SELECT id FROM failover_t WHERE id >= {first_outage_id} ORDER BY id"),
+        )
+    });
+
+    // Verdicts, in the order of the story; all of them are reported.
+    let port = |p: &PgNode| i32::from(p.port);
+    let mut v = Verdicts::default();
+    v.check(
+        matches!(&fresh_write, Err((code, _)) if is_unavailable(code.as_deref()))
+            && fresh_write_took <= Duration::from_secs(5),
+        || {
+            format!(
+                "with the primary stopped, a write in a fresh session must fail within 5 s with \
+                 SQLSTATE class 08 or 57; got {fresh_write:?} after {fresh_write_took:?}"
+            )
+        },
+    );
+    v.check(
+        matches!(&first_loop_failure, Some(a)
+            if is_unavailable(a.result.as_ref().err().and_then(|e| e.0.as_deref()))),
+        || {
+            format!(
+                "with the primary stopped (the stop took {:?}), the running session's INSERT must \
+                 fail within 5 s of the stop with SQLSTATE class 08 or 57; first failure: \
+                 {first_loop_failure:?}; the loop's failed reconnects: {:?}",
+                stop_done - stop_started,
+                reconnects.lock().expect("log")
+            )
+        },
+    );
+    let unclear: Vec<_> = outage
+        .iter()
+        .filter(|a| match &a.result {
+            Ok(()) => true,
+            Err((code, _)) => {
+                !is_unavailable(code.as_deref()) || a.ended - a.started > Duration::from_secs(5)
+            }
+        })
+        .collect();
+    v.check(unclear.is_empty(), || {
+        format!(
+            "during the outage, every INSERT must fail within 5 s with SQLSTATE class 08 or 57; \
+             not so ({} of {}): {unclear:?}",
+            unclear.len(),
+            outage.len()
+        )
+    });
+    v.check(fresh_read.is_ok(), || {
+        format!("with the primary down, a read in a fresh session fails: {fresh_read:?}")
+    });
+    v.check(writer_read.is_ok(), || {
+        format!(
+            "with the primary down, an eventual read in a session that has written fails: \
+             {writer_read:?}"
+        )
+    });
+    v.check(
+        matches!(promoted_write, Some((_, p)) if p == port(&new_primary)),
+        || match promoted_write {
+            Some((after, p)) => format!(
+                "after the promotion, a write ran on port {p} ({after:?} after), not on replica1 \
+                 ({})",
+                new_primary.port
+            ),
+            None => format!(
+                "no write succeeded within 10 s of promoting replica1; errors: {after_promotion:?}"
+            ),
+        },
+    );
+    v.check(
+        after_restart
+            .iter()
+            .all(|r| matches!(r, Ok(p) if *p == port(&new_primary))),
+        || {
+            format!(
+                "with the old primary back, writes must still go to replica1 (port {}): \
+                 {after_restart:?}",
+                new_primary.port
+            )
+        },
+    );
+    v.check(on_old.is_empty(), || {
+        format!(
+            "the old primary got writes sent after it had stopped (ids >= {first_outage_id}): \
+             {on_old:?}"
+        )
+    });
+    let committed: BTreeSet<i64> = attempts
+        .iter()
+        .filter(|a| a.result.is_ok())
+        .map(|a| a.id)
+        .collect();
+    let lost: Vec<_> = committed.difference(&on_new).collect();
+    v.check(lost.is_empty() && on_new.len() >= committed.len(), || {
+        format!(
+            "committed inserts lost on the new primary: {lost:?} ({} reported success, {} rows \
+             there)",
+            committed.len(),
+            on_new.len()
+        )
+    });
+    v.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A read on a replica that just died
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_on_a_failing_replica_is_retried_unseen() {
+    let c = on_cluster(|| private_cluster(2));
+    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let victim = c.replicas()[0].clone();
+    // The session reads on both replicas first, so the pool holds idle connections to each.
+    let session = connect_within(&proxy, STATEMENT).await.expect("connect");
+    let mut seen = BTreeSet::new();
+    let warm = Instant::now() + STATEMENT;
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < warm,
+            "reads reached only {seen:?} within {STATEMENT:?}"
+        );
+        let port = read_port(&session, STATEMENT).await.expect("a read");
+        if c.replicas().iter().any(|r| i32::from(r.port) == port) {
+            seen.insert(port);
+        }
+    }
+
+    on_cluster(|| c.kill(&victim)).expect("SIGKILL replica1");
+    let mut errors = Vec::new();
+    let mut wrong = Vec::new();
+    for i in 0..20 {
+        // The session's reads alternate between the simple and the extended protocol.
+        let in_session = if i % 2 == 0 {
+            read_port(&session, STATEMENT).await
+        } else {
+            read_port_extended(&session, STATEMENT).await
+        };
+        for (kind, result) in [
+            ("the idle session", in_session),
+            ("a fresh session", fresh_read_port(&proxy, STATEMENT).await),
+        ] {
+            match result {
+                Ok(p) if p == i32::from(victim.port) => wrong.push(format!("read {i} in {kind}")),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("read {i} in {kind}: {e}")),
+            }
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "right after replica1 was killed, reads must not fail ({} of 40 did): {errors:#?}",
+        errors.len()
+    );
+    assert!(wrong.is_empty(), "a dead replica answered? {wrong:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. SIGTERM to `pgsplit run` under load
+
+/// A child process killed if the test ends early.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// What a GET of `path` gets: an HTTP status, or the connect error.
+fn http_get(addr: &str, path: &str) -> Result<u16, std::io::Error> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))
+}
+
+fn wait_exit(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for pgsplit") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `BEGIN; INSERT; SELECT pg_sleep(0.2); COMMIT` of a drain client.
+#[derive(Debug)]
+struct Txn {
+    client: usize,
+    id: i64,
+    inserted: Option<Instant>,
+    /// When its last statement returned (or failed).
+    ended: Instant,
+    /// Ok(when COMMIT returned), or Err(stage, SQLSTATE, closed, description).
+    outcome: Result<Instant, (&'static str, Option<String>, bool, String)>,
+}
+
+async fn drain_client(
+    n: usize,
+    connstr: String,
+    next_id: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Txn> {
+    let client = match tokio::time::timeout(STATEMENT, common::connect(&connstr)).await {
+        Ok(Ok(c)) => c,
+        other => panic!("drain client {n} cannot connect: {other:?}"),
+    };
+    let mut txns = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let id = next_id.fetch_add(1, Ordering::SeqCst);
+        let mut txn = Txn {
+            client: n,
+            id,
+            inserted: None,
+            ended: Instant::now(),
+            outcome: Ok(Instant::now()),
+        };
+        let insert = format!("INSERT INTO drain (id, client) VALUES ({id}, {n})");
+        let steps: [(&'static str, &str); 4] = [
+            ("BEGIN", "BEGIN"),
+            ("INSERT", &insert),
+            ("pg_sleep", "SELECT pg_sleep(0.2)"),
+            ("COMMIT", "COMMIT"),
+        ];
+        for (stage, sql) in steps {
+            match tokio::time::timeout(STATEMENT, client.batch_execute(sql)).await {
+                Ok(Ok(())) => {
+                    if stage == "INSERT" {
+                        txn.inserted = Some(Instant::now());
+                    }
+                    if stage == "COMMIT" {
+                        txn.outcome = Ok(Instant::now());
+                    }
+                }
+                Ok(Err(e)) => {
+                    txn.outcome = Err((stage, sqlstate(&e), e.is_closed(), describe(&e)));
+                    break;
+                }
+                Err(_) => {
+                    txn.outcome = Err((
+                        stage,
+                        None,
+                        false,
+                        format!("no answer within {STATEMENT:?}"),
+                    ));
+                    break;
+                }
+            }
+        }
+        txn.ended = Instant::now();
+        let failed = txn.outcome.is_err();
+        txns.push(txn);
+        if failed {
+            break;
+        }
+    }
+    txns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_load_drains_and_exits_zero() {
+    let c = on_cluster(|| private_cluster(1));
+    on_cluster(|| {
+        c.psql(
+            c.primary(),
+            "postgres",
+            "CREATE TABLE drain (id bigint PRIMARY KEY, client int NOT NULL)",
+        )
+    })
+    .expect("create the table");
+    let (port, admin_port) = (free_port(), free_port());
+    let admin = format!("127.0.0.1:{admin_port}");
+    let mut args = vec![
+        "run".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--primary".into(),
+        c.primary().addr(),
+    ];
+    for r in c.replicas() {
+        args.extend(["--replica".to_string(), r.addr()]);
+    }
+    args.extend(["--admin".to_string(), admin.clone()]);
+    let log_path = std::env::temp_dir().join(common::unique_name("pgsplit_drain") + ".log");
+    let mut child = KillOnDrop(
+        Command::new(PGSPLIT)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).expect("log file"))
+            .spawn()
+            .expect("start pgsplit run"),
+    );
+    let pgsplit_log = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    let ready_deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(http_get(&admin, "/readyz"), Ok(200))
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    {
+        assert!(
+            Instant::now() < ready_deadline,
+            "pgsplit run is not ready within 20 s; its log:\n{}",
+            pgsplit_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let connstr =
+        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10");
+    let next_id = Arc::new(AtomicI64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|n| {
+            tokio::spawn(drain_client(
+                n,
+                connstr.clone(),
+                next_id.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let sigterm_at = Instant::now();
+    // SAFETY: a signal to our own child process, which is still running (KillOnDrop holds it).
+    unsafe {
+        libc::kill(child.0.id() as i32, libc::SIGTERM);
+    }
+    // Not ready any more (or gone) shortly after.
+    let readyz_deadline = sigterm_at + Duration::from_secs(3);
+    let readyz = loop {
+        let got = http_get(&admin, "/readyz");
+        let settled = match &got {
+            Ok(503) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            Ok(_) => false,
+        };
+        if settled || Instant::now() > readyz_deadline {
+            break (sigterm_at.elapsed(), got);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // New sessions are refused.
+    let new_session = tokio::time::timeout(Duration::from_secs(5), async {
+        let (client, connection) = tokio_postgres::connect(&connstr, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client.simple_query("SELECT 1").await
+    })
+    .await;
+    let new_session_refused = matches!(new_session, Ok(Err(_)));
+
+    let status = on_cluster(|| wait_exit(&mut child.0, sigterm_at + Duration::from_secs(35)));
+    let exited_after = sigterm_at.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let mut txns = Vec::new();
+    for client in clients {
+        txns.extend(
+            bounded("a drain client ends", Duration::from_secs(15), client)
+                .await
+                .expect("drain client"),
+        );
+    }
+    let in_table = on_cluster(|| psql_ids(&c, c.primary(), "SELECT id FROM drain ORDER BY id"));
+    let log = pgsplit_log();
+    let _ = std::fs::remove_file(&log_path);
+
+    // Times relative to SIGTERM, for readable messages.
+    let rel = |at: Instant| -> String {
+        if at >= sigterm_at {
+            format!("+{:?}", at - sigterm_at)
+        } else {
+            format!("-{:?}", sigterm_at - at)
+        }
+    };
+    let show = |ts: &[&Txn]| -> String {
+        ts.iter()
+            .map(|t| {
+                format!(
+                    "\n  client {} id {}: inserted {:?}, ended {}, outcome {}",
+                    t.client,
+                    t.id,
+                    t.inserted.map(rel),
+                    rel(t.ended),
+                    match &t.outcome {
+                        Ok(at) => format!("committed {}", rel(*at)),
+                        Err((stage, _, _, e)) => format!("{stage} failed: {e}"),
+                    }
+                )
+            })
+            .collect()
+    };
+    let mut v = Verdicts::default();
+    v.check(
+        matches!(readyz.1, Ok(503))
+            || matches!(&readyz.1, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        || {
+            format!(
+                "/readyz after SIGTERM: {:?} (after {:?}); expected 503 or a closed port",
+                readyz.1, readyz.0
+            )
+        },
+    );
+    v.check(new_session_refused, || {
+        format!("after SIGTERM a new session must be refused; got {new_session:?}")
+    });
+    v.check(status.is_some_and(|s| s.success()), || match status {
+        None => "pgsplit did not exit within 35 s of SIGTERM".to_string(),
+        Some(s) => format!("pgsplit exited with {s:?} ({exited_after:?} after SIGTERM)"),
+    });
+    let committed_before = txns
+        .iter()
+        .filter(|t| matches!(t.outcome, Ok(at) if at < sigterm_at))
+        .count();
+    v.check(committed_before > 0, || {
+        "no transaction committed before SIGTERM: the load did not run".to_string()
+    });
+    let missing: Vec<_> = txns
+        .iter()
+        .filter(|t| t.outcome.is_ok() && !in_table.contains(&t.id))
+        .collect();
+    v.check(missing.is_empty(), || {
+        format!(
+            "transactions whose COMMIT returned Ok are missing from the table:{}",
+            show(&missing)
+        )
+    });
+    let bad_commit_errors: Vec<_> = txns
+        .iter()
+        .filter(|t| match &t.outcome {
+            Err(("COMMIT", code, closed, _)) => {
+                let connection_closed = *closed || code.as_deref() == Some("57P01");
+                !connection_closed || in_table.contains(&t.id)
+            }
+            _ => false,
+        })
+        .collect();
+    v.check(bad_commit_errors.is_empty(), || {
+        format!(
+            "COMMIT errors other than a closed connection for a transaction that had not \
+             committed:{}",
+            show(&bad_commit_errors)
+        )
+    });
+    // Transactions in flight at SIGTERM (their INSERT answered before it) complete.
+    let cut: Vec<_> = txns
+        .iter()
+        .filter(|t| t.inserted.is_some_and(|at| at < sigterm_at) && t.outcome.is_err())
+        .collect();
+    v.check(cut.is_empty(), || {
+        format!(
+            "transactions in flight at SIGTERM (INSERT answered before it) did not complete:{}",
+            show(&cut)
+        )
+    });
+    let early: Vec<_> = txns
+        .iter()
+        .filter(|t| t.outcome.is_err() && t.ended < sigterm_at)
+        .collect();
+    v.check(early.is_empty(), || {
+        format!(
+            "transactions failed before SIGTERM was sent:{}",
+            show(&early)
+        )
+    });
+    if !v.0.is_empty() {
+        eprintln!(
+            "pgsplit run log (last lines):\n{log}\nall transactions:{}",
+            show(&txns.iter().collect::<Vec<_>>())
+        );
+    }
+    v.finish();
+}
