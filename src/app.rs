@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::frontend::{self, Shared};
 
 /// A running proxy: where it listens, and the handle to stop it.
@@ -24,16 +24,39 @@ impl Running {
         let _ = self.served.await;
     }
 
-    /// Waits for SIGTERM or Ctrl-C, then shuts down gracefully.
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully; SIGHUP reloads the config.
     pub async fn run_until_signalled(self) {
-        wait_for_signal().await;
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            tokio::select! {
+                _ = wait_for_signal() => break,
+                Some(()) = next_hangup(&mut hangups) => {
+                    if let Err(e) = crate::reload::reload(&self.shared) {
+                        tracing::error!(error = %e, "reload refused; the running configuration stays in force");
+                    }
+                }
+            }
+        }
         tracing::info!("shutting down");
         self.shutdown().await;
     }
 }
 
+async fn next_hangup(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Binds the client and admin listeners and starts serving in the background.
 pub async fn start(config: Config) -> Result<Running, String> {
+    start_with(config, Overrides::default()).await
+}
+
+/// Like [`start`], remembering the command-line flags so that a reload applies them again.
+pub async fn start_with(config: Config, overrides: Overrides) -> Result<Running, String> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -48,8 +71,10 @@ pub async fn start(config: Config) -> Result<Running, String> {
         config.health.clone(),
         config.timeouts.connect,
     );
-    let shared = Shared::new(config)?;
-    crate::topology::monitor::spawn(shared.topology.clone(), &monitor, &health, connect);
+    let shared = Shared::new(config, overrides)?;
+    let monitor =
+        crate::topology::monitor::spawn(shared.topology.clone(), &monitor, &health, connect);
+    shared.set_monitor(monitor);
     wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();

@@ -11,5 +11,6 @@ pub mod hint;
 pub mod localcluster;
 pub mod pool;
 pub mod protocol;
+pub mod reload;
 pub mod route;
 pub mod topology;

@@ -64,16 +64,15 @@ fn main() -> ExitCode {
             primary,
             replicas,
             admin,
-        } => load_config(
-            config,
-            Overrides {
+        } => {
+            let overrides = Overrides {
                 listen,
                 admin,
                 primary,
                 replicas,
-            },
-        )
-        .and_then(run),
+            };
+            load_config(config, &overrides).and_then(|config| run(config, overrides))
+        }
         Command::Check { config } => check(&config),
         Command::Demo { dir, port } => {
             runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port)))
@@ -97,13 +96,13 @@ fn init_logging() {
         .init();
 }
 
-fn load_config(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, String> {
+fn load_config(file: Option<PathBuf>, overrides: &Overrides) -> Result<Config, String> {
     let mut config = match &file {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => return Config::from_overrides(&overrides).map_err(|e| e.to_string()),
+        None => return Config::from_overrides(overrides).map_err(|e| e.to_string()),
     };
     config
-        .apply_overrides(&overrides)
+        .apply_overrides(overrides)
         .map_err(|e| e.to_string())?;
     Ok(config)
 }
@@ -115,9 +114,9 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, overrides: Overrides) -> Result<(), String> {
     runtime()?.block_on(async {
-        let running = pgsplit::app::start(config).await?;
+        let running = pgsplit::app::start_with(config, overrides).await?;
         running.run_until_signalled().await;
         Ok(())
     })

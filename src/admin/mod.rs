@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::frontend::Shared;
@@ -20,6 +20,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/reload", post(reload))
         .with_state(shared)
 }
 
@@ -35,6 +36,15 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str)
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else {
         (StatusCode::OK, "ready\n")
+    }
+}
+
+/// Reloads the configuration file: 200 with what is now in force, or 400 with the error (and
+/// the running configuration unchanged).
+async fn reload(State(shared): State<Arc<Shared>>) -> (StatusCode, String) {
+    match crate::reload::reload(&shared) {
+        Ok(summary) => (StatusCode::OK, format!("reloaded: {summary}\n")),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("reload refused: {e}\n")),
     }
 }
 

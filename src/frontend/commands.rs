@@ -98,9 +98,8 @@ impl Session {
             return value;
         }
         let topology = self.shared.topology.load();
-        let settings = self
-            .shared
-            .consistency(&topology.cluster_for_database(&self.database).name);
+        let live = self.shared.live();
+        let settings = live.consistency(&topology.cluster_for_database(&self.database).name);
         match setting {
             Setting::Consistency => settings.mode.as_str().to_string(),
             Setting::MaxLag => humantime::format_duration(settings.max_lag).to_string(),
@@ -124,7 +123,7 @@ impl Session {
                     detail: None,
                 }
             }
-            _ => self.decide(&work::describe_text(inner, &self.shared.classifier)),
+            _ => self.decide(&work::describe_text(inner, &self.shared.live().classifier)),
         };
         let reason = match &route.detail {
             Some(detail) => format!("{}: {detail}", route.reason.as_str()),

@@ -98,13 +98,14 @@ pub async fn authenticate(
     params: &StartupParams,
 ) -> Result<ServerCredentials, FrontendError> {
     let user = params.user().unwrap_or_default();
-    if shared.users.is_empty() {
+    if shared.live().users.is_empty() {
         return Ok(ServerCredentials {
             user: user.to_string(),
             password: None,
         });
     }
-    let Some(configured) = shared.users.get(user) else {
+    let live = shared.live();
+    let Some(configured) = live.users.get(user) else {
         // PostgreSQL does not reveal whether a user exists: same answer as a wrong password.
         return Err(wrong_password(user));
     };

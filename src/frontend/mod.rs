@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod error;
 mod forward;
+mod live;
 mod login;
 mod options;
 mod recovery;
@@ -14,7 +15,6 @@ mod state;
 mod users;
 mod work;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,30 +23,29 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, ConsistencyConfig, LoadBalancing};
+use crate::config::{Config, Overrides};
 use crate::pool::Pools;
 use crate::protocol::{ErrorFields, SqlState};
 use crate::route::RouteCounters;
-use crate::route::balance::Balancer;
-use crate::route::classify::{Classifier, FunctionPolicy};
 use crate::topology::Topology;
+use crate::topology::monitor::Monitor;
 
 pub use cancel::{CancelRegistry, CancelTarget};
 use client::ClientConn;
-use users::ClientUser;
+pub use live::Live;
 
 /// State shared by every session of the process.
 pub struct Shared {
-    pub config: Arc<Config>,
+    /// The configuration and what is built from it, replaced whole by a reload.
+    pub live: ArcSwap<Live>,
     pub topology: Arc<ArcSwap<Topology>>,
     pub pools: Pools,
     pub cancels: Arc<CancelRegistry>,
-    pub classifier: Classifier,
     pub route_counters: RouteCounters,
-    /// One balancer per cluster, by name: their cursors outlive topology snapshots.
-    balancers: HashMap<String, Balancer>,
-    fallback_balancer: Balancer,
-    users: HashMap<String, ClientUser>,
+    /// The command-line flags, applied again over the file at every reload.
+    pub overrides: Overrides,
+    /// The node monitor, told about nodes a reload adds.
+    monitor: std::sync::OnceLock<Arc<Monitor>>,
     client_slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
@@ -54,8 +53,7 @@ pub struct Shared {
 
 impl Shared {
     /// Prepares everything sessions need from a validated config.
-    pub fn new(config: Config) -> Result<Arc<Shared>, String> {
-        let users = users::prepare_users(&config.users)?;
+    pub fn new(config: Config, overrides: Overrides) -> Result<Arc<Shared>, String> {
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(Shared {
             topology: Arc::new(ArcSwap::from_pointee(Topology::from_config(&config))),
@@ -64,23 +62,27 @@ impl Shared {
                 config.pool.checkout_timeout,
             ),
             cancels: Arc::new(CancelRegistry::default()),
-            classifier: Classifier::new(
-                FunctionPolicy::new(&config.routing.read_only_functions),
-                config.routing.classify_cache_bytes,
-            ),
             route_counters: RouteCounters::default(),
-            balancers: config
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), Balancer::new(c.load_balancing)))
-                .collect(),
-            fallback_balancer: Balancer::new(LoadBalancing::default()),
-            users,
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            config: Arc::new(config),
+            overrides,
+            monitor: std::sync::OnceLock::new(),
+            live: ArcSwap::from_pointee(Live::build(config, None)?),
         }))
+    }
+
+    pub fn set_monitor(&self, monitor: Arc<Monitor>) {
+        let _ = self.monitor.set(monitor);
+    }
+
+    pub fn monitor(&self) -> Option<&Arc<Monitor>> {
+        self.monitor.get()
+    }
+
+    /// The current configuration and what is built from it.
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
     }
 
     /// Starts a graceful shutdown: no new sessions, idle sessions are told and closed.
@@ -91,27 +93,6 @@ impl Shared {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// The balancer of a cluster (a cluster added by a reload gets the default one until the
-    /// balancers are rebuilt).
-    pub fn balancer(&self, cluster: &str) -> &Balancer {
-        self.balancers
-            .get(cluster)
-            .unwrap_or(&self.fallback_balancer)
-    }
-
-    /// The consistency settings of a cluster (the defaults for one the config does not know).
-    pub fn consistency(&self, cluster: &str) -> &ConsistencyConfig {
-        static DEFAULT: std::sync::OnceLock<ConsistencyConfig> = std::sync::OnceLock::new();
-        self.config
-            .clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .map_or_else(
-                || DEFAULT.get_or_init(ConsistencyConfig::default),
-                |c| &c.consistency,
-            )
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -148,7 +129,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(listener);
-    let deadline = shared.config.timeouts.shutdown;
+    let deadline = shared.live().config.timeouts.shutdown;
     if tokio::time::timeout(deadline, async {
         while sessions.join_next().await.is_some() {}
     })
@@ -169,7 +150,7 @@ async fn accept_client(
     shared: Arc<Shared>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut client = ClientConn::new(stream, shared.config.limits.max_message_size);
+    let mut client = ClientConn::new(stream, shared.live().config.limits.max_message_size);
     let Ok(_slot) = shared.client_slots.clone().try_acquire_owned() else {
         client
             .send_error(&ErrorFields::fatal(

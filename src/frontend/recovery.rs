@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 
 use crate::backend::BackendError;
-use crate::protocol::{ErrorFields, Frame, SqlState, error_code, tag};
+use crate::protocol::{ErrorFields, Frame, SqlState, error_code, error_field, tag};
 use crate::route::Reason;
 use crate::topology::Role;
 
@@ -66,6 +66,12 @@ impl Session {
             replay.held.extend_from_slice(&frame.bytes);
             return Screened::Keep;
         }
+        if frame.tag == tag::ERROR_RESPONSE && error_field(frame.body(), b'S') == Some("FATAL") {
+            // The server is ending this connection (shutting down, or its postmaster died):
+            // the read runs elsewhere once the connection closes.
+            tracing::info!(message = ?error_field(frame.body(), b'M'), "server ended the connection before answering a read");
+            return Screened::Keep;
+        }
         if frame.tag == tag::ERROR_RESPONSE
             && retry_on_primary(frame.body())
             && replay.attempts < MAX_RETRIES
@@ -102,6 +108,7 @@ impl Session {
             };
             if let Some(text) = text {
                 self.shared
+                    .live()
                     .classifier
                     .mark_write(text, "refused by a replica as a write");
             }
@@ -132,7 +139,7 @@ impl Session {
         };
         self.cancel.set_target(None);
         let node = attached.route.node.clone();
-        let ban_time = self.shared.config.health.ban_time;
+        let ban_time = self.shared.live().config.health.ban_time;
         node.stats
             .health
             .ban(&node.name, &error.to_string(), ban_time);

@@ -16,8 +16,9 @@ impl Session {
     pub(super) fn decide(&self, work: &Work) -> Route {
         let topology = self.shared.topology.load();
         let cluster = topology.cluster_for_database(&self.database);
-        let balancer = self.shared.balancer(&cluster.name);
-        let settings = self.shared.consistency(&cluster.name);
+        let live = self.shared.live();
+        let balancer = live.balancer(&cluster.name);
+        let settings = live.consistency(&cluster.name);
         let wanted = work.hints.or(&self.local_hints.or(&self.hints));
         let (freshness, mut primary_only) = self.freshness(&wanted, settings);
         if self.force_primary {
@@ -38,6 +39,7 @@ impl Session {
             last_read_node: self.last_read_node.as_ref(),
             freshness,
             primary_only,
+            reuse: self.prepared_on.as_ref().filter(|_| work.executes),
         });
         tracing::debug!(node = %route.node.name, reason = route.reason.as_str(), detail = ?route.detail, "route");
         route
@@ -89,9 +91,8 @@ impl Session {
     pub(super) async fn decide_with_fallback(&self, work: &Work) -> Result<Route, FrontendError> {
         let route = self.decide(work);
         let topology = self.shared.topology.load();
-        let settings = self
-            .shared
-            .consistency(&topology.cluster_for_database(&self.database).name);
+        let live = self.shared.live();
+        let settings = live.consistency(&topology.cluster_for_database(&self.database).name);
         let wait = match route.reason {
             Reason::ReplicaLag => match settings.lag_fallback {
                 LagFallback::Primary => return Ok(route),

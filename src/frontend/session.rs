@@ -35,7 +35,7 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Runs a client connection from its first byte to its end.
 pub async fn run(mut client: ClientConn, shared: Arc<Shared>, peer: IpAddr) {
-    let login_timeout = shared.config.timeouts.client_login;
+    let login_timeout = shared.live().config.timeouts.client_login;
     let opened =
         tokio::time::timeout(login_timeout, open_session(&mut client, &shared, peer)).await;
     let mut session = match opened {
@@ -75,8 +75,7 @@ async fn open_session(
     };
     let credentials = login::authenticate(client, shared, &params).await?;
     let mut session = Session::new(shared.clone(), &params, credentials, peer);
-    let route = session.login_route();
-    session.attach(client, route).await?;
+    session.attach_login(client).await?;
     session.greet(client).await?;
     session.release_if_idle();
     Ok(Some(session))
@@ -138,6 +137,9 @@ pub struct Session {
     pub(super) force_primary: bool,
     /// How many times the unit being dispatched was already tried.
     pub(super) retries: usize,
+    /// The replica the balancer chose for a unit that only prepared statements: the unit that
+    /// runs them goes there too, so one query takes one balancer turn.
+    pub(super) prepared_on: Option<Arc<Node>>,
 }
 
 impl Session {
@@ -159,7 +161,7 @@ impl Session {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()));
         let hints = startup_hints(from_params.chain(from_options));
         let cancel = shared.cancels.register();
-        let identity_confirmed = !shared.users.is_empty();
+        let identity_confirmed = !shared.live().users.is_empty();
         Session {
             database: params.database().unwrap_or_default().to_string(),
             options,
@@ -187,31 +189,55 @@ impl Session {
             replay: None,
             force_primary: false,
             retries: 0,
+            prepared_on: None,
             shared,
         }
     }
 
     pub(super) fn session_mode(&self) -> bool {
-        self.shared.config.pool.mode == PoolMode::Session
+        self.shared.live().config.pool.mode == PoolMode::Session
     }
 
-    fn login_route(&self) -> Route {
-        let topology = self.shared.topology.load();
+    /// The first connection, which checks a pass-through login and gives the greeting its
+    /// parameters. Any server can do that: the primary first, else a replica, so that clients
+    /// can still log in (and read) while the primary is down. In session mode, the primary.
+    async fn attach_login(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
+        let topology = self.shared.topology.load_full();
         let cluster = topology.cluster_for_database(&self.database);
-        // Any server can check a login; a replica does it while the primary is down.
-        let node = std::iter::once(&cluster.primary)
+        let reason = if self.session_mode() {
+            Reason::SessionMode
+        } else {
+            Reason::Login
+        };
+        let mut nodes: Vec<&Arc<Node>> = std::iter::once(&cluster.primary)
             .chain(&cluster.replicas)
-            .find(|n| n.is_available())
-            .unwrap_or(&cluster.primary);
-        Route {
-            node: node.clone(),
-            reason: if self.session_mode() {
-                Reason::SessionMode
-            } else {
-                Reason::Login
-            },
-            detail: None,
+            .collect();
+        if self.session_mode() {
+            nodes.truncate(1);
         }
+        nodes.sort_by_key(|n| !n.is_available());
+        let mut last_error = None;
+        for node in nodes {
+            let route = Route {
+                node: node.clone(),
+                reason,
+                detail: None,
+            };
+            match self.attach(client, route).await {
+                Err(FrontendError::Backend(e)) if e.is_unreachable() => {
+                    node.stats.health.ban(
+                        &node.name,
+                        &e.to_string(),
+                        self.shared.live().config.health.ban_time,
+                    );
+                    last_error = Some(FrontendError::Backend(e));
+                }
+                other => return other,
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            FrontendError::refuse(SqlState::CONNECTION_FAILURE, "no server to log in on")
+        }))
     }
 
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
@@ -280,7 +306,7 @@ impl Session {
             addr: node.addr.clone(),
             startup,
             password: self.credentials.password.clone(),
-            timeout: self.shared.config.timeouts.connect,
+            timeout: self.shared.live().config.timeouts.connect,
         };
         // In pass-through mode nobody but the server can check a password: a login gets a
         // connection of its own rather than one another client authenticated.
@@ -436,7 +462,7 @@ impl Session {
             self.answer_session_command(client, command);
             return Ok(());
         }
-        let work = work::describe(&frames, &self.state, &self.shared.classifier);
+        let work = work::describe(&frames, &self.state, &self.shared.live().classifier);
         if let Some(inner) = &work.explain_route {
             self.settle(client).await?;
             self.explain_route(client, inner);
@@ -450,6 +476,15 @@ impl Session {
         if let Err(e) = self.attach_for(client, &work).await {
             return self.fail_unit(client, e, &frames);
         }
+        self.prepared_on = match &self.server {
+            Some(attached)
+                if !work.executes && matches!(attached.route.reason, Reason::Balanced(_)) =>
+            {
+                Some(attached.route.node.clone())
+            }
+            _ if work.executes => None,
+            _ => self.prepared_on.take(),
+        };
         self.replay = self.may_retry(&work).then(|| Replay {
             frames: frames.clone(),
             attempts: self.retries,
@@ -504,7 +539,7 @@ impl Session {
                     node.stats.health.ban(
                         &node.name,
                         &e.to_string(),
-                        self.shared.config.health.ban_time,
+                        self.shared.live().config.health.ban_time,
                     );
                     tries += 1;
                 }

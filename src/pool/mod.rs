@@ -2,6 +2,7 @@
 //! for a free connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,8 +37,9 @@ pub enum PoolError {
 
 /// All pools of the process.
 pub struct Pools {
-    max_per_pool: usize,
-    checkout_timeout: Duration,
+    /// Settings a reload may change; read at each checkout.
+    max_per_pool: AtomicUsize,
+    checkout_timeout_ms: AtomicU64,
     pools: Mutex<HashMap<PoolKey, Arc<NodePool>>>,
 }
 
@@ -45,6 +47,8 @@ pub struct Pools {
 struct NodePool {
     idle: Mutex<Vec<ServerConn>>,
     permits: Arc<Semaphore>,
+    /// The permits this pool was last sized to.
+    size: AtomicUsize,
 }
 
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
@@ -58,8 +62,8 @@ pub struct Checkout {
 impl Pools {
     pub fn new(max_per_pool: usize, checkout_timeout: Duration) -> Self {
         Pools {
-            max_per_pool,
-            checkout_timeout,
+            max_per_pool: AtomicUsize::new(max_per_pool),
+            checkout_timeout_ms: AtomicU64::new(millis(checkout_timeout)),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -69,9 +73,11 @@ impl Pools {
         pools
             .entry(key.clone())
             .or_insert_with(|| {
+                let size = self.max_per_pool.load(Ordering::Relaxed);
                 Arc::new(NodePool {
                     idle: Mutex::new(Vec::new()),
-                    permits: Arc::new(Semaphore::new(self.max_per_pool)),
+                    permits: Arc::new(Semaphore::new(size)),
+                    size: AtomicUsize::new(size),
                 })
             })
             .clone()
@@ -87,16 +93,18 @@ impl Pools {
         fresh: bool,
     ) -> Result<Checkout, PoolError> {
         let pool = self.pool(key);
-        let permit =
-            tokio::time::timeout(self.checkout_timeout, pool.permits.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or_else(|| PoolError::Exhausted {
-                    node: key.node.clone(),
-                    waited: self.checkout_timeout,
-                    max: self.max_per_pool,
-                })?;
+        let permit = tokio::time::timeout(
+            self.checkout_timeout(),
+            pool.permits.clone().acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| PoolError::Exhausted {
+            node: key.node.clone(),
+            waited: self.checkout_timeout(),
+            max: self.max_per_pool.load(Ordering::Relaxed),
+        })?;
         let idle = if fresh { None } else { pool.take_live_idle() };
         let conn = match idle {
             Some(conn) => conn,
@@ -119,9 +127,30 @@ impl Pools {
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
         // idle bounds what the pool holds open.
-        if conn.tx_status == b'I' && idle.len() < self.max_per_pool {
+        if conn.tx_status == b'I' && idle.len() < self.max_per_pool.load(Ordering::Relaxed) {
             idle.push(conn);
         }
+    }
+
+    /// Applies reloaded settings: every pool grows or shrinks to `max_per_pool` (shrinking takes
+    /// effect as connections come back), and later checkouts wait `checkout_timeout`.
+    pub fn resize(&self, max_per_pool: usize, checkout_timeout: Duration) {
+        self.max_per_pool.store(max_per_pool, Ordering::Relaxed);
+        self.checkout_timeout_ms
+            .store(millis(checkout_timeout), Ordering::Relaxed);
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        for pool in pools.values() {
+            let old = pool.size.swap(max_per_pool, Ordering::Relaxed);
+            if max_per_pool > old {
+                pool.permits.add_permits(max_per_pool - old);
+            } else {
+                let _ = pool.permits.forget_permits(old - max_per_pool);
+            }
+        }
+    }
+
+    fn checkout_timeout(&self) -> Duration {
+        Duration::from_millis(self.checkout_timeout_ms.load(Ordering::Relaxed))
     }
 
     /// (idle, in use) per pool, for status pages.
@@ -131,7 +160,10 @@ impl Pools {
             .iter()
             .map(|(key, pool)| {
                 let idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
-                let in_use = self.max_per_pool - pool.permits.available_permits();
+                let in_use = pool
+                    .size
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(pool.permits.available_permits());
                 (key.clone(), idle, in_use)
             })
             .collect()
@@ -150,4 +182,8 @@ impl NodePool {
         }
         None
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -146,6 +146,9 @@ pub struct Request<'a> {
     pub freshness: Freshness,
     /// Consistency `strong`, or a hint `route=primary`: reads go to the primary.
     pub primary_only: Option<Reason>,
+    /// A replica the balancer already chose for the statements this unit runs (when it
+    /// prepared them): it serves them, if still fresh, without taking another turn.
+    pub reuse: Option<&'a Arc<Node>>,
 }
 
 /// What makes a replica fresh enough for a read.
@@ -255,6 +258,16 @@ fn is_read_candidate(cluster: &Cluster, node: &Arc<Node>) -> bool {
 
 fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
     let cluster = req.cluster;
+    if let Some(node) = req.reuse
+        && is_read_candidate(cluster, node)
+        && req.freshness.refuses(node).is_none()
+    {
+        return Route {
+            node: node.clone(),
+            reason,
+            detail: None,
+        };
+    }
     let mut refusal = None;
     let candidates: Vec<Candidate<'_>> = cluster
         .replicas

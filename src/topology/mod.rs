@@ -128,6 +128,44 @@ impl Topology {
         Some(Topology { clusters })
     }
 
+    /// The topology of a reloaded `config`. Nodes that keep their name and address keep their
+    /// `Node` (and so their stats, health and monitor); the config's roles apply again, so a
+    /// fenced former primary that the operator lists again is back.
+    pub fn reconcile(&self, config: &Config) -> Topology {
+        let existing: Vec<&Arc<Node>> = self
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(&c.primary)
+                    .chain(&c.replicas)
+                    .chain(&c.fenced)
+            })
+            .collect();
+        let reuse = |n: &NodeConfig, role: Role| {
+            let fresh = node(n, role);
+            match existing
+                .iter()
+                .find(|e| e.name == fresh.name && e.addr == fresh.addr)
+            {
+                Some(kept) => {
+                    kept.set_role(role);
+                    Arc::clone(kept)
+                }
+                None => Arc::new(fresh),
+            }
+        };
+        let clusters = config
+            .clusters
+            .iter()
+            .map(|c| Cluster {
+                primary: reuse(&c.primary, Role::Primary),
+                replicas: c.replicas.iter().map(|r| reuse(r, Role::Replica)).collect(),
+                ..Cluster::from_config(c)
+            })
+            .collect();
+        Topology { clusters }
+    }
+
     pub fn from_config(config: &Config) -> Topology {
         Topology {
             clusters: config.clusters.iter().map(Cluster::from_config).collect(),

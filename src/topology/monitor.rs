@@ -7,6 +7,7 @@
 //! connection is dropped and made again after a short pause, and while a node cannot be read,
 //! what it published is unknown (position 0, lag unknown) rather than stale.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,35 +32,101 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 const POLL: &str = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
      THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END";
 
-/// Starts one monitoring task per node of every cluster. A cluster's tasks share its history of
-/// primary positions: the primary's task records into it, the replicas' tasks measure against
-/// it (both briefly, under a lock the data path never takes).
+/// The monitor of a set of nodes: one task per node, started for every node of the topology
+/// that has none, so that a reload can add nodes; a task ends once its node has left the
+/// topology. A cluster's tasks share its history of primary positions: the primary's task
+/// records into it, the replicas' tasks measure against it (both briefly, under a lock the data
+/// path never takes).
+pub struct Monitor {
+    topology: Arc<ArcSwap<Topology>>,
+    settings: MonitorSettings,
+    health: HealthSettings,
+    connect_timeout: Duration,
+    histories: Mutex<HashMap<String, Arc<Mutex<LsnHistory>>>>,
+    /// Nodes with a task, by address of their `Node` (the same `Arc` across snapshots).
+    watched: Mutex<HashSet<usize>>,
+}
+
+impl Monitor {
+    pub fn new(
+        topology: Arc<ArcSwap<Topology>>,
+        settings: &MonitorSettings,
+        health: &HealthSettings,
+        connect_timeout: Duration,
+    ) -> Arc<Monitor> {
+        Arc::new(Monitor {
+            topology,
+            settings: settings.clone(),
+            health: health.clone(),
+            connect_timeout,
+            histories: Mutex::new(HashMap::new()),
+            watched: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Starts a task for every node of the current topology that has none.
+    pub fn watch_new_nodes(self: &Arc<Self>) {
+        let interval = self.settings.interval.max(MIN_INTERVAL);
+        let snapshot = self.topology.load_full();
+        for cluster in &snapshot.clusters {
+            let history = self.history_of(&cluster.name, interval);
+            for node in std::iter::once(&cluster.primary).chain(&cluster.replicas) {
+                let key = Arc::as_ptr(node) as usize;
+                if !self
+                    .watched
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key)
+                {
+                    continue;
+                }
+                let watch = Watch {
+                    node: Arc::clone(node),
+                    history: Arc::clone(&history),
+                    settings: self.settings.clone(),
+                    health: self.health.clone(),
+                    topology: Arc::clone(&self.topology),
+                    interval,
+                    connect_timeout: self.connect_timeout,
+                };
+                let monitor = Arc::clone(self);
+                tokio::spawn(async move {
+                    watch.run().await;
+                    monitor
+                        .watched
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key);
+                });
+            }
+        }
+    }
+
+    fn history_of(&self, cluster: &str, interval: Duration) -> Arc<Mutex<LsnHistory>> {
+        let mut histories = self
+            .histories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let history = histories.entry(cluster.to_string()).or_insert_with(|| {
+            Arc::new(Mutex::new(LsnHistory::new(
+                interval,
+                stale_after(interval, self.health.timeout),
+            )))
+        });
+        Arc::clone(history)
+    }
+}
+
+/// Starts a monitor for every node of `topology` (see [`Monitor`]).
 pub fn spawn(
     topology: Arc<ArcSwap<Topology>>,
     settings: &MonitorSettings,
     health: &HealthSettings,
     connect_timeout: Duration,
-) {
-    let interval = settings.interval.max(MIN_INTERVAL);
-    let snapshot = topology.load_full();
-    for cluster in &snapshot.clusters {
-        let history = Arc::new(Mutex::new(LsnHistory::new(
-            interval,
-            stale_after(interval, health.timeout),
-        )));
-        for node in std::iter::once(&cluster.primary).chain(&cluster.replicas) {
-            let watch = Watch {
-                node: Arc::clone(node),
-                history: Arc::clone(&history),
-                settings: settings.clone(),
-                health: health.clone(),
-                topology: Arc::clone(&topology),
-                interval,
-                connect_timeout,
-            };
-            tokio::spawn(watch.run());
-        }
-    }
+) -> Arc<Monitor> {
+    let monitor = Monitor::new(topology, settings, health, connect_timeout);
+    monitor.watch_new_nodes();
+    monitor
 }
 
 /// How long the primary's position stays valid without being confirmed: a poll may take up to
@@ -76,6 +143,8 @@ enum PollError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("{0} took longer than {1:?}")]
     Timeout(&'static str, Duration),
+    #[error("the node left the topology")]
+    Removed,
 }
 
 /// One node's monitoring task.
@@ -94,10 +163,11 @@ struct Watch {
 impl Watch {
     /// Polls forever, reconnecting after failures.
     async fn run(self) {
-        loop {
+        while self.in_topology() {
             let error = self.poll_until_failure().await;
             tracing::debug!(node = %self.node.name, %error, "replication monitor lost its connection");
             let outcome = match error {
+                PollError::Removed => break,
                 PollError::Timeout(..) => CheckOutcome::TimedOut,
                 PollError::Postgres(_) => CheckOutcome::Failed,
             };
@@ -112,6 +182,17 @@ impl Watch {
             self.publish(None, Instant::now());
             tokio::time::sleep(self.interval.max(MIN_RECONNECT_DELAY)).await;
         }
+    }
+
+    /// The node still belongs to the topology (a reload may have removed it).
+    fn in_topology(&self) -> bool {
+        let topology = self.topology.load();
+        topology.clusters.iter().any(|c| {
+            std::iter::once(&c.primary)
+                .chain(&c.replicas)
+                .chain(&c.fenced)
+                .any(|n| Arc::ptr_eq(n, &self.node))
+        })
     }
 
     /// Connects and polls every interval until something fails.
@@ -129,6 +210,9 @@ impl Watch {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            if !self.in_topology() {
+                return PollError::Removed;
+            }
             match within(timeout, "polling", client.query_one(&statement, &[])).await {
                 Ok(row) => {
                     self.node.stats.health.record_check(

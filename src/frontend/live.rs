@@ -1,0 +1,75 @@
+//! The part of the shared state that a reload replaces whole: the configuration and what is
+//! built from it (users ready to check, balancers, the classifier). Sessions read it through
+//! one `ArcSwap`, so a reload never blocks them and never leaves a half-applied mix.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use crate::config::{Config, ConsistencyConfig, LoadBalancing};
+use crate::route::balance::Balancer;
+use crate::route::classify::{Classifier, FunctionPolicy};
+
+use super::users::{self, ClientUser};
+
+pub struct Live {
+    pub config: Config,
+    pub users: HashMap<String, ClientUser>,
+    pub classifier: Arc<Classifier>,
+    /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
+    /// their cursors carry on.
+    balancers: HashMap<String, Arc<Balancer>>,
+}
+
+impl Live {
+    /// Builds everything from a validated config, reusing what `previous` had that still fits.
+    pub fn build(config: Config, previous: Option<&Live>) -> Result<Live, String> {
+        let users = users::prepare_users(&config.users)?;
+        let classifier = match previous {
+            Some(p) if p.config.routing == config.routing => Arc::clone(&p.classifier),
+            _ => Arc::new(Classifier::new(
+                FunctionPolicy::new(&config.routing.read_only_functions),
+                config.routing.classify_cache_bytes,
+            )),
+        };
+        let balancers = config
+            .clusters
+            .iter()
+            .map(|c| {
+                let kept = previous
+                    .and_then(|p| p.balancers.get(&c.name))
+                    .filter(|b| b.algorithm() == c.load_balancing);
+                let balancer =
+                    kept.map_or_else(|| Arc::new(Balancer::new(c.load_balancing)), Arc::clone);
+                (c.name.clone(), balancer)
+            })
+            .collect();
+        Ok(Live {
+            config,
+            users,
+            classifier,
+            balancers,
+        })
+    }
+
+    /// The balancer of a cluster (the default kind for a name the config does not know).
+    pub fn balancer(&self, cluster: &str) -> &Balancer {
+        static FALLBACK: OnceLock<Balancer> = OnceLock::new();
+        self.balancers.get(cluster).map_or_else(
+            || FALLBACK.get_or_init(|| Balancer::new(LoadBalancing::default())),
+            |b| b.as_ref(),
+        )
+    }
+
+    /// The consistency settings of a cluster (the defaults for a name the config does not know).
+    pub fn consistency(&self, cluster: &str) -> &ConsistencyConfig {
+        static DEFAULT: OnceLock<ConsistencyConfig> = OnceLock::new();
+        self.config
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map_or_else(
+                || DEFAULT.get_or_init(ConsistencyConfig::default),
+                |c| &c.consistency,
+            )
+    }
+}

@@ -1,0 +1,143 @@
+//! Hot reload through the admin API: a replica added while clients run serves reads at once
+//! with no client error; an invalid file is refused whole and the running config stays.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::load::{fresh_read_port, wait_served_by};
+use common::private_cluster;
+use common::proxy::start_proxy;
+use pgsplit::config::Config;
+use pgsplit::localcluster::PgNode;
+
+/// A config file for the primary and `replicas`, with the admin server on.
+fn config_text(primary: &PgNode, replicas: &[PgNode]) -> String {
+    let replicas: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{{ name = \"{}\", addr = \"{}\" }}", r.name, r.addr()))
+        .collect();
+    format!(
+        "admin = \"127.0.0.1:9\"\n\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\nreplicas = [{}]\n",
+        primary.addr(),
+        replicas.join(", ")
+    )
+}
+
+/// POST /reload on the admin server: (status, body).
+fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(admin).expect("admin server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing() {
+    let c = private_cluster(3);
+    let dir = std::env::temp_dir().join(common::unique_name("reload"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("pgsplit.toml");
+    std::fs::write(&file, config_text(c.primary(), &c.replicas()[..2])).expect("write config");
+    let proxy = start_proxy(Config::load(&file).expect("config loads"));
+    let admin = proxy.admin.expect("admin server");
+
+    // 16 clients read and write for the whole test; none may see an error.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connstr = proxy.connstr("postgres", "postgres");
+    let setup = common::connect(&connstr).await.expect("connect");
+    setup
+        .batch_execute("CREATE TABLE reload_t (id serial PRIMARY KEY, v int)")
+        .await
+        .expect("table");
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let (connstr, stop) = (connstr.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = common::connect(&connstr).await.map_err(|e| e.to_string())?;
+                let mut done = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && done < 10_000 {
+                    if i % 4 == 0 {
+                        client
+                            .execute("INSERT INTO reload_t (v) VALUES (1)", &[])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else {
+                        client
+                            .query_one("SELECT count(*) FROM pg_class", &[])
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    done += 1;
+                }
+                Ok::<u32, String>(done)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    std::fs::write(&file, config_text(c.primary(), c.replicas())).expect("rewrite config");
+    let (status, body) = tokio::task::spawn_blocking(move || post_reload(admin))
+        .await
+        .expect("reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("replica3"), "{body}");
+    let started = Instant::now();
+    wait_served_by(&proxy, c.replicas()[2].port, Duration::from_secs(5))
+        .await
+        .expect("the new replica serves reads");
+    eprintln!(
+        "the added replica served its first read {:?} after the reload",
+        started.elapsed()
+    );
+
+    std::fs::write(
+        &file,
+        "[[clusters]]\nprimary = { addr = \"127.0.0.1:99999\" }\n",
+    )
+    .expect("break config");
+    let (status, body) = tokio::task::spawn_blocking(move || post_reload(admin))
+        .await
+        .expect("reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("pgsplit.toml:2"),
+        "the error names the file and line: {body}"
+    );
+    // The running configuration still serves, replica3 included.
+    wait_served_by(&proxy, c.replicas()[2].port, Duration::from_secs(5))
+        .await
+        .expect("still in force");
+    fresh_read_port(&proxy, Duration::from_secs(5))
+        .await
+        .expect("reads still work");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let done = client
+            .await
+            .expect("client task")
+            .unwrap_or_else(|e| panic!("a client saw an error: {e}"));
+        assert!(done > 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
