@@ -66,15 +66,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> Result<Running,
         None => None,
     };
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let (monitor, health, connect) = (
-        config.monitor.clone(),
-        config.health.clone(),
-        config.timeouts.connect,
-    );
     let shared = Shared::new(config, overrides)?;
-    let monitor =
-        crate::topology::monitor::spawn(shared.topology.clone(), &monitor, &health, connect);
-    shared.set_monitor(monitor);
+    start_watching(&shared);
     wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();
@@ -92,6 +85,24 @@ pub async fn start_with(config: Config, overrides: Overrides) -> Result<Running,
         shared,
         served,
     })
+}
+
+/// Starts the node monitor (health and lag) and, if configured, pgsplit's own failover.
+fn start_watching(shared: &Shared) {
+    let live = shared.live();
+    let config = &live.config;
+    let monitor = crate::topology::monitor::spawn(
+        shared.topology.clone(),
+        &config.monitor,
+        &config.health,
+        config.timeouts.connect,
+    );
+    shared.set_monitor(monitor);
+    crate::topology::failover::spawn(
+        shared.topology.clone(),
+        config.failover.clone(),
+        config.monitor.interval,
+    );
 }
 
 /// Until the monitor knows every replica's lag, reads cannot be sent to replicas safely: wait

@@ -989,3 +989,63 @@ async fn sigterm_during_a_load_drains_and_exits_zero() {
     }
     v.finish();
 }
+
+/// `failover.promote_command`: a shell command that promotes the replica pgsplit names in
+/// `PGSPLIT_PORT`, run with this cluster's own pg_ctl (as `postgres` when the tests run as root).
+fn promote_command(c: &LocalCluster) -> String {
+    let run_as = if unsafe { libc::geteuid() } == 0 {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let cases: Vec<String> = c
+        .replicas()
+        .iter()
+        .map(|r| format!("{}) d='{}';;", r.port, r.datadir.display()))
+        .collect();
+    format!(
+        "case \"$PGSPLIT_PORT\" in {} *) exit 1;; esac; {run_as}'{}' promote -D \"$d\"",
+        cases.join(" "),
+        c.binaries().tool("pg_ctl").display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pgsplit_promotes_the_most_advanced_replica_when_configured() {
+    let c = block_in_place(|| private_cluster(2));
+    let mut config = common::load::config_for(&c);
+    config.failover.promote_command = Some(promote_command(&c));
+    config.failover.after = Duration::from_secs(1);
+    let proxy = start_proxy(config);
+    let setup = common::connect(&proxy.connstr("postgres", "postgres"))
+        .await
+        .expect("connect");
+    setup
+        .batch_execute("CREATE TABLE failover_t (id bigint PRIMARY KEY, src text)")
+        .await
+        .expect("table");
+    block_in_place(|| wait_replicas_caught_up(&c));
+    block_in_place(|| c.stop(c.primary())).expect("stop the primary");
+    let replica_ports: Vec<i32> = c.replicas().iter().map(|r| i32::from(r.port)).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    let mut id = 1;
+    loop {
+        match insert_returning_port(&proxy, id, "after", Duration::from_secs(5)).await {
+            Ok(port) => {
+                assert!(
+                    replica_ports.contains(&port),
+                    "the write went to port {port}, not a promoted replica"
+                );
+                break;
+            }
+            Err((_, e)) => last = e,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no replica was promoted within 20 s; last error: {last}"
+        );
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -59,6 +59,7 @@ pub struct Config {
     pub routing: RoutingSettings,
     pub monitor: MonitorSettings,
     pub health: HealthSettings,
+    pub failover: FailoverSettings,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
@@ -166,6 +167,28 @@ impl Default for HealthSettings {
             timeout: Duration::from_secs(2),
             ban_after: 2,
             ban_time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// pgsplit promoting a replica itself when the primary stays down.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverSettings {
+    /// A shell command that promotes one replica, run with `sh -c` and the environment
+    /// `PGSPLIT_CLUSTER`, `PGSPLIT_NODE`, `PGSPLIT_HOST`, `PGSPLIT_PORT` naming it. None: pgsplit
+    /// never promotes (an operator or Patroni does, and pgsplit follows).
+    pub promote_command: Option<String>,
+    /// How long the primary must be down (banned) before the command runs.
+    #[serde(deserialize_with = "schema::duration")]
+    pub after: Duration,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        Self {
+            promote_command: None,
+            after: Duration::from_secs(10),
         }
     }
 }

@@ -16,9 +16,9 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
 use super::{
-    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, HealthSettings, LagFallback, Limits,
-    LoadBalancing, MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts,
-    UserConfig,
+    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, FailoverSettings, HealthSettings,
+    LagFallback, Limits, LoadBalancing, MonitorSettings, NodeConfig, PoolSettings, RoutingSettings,
+    Timeouts, UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -44,6 +44,8 @@ pub(crate) struct RawConfig {
     pub monitor: MonitorSettings,
     #[serde(default)]
     pub health: HealthSettings,
+    #[serde(default)]
+    pub failover: FailoverSettings,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -219,6 +221,7 @@ impl RawConfig {
             routing: self.routing.normalized(),
             monitor: self.monitor,
             health: self.health,
+            failover: self.failover,
             clusters: self
                 .clusters
                 .into_iter()

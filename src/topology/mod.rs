@@ -4,6 +4,7 @@
 //! Each node also carries live [`NodeStats`]: atomics that the data path and the [`monitor`]
 //! update and the router reads, neither ever waiting on the other.
 
+pub mod failover;
 pub mod health;
 pub mod lag;
 pub mod monitor;
