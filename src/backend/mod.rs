@@ -251,34 +251,10 @@ impl ServerConn {
         self.write_all(&buf).await
     }
 
-    /// Runs a simple query whose answers nobody needs (resets, settings) and waits for
-    /// ReadyForQuery. ParameterStatus changes are recorded; a server error is returned.
-    pub async fn run_internal(&mut self, sql: &str) -> Result<Vec<Frame>, BackendError> {
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::query(sql, &mut buf)
-            .map_err(|e| BackendError::Malformed(e.to_string()))?;
-        self.write_all(&buf).await?;
-        let mut reported = Vec::new();
-        let mut error = None;
-        loop {
-            let frame = self.read_frame().await?;
-            self.observe(&frame);
-            match frame.tag {
-                tag::READY_FOR_QUERY => break,
-                tag::ERROR_RESPONSE => error = Some(frame.bytes),
-                tag::PARAMETER_STATUS => reported.push(frame),
-                _ => {}
-            }
-        }
-        match error {
-            Some(bytes) => Err(BackendError::Server(bytes)),
-            None => Ok(reported),
-        }
-    }
-
-    /// Runs a one-value query of pgsplit's own (e.g. the WAL position after a commit) and
-    /// returns the first column of its first row.
-    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, BackendError> {
+    /// Runs a simple query of pgsplit's own (resets, settings, the WAL position after a commit)
+    /// and waits for ReadyForQuery. Returns the first column of the first row, if any;
+    /// ParameterStatus changes are recorded; a server error is returned.
+    pub async fn run_internal(&mut self, sql: &str) -> Result<Option<String>, BackendError> {
         let mut buf = BytesMut::new();
         postgres_protocol::message::frontend::query(sql, &mut buf)
             .map_err(|e| BackendError::Malformed(e.to_string()))?;

@@ -835,7 +835,7 @@ impl Session {
             self.wrote = false;
             let conn = &mut attached.checkout.conn;
             let position = conn
-                .query_value("SELECT pg_current_wal_insert_lsn()::text")
+                .run_internal("SELECT pg_current_wal_insert_lsn()::text")
                 .await?;
             if let Some(lsn) = position.as_deref().and_then(parse_lsn)
                 && lsn > self.causal_lsn
