@@ -1,5 +1,6 @@
 //! The client side: accepting connections and running one task per client session.
 
+mod attach;
 mod cancel;
 mod client;
 mod commands;

@@ -8,24 +8,24 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::backend::{BackendError, ConnectSpec, ServerConn};
+use crate::backend::{BackendError, ServerConn};
 use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
-use crate::pool::{Checkout, PoolKey};
+use crate::pool::Checkout;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
 use crate::route::classify::{Access, SessionEffect, TxControl};
 use crate::route::{Reason, Route};
 use crate::topology::monitor::{format_lsn, parse_lsn};
-use crate::topology::{Node, Role, WorkGuard};
+use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
-use super::cancel::{CancelHandle, CancelTarget};
+use super::cancel::CancelHandle;
 use super::client::ClientConn;
 use super::commands::{is_pgsplit_setting, startup_hints};
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
-use super::recovery::{MAX_RETRIES, Replay, Screened};
+use super::recovery::{Replay, Screened};
 use super::state::{SessionState, UnitOutcome};
 use super::work::{self, Work};
 
@@ -198,48 +198,6 @@ impl Session {
         self.shared.live().config.pool.mode == PoolMode::Session
     }
 
-    /// The first connection, which checks a pass-through login and gives the greeting its
-    /// parameters. Any server can do that: the primary first, else a replica, so that clients
-    /// can still log in (and read) while the primary is down. In session mode, the primary.
-    async fn attach_login(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
-        let topology = self.shared.topology.load_full();
-        let cluster = topology.cluster_for_database(&self.database);
-        let reason = if self.session_mode() {
-            Reason::SessionMode
-        } else {
-            Reason::Login
-        };
-        let mut nodes: Vec<&Arc<Node>> = std::iter::once(&cluster.primary)
-            .chain(&cluster.replicas)
-            .collect();
-        if self.session_mode() {
-            nodes.truncate(1);
-        }
-        nodes.sort_by_key(|n| !n.is_available());
-        let mut last_error = None;
-        for node in nodes {
-            let route = Route {
-                node: node.clone(),
-                reason,
-                detail: None,
-            };
-            match self.attach(client, route).await {
-                Err(FrontendError::Backend(e)) if e.is_unreachable() => {
-                    node.stats.health.ban(
-                        &node.name,
-                        &e.to_string(),
-                        self.shared.live().config.health.ban_time,
-                    );
-                    last_error = Some(FrontendError::Backend(e));
-                }
-                other => return other,
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            FrontendError::refuse(SqlState::CONNECTION_FAILURE, "no server to log in on")
-        }))
-    }
-
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
     async fn greet(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let mut w = client.writer();
@@ -254,66 +212,6 @@ impl Session {
         w.backend_key_data(self.cancel.key);
         w.ready_for_query(b'I');
         client.flush().await.map_err(|_| FrontendError::ClientGone)
-    }
-
-    /// Borrows a connection to the route's node and brings it to the session's state. In
-    /// pass-through mode, a server that wants a password makes us ask the client for it once.
-    async fn attach(&mut self, client: &mut ClientConn, route: Route) -> Result<(), FrontendError> {
-        let checkout = match self.checkout(&route).await {
-            Err(FrontendError::Backend(e)) if e.needs_password() && !self.identity_confirmed => {
-                self.credentials.password = Some(login::ask_cleartext_password(client).await?);
-                self.checkout(&route).await?
-            }
-            other => other?,
-        };
-        self.identity_confirmed = true;
-        self.cancel.set_target(Some(CancelTarget {
-            addr: checkout.conn.addr.clone(),
-            key: checkout.conn.key,
-        }));
-        self.shared.route_counters.record(route.reason);
-        if matches!(
-            route.reason,
-            Reason::Balanced(_) | Reason::ReadOnlyTransaction(_)
-        ) {
-            self.last_read_node = Some(route.node.clone());
-        }
-        self.server = Some(Attached {
-            checkout,
-            route,
-            work: None,
-        });
-        Ok(())
-    }
-
-    async fn checkout(&self, route: &Route) -> Result<Checkout, FrontendError> {
-        let node = &route.node;
-        let key = PoolKey {
-            node: node.name.clone(),
-            database: self.database.clone(),
-            user: self.credentials.user.clone(),
-            options: self.options.clone(),
-        };
-        let mut startup = vec![
-            ("user".to_string(), self.credentials.user.clone()),
-            ("database".to_string(), self.database.clone()),
-        ];
-        if !self.options.is_empty() {
-            startup.push(("options".to_string(), self.options.clone()));
-        }
-        let spec = ConnectSpec {
-            node: node.name.clone(),
-            addr: node.addr.clone(),
-            startup,
-            password: self.credentials.password.clone(),
-            timeout: self.shared.live().config.timeouts.connect,
-        };
-        // In pass-through mode nobody but the server can check a password: a login gets a
-        // connection of its own rather than one another client authenticated.
-        let fresh = !self.identity_confirmed;
-        let mut checkout = self.shared.pools.checkout(&key, &spec, fresh).await?;
-        sync_settings(&mut checkout.conn, &self.state).await?;
-        Ok(checkout)
     }
 
     /// Gives the connection back to the pool when nothing ties the session to it: transaction
@@ -514,90 +412,6 @@ impl Session {
         Ok(())
     }
 
-    /// Routes the unit and borrows a connection for it (unless it stays on the attached one).
-    /// A replica that cannot be reached is banned and the unit routed again, so the client
-    /// never learns of it; a primary known to be down fails the unit at once.
-    async fn attach_for(
-        &mut self,
-        client: &mut ClientConn,
-        work: &Work,
-    ) -> Result<(), FrontendError> {
-        let mut tries = 0;
-        loop {
-            let Some(route) = self.route_for(client, work).await? else {
-                return Ok(());
-            };
-            self.check_primary_up(route.reason, &route.node)?;
-            let node = route.node.clone();
-            match self.attach(client, route).await {
-                Err(FrontendError::Backend(e))
-                    if e.is_unreachable()
-                        && node.role() == Role::Replica
-                        && tries < MAX_RETRIES =>
-                {
-                    tracing::info!(node = %node.name, error = %e, "replica unreachable; routing the unit again");
-                    node.stats.health.ban(
-                        &node.name,
-                        &e.to_string(),
-                        self.shared.live().config.health.ban_time,
-                    );
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// A read on a replica, outside any transaction or pin, with nothing else in flight: if its
-    /// server fails before answering, it can run again elsewhere.
-    fn may_retry(&self, work: &Work) -> bool {
-        let Some(attached) = &self.server else {
-            return false;
-        };
-        work.access() == Access::Read
-            && work.executes
-            && self.pending == 0
-            && attached.checkout.conn.tx_status == b'I'
-            && !opens_transaction(&work.tx)
-            && self.state.pin().is_none()
-            && attached.route.node.role() == Role::Replica
-    }
-
-    /// Where a unit goes: None to stay on the attached connection, which it must inside a
-    /// transaction block or when pinned. A unit arriving behind unanswered ones that belongs
-    /// elsewhere waits for them (their answers reach the client meanwhile) and the connection's
-    /// release, so pipelining never sends a write to a replica.
-    async fn route_for(
-        &mut self,
-        client: &mut ClientConn,
-        work: &Work,
-    ) -> Result<Option<Route>, FrontendError> {
-        let Some(attached) = &self.server else {
-            return Ok(Some(self.decide_with_fallback(work).await?));
-        };
-        if self.stays_on_attached(attached) {
-            return Ok(None);
-        }
-        let route = self.decide_with_fallback(work).await?;
-        if Arc::ptr_eq(&route.node, &attached.route.node) {
-            return Ok(None);
-        }
-        self.settle(client).await?;
-        Ok(if self.server.is_some() {
-            None
-        } else {
-            Some(route)
-        })
-    }
-
-    /// The attached connection holds the session: a transaction block, a pin, session mode, or
-    /// a unit cut at Flush that has not reached its Sync.
-    fn stays_on_attached(&self, attached: &Attached) -> bool {
-        let in_transaction =
-            attached.checkout.conn.tx_status != b'I' || opens_transaction(&self.unit.tx);
-        in_transaction || self.pending == 0 || self.session_mode() || self.state.pin().is_some()
-    }
-
     /// Sends what is queued and relays answers until nothing is in flight.
     pub(super) async fn settle(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         self.flush_to_server().await?;
@@ -607,47 +421,6 @@ impl Session {
             };
             attached.checkout.conn.fill().await?;
             self.forward_server_messages(client).await?;
-        }
-        Ok(())
-    }
-
-    /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the
-    /// connection, before the unit is sent. Only possible between units: pipelined behind
-    /// unanswered work, an EXECUTE of a statement prepared elsewhere gets the server's error.
-    async fn prepare_sql_statements(&mut self, work: &Work) -> Result<(), FrontendError> {
-        let Some(attached) = self.server.as_mut() else {
-            return Ok(());
-        };
-        if self.pending > 0 {
-            return Ok(());
-        }
-        let conn = &mut attached.checkout.conn;
-        let mut sql = String::new();
-        for effect in &work.effects {
-            match effect {
-                SessionEffect::Execute { name } => {
-                    if let Some(prepare) = self.state.sql_prepared.get(name)
-                        && conn.sql_prepared.get(name) != Some(prepare)
-                    {
-                        if conn.sql_prepared.contains_key(name) {
-                            sql.push_str(&format!(
-                                "DEALLOCATE {};",
-                                super::state::quote_ident(name)
-                            ));
-                        }
-                        sql.push_str(prepare);
-                        sql.push(';');
-                        conn.sql_prepared.insert(name.clone(), prepare.clone());
-                    }
-                }
-                SessionEffect::Prepare { name, .. } if conn.sql_prepared.remove(name).is_some() => {
-                    sql.push_str(&format!("DEALLOCATE {};", super::state::quote_ident(name)));
-                }
-                _ => {}
-            }
-        }
-        if !sql.is_empty() {
-            conn.run_internal(&sql).await?;
         }
         Ok(())
     }
@@ -889,40 +662,4 @@ async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), BackendError
         Some(conn) => conn.fill().await,
         None => std::future::pending().await,
     }
-}
-
-/// Brings a connection's settings to the session's: SET what differs, RESET what the
-/// connection has and the session does not. One round trip, and none when they match.
-async fn sync_settings(conn: &mut ServerConn, state: &SessionState) -> Result<(), FrontendError> {
-    let mut sql = String::new();
-    for (name, want) in state.desired_settings() {
-        if conn.settings.get(name).map(String::as_str) != Some(want) {
-            sql.push_str(want);
-            sql.push(';');
-        }
-    }
-    let stale: Vec<String> = conn
-        .settings
-        .keys()
-        .filter(|name| !state.desired_settings().any(|(n, _)| n == name.as_str()))
-        .cloned()
-        .collect();
-    for name in &stale {
-        sql.push_str(&format!("RESET {};", super::state::quote_ident(name)));
-    }
-    if sql.is_empty() {
-        return Ok(());
-    }
-    if let Err(e) = conn.run_internal(&sql).await {
-        // Its settings are now unknown: start over from nothing rather than guess.
-        conn.settings.clear();
-        return Err(e.into());
-    }
-    for name in stale {
-        conn.settings.remove(&name);
-    }
-    for (name, want) in state.desired_settings() {
-        conn.settings.insert(name.to_string(), want.to_string());
-    }
-    Ok(())
 }
