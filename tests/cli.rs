@@ -3,12 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{KillOnDrop, free_port, http, quick_start_args, sigterm, wait_or_kill};
 use common::{binaries, cluster};
 
 const PGSPLIT: &str = env!("CARGO_BIN_EXE_pgsplit");
@@ -21,8 +22,8 @@ fn pgsplit(args: &[&str]) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start pgsplit");
-    let status =
-        wait_bounded(&mut child, Duration::from_secs(30)).expect("pgsplit finishes within 30 s");
+    let status = wait_or_kill(&mut child, Instant::now() + Duration::from_secs(30))
+        .expect("pgsplit finishes within 30 s");
     let mut stdout = String::new();
     let mut stderr = String::new();
     child
@@ -34,62 +35,6 @@ fn pgsplit(args: &[&str]) -> (bool, String, String) {
         .take()
         .map(|mut s| s.read_to_string(&mut stderr));
     (status.success(), stdout, stderr)
-}
-
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed if the test ends early (a failed assertion must not leave a demo
-/// holding its ports for the next run).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-}
-
-/// A plain HTTP/1.1 GET; returns the status code.
-fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn psql(port: u16, sql: &str) -> String {
@@ -118,6 +63,13 @@ fn psql(port: u16, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A GET of `path` on the admin server: its HTTP status.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    http(addr, "GET", path, Duration::from_secs(5))
+        .ok()
+        .map(|(status, _)| status)
 }
 
 /// Waits until something accepts connections on `port`.
@@ -173,20 +125,9 @@ fn run_with_quick_start_flags_serves_clients_and_admin_and_stops_on_sigterm() {
     let c = cluster();
     let (port, admin_port) = (free_port(), free_port());
     let admin = format!("127.0.0.1:{admin_port}");
-    let mut args = vec![
-        "run".to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--primary".into(),
-        c.primary().addr(),
-    ];
-    for r in c.replicas() {
-        args.extend(["--replica".to_string(), r.addr()]);
-    }
-    args.extend(["--admin".to_string(), admin.clone()]);
     let mut child = KillOnDrop(
         Command::new(PGSPLIT)
-            .args(&args)
+            .args(quick_start_args(c, port, &admin))
             .stderr(Stdio::null())
             .spawn()
             .expect("start pgsplit run"),
@@ -196,7 +137,7 @@ fn run_with_quick_start_flags_serves_clients_and_admin_and_stops_on_sigterm() {
     assert_eq!(http_status(&admin, "/readyz"), Some(200));
     assert_eq!(psql(port, "SELECT 40 + 2"), "42");
     sigterm(&child.0);
-    let status = wait_bounded(&mut child.0, Duration::from_secs(20))
+    let status = wait_or_kill(&mut child.0, Instant::now() + Duration::from_secs(20))
         .expect("pgsplit exits within 20 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
@@ -254,7 +195,7 @@ fn demo_starts_a_cluster_serves_psql_and_cleans_up_on_sigterm() {
         "3"
     );
     sigterm(&child.0);
-    let status = wait_bounded(&mut child.0, Duration::from_secs(30))
+    let status = wait_or_kill(&mut child.0, Instant::now() + Duration::from_secs(30))
         .expect("the demo stops within 30 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(

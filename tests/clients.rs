@@ -3,50 +3,26 @@
 
 mod common;
 
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::cluster;
+use common::load::{BackgroundTool, ToolRun, failed_transactions};
 use common::proxy::proxy;
-use common::{binaries, cluster};
 
 /// Runs a PostgreSQL client tool with a time bound, failing the test with its output. Output
 /// goes to files, not pipes: a tool that prints a lot must never block on a full pipe.
-fn run_tool(tool: &str, args: &[String], timeout: Duration) -> Output {
-    let out_path = std::env::temp_dir().join(common::unique_name(tool));
-    let err_path = out_path.with_extension("err");
-    let mut child = Command::new(binaries().tool(tool))
-        .args(args)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {tool}: {e}"));
-    let deadline = std::time::Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for tool") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{tool} {args:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+fn run_tool(tool: &str, args: &[String], timeout: Duration) -> ToolRun {
+    let run = BackgroundTool::spawn(tool, args).wait_until(Instant::now() + timeout);
+    let Some(status) = run.status else {
+        panic!("{tool} {args:?} did not finish within {timeout:?}");
     };
-    let output = Output {
-        status,
-        stdout: std::fs::read(&out_path).unwrap_or_default(),
-        stderr: std::fs::read(&err_path).unwrap_or_default(),
-    };
-    let _ = std::fs::remove_file(&out_path);
-    let _ = std::fs::remove_file(&err_path);
     assert!(
-        output.status.success(),
+        status.success(),
         "{tool} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        run.stdout,
+        run.stderr
     );
-    output
+    run
 }
 
 fn proxy_args(db: &str, extra: &[&str]) -> Vec<String> {
@@ -90,7 +66,7 @@ fn psql_runs_a_multi_statement_script() {
         Duration::from_secs(60),
     );
     let _ = std::fs::remove_file(&path);
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = &output.stdout;
     for expected in ["rows|2", "TWO", "same line", "after copy|3"] {
         assert!(
             stdout.lines().any(|l| l == expected),
@@ -108,23 +84,7 @@ fn balance_sums(db: &str) -> Vec<String> {
         &proxy_args(db, &["-X", "-A", "-t", "-c", sql]),
         Duration::from_secs(30),
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split('|')
-        .map(str::to_string)
-        .collect()
-}
-
-fn failed_transactions(stdout: &str) -> Option<u64> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("number of failed transactions"))?;
-    line.split(':')
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    out.stdout.trim().split('|').map(str::to_string).collect()
 }
 
 #[test]
@@ -149,14 +109,14 @@ fn pgbench_in_every_protocol_mode_keeps_balances_consistent() {
                 &proxy_args(
                     &db,
                     &[
-                        "-M", mode, "-b", builtin, "-c", "4", "-j", "2", "-t", "100", "-n",
+                        "-M", mode, "-b", builtin, "-c", "16", "-j", "2", "-t", "50", "-n",
                     ],
                 ),
                 Duration::from_secs(120),
             );
-            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stdout = &out.stdout;
             assert_eq!(
-                failed_transactions(&stdout),
+                failed_transactions(stdout),
                 Some(0),
                 "{mode} {builtin}:\n{stdout}"
             );

@@ -6,17 +6,12 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use common::load::config_for;
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
 use futures_util::StreamExt;
-use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
 use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
-
-fn config_for(c: &LocalCluster) -> Config {
-    let replicas: Vec<String> = c.replicas().iter().map(|r| r.addr()).collect();
-    Config::quick_start(&c.primary().addr(), &replicas).expect("config")
-}
 
 async fn connect(p: &TestProxy, extra: &str) -> Client {
     let (client, connection) = tokio_postgres::connect(

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use common::load::{
     wait_served_by,
 };
 use common::private_cluster;
+use common::process::{KillOnDrop, free_port, http, quick_start_args, sigterm, wait_or_kill};
 use common::proxy::{TestProxy, start_proxy};
 use pgsplit::localcluster::{LocalCluster, PgNode};
 use tokio::task::block_in_place;
@@ -651,53 +652,9 @@ async fn a_read_on_a_failing_replica_is_retried_unseen() {
 // ---------------------------------------------------------------------------------------------
 // 5. SIGTERM to `pgsplit run` under load
 
-/// A child process killed if the test ends early.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// What a GET of `path` gets: an HTTP status, or the connect error.
 fn http_get(addr: &str, path: &str) -> Result<u16, std::io::Error> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))
-}
-
-fn wait_exit(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for pgsplit") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    http(addr, "GET", path, Duration::from_secs(2)).map(|(status, _)| status)
 }
 
 /// One `BEGIN; INSERT; SELECT pg_sleep(0.2); COMMIT` of a drain client.
@@ -787,21 +744,10 @@ async fn sigterm_during_a_load_drains_and_exits_zero() {
     .expect("create the table");
     let (port, admin_port) = (free_port(), free_port());
     let admin = format!("127.0.0.1:{admin_port}");
-    let mut args = vec![
-        "run".to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--primary".into(),
-        c.primary().addr(),
-    ];
-    for r in c.replicas() {
-        args.extend(["--replica".to_string(), r.addr()]);
-    }
-    args.extend(["--admin".to_string(), admin.clone()]);
     let log_path = std::env::temp_dir().join(common::unique_name("pgsplit_drain") + ".log");
     let mut child = KillOnDrop(
         Command::new(PGSPLIT)
-            .args(&args)
+            .args(quick_start_args(&c, port, &admin))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).expect("log file"))
             .spawn()
@@ -841,10 +787,7 @@ async fn sigterm_during_a_load_drains_and_exits_zero() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let sigterm_at = Instant::now();
-    // SAFETY: a signal to our own child process, which is still running (KillOnDrop holds it).
-    unsafe {
-        libc::kill(child.0.id() as i32, libc::SIGTERM);
-    }
+    sigterm(&child.0);
     // Not ready any more (or gone) shortly after.
     let readyz_deadline = sigterm_at + Duration::from_secs(3);
     let readyz = loop {
@@ -868,7 +811,7 @@ async fn sigterm_during_a_load_drains_and_exits_zero() {
     .await;
     let new_session_refused = matches!(new_session, Ok(Err(_)));
 
-    let status = on_cluster(|| wait_exit(&mut child.0, sigterm_at + Duration::from_secs(35)));
+    let status = on_cluster(|| wait_or_kill(&mut child.0, sigterm_at + Duration::from_secs(35)));
     let exited_after = sigterm_at.elapsed();
     stop.store(true, Ordering::SeqCst);
     let mut txns = Vec::new();
@@ -1013,7 +956,7 @@ fn promote_command(c: &LocalCluster) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn pgsplit_promotes_the_most_advanced_replica_when_configured() {
     let c = block_in_place(|| private_cluster(2));
-    let mut config = common::load::config_for(&c);
+    let mut config = config_for(&c);
     config.failover.promote_command = Some(promote_command(&c));
     config.failover.after = Duration::from_secs(1);
     let proxy = start_proxy(config);

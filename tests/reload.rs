@@ -1,13 +1,13 @@
-//! Hot reload through the admin API: a replica added while clients run serves reads at once
+//! Hot reload through the admin API: a 4th replica added while 16 clients run serves reads at once
 //! with no client error; an invalid file is refused whole and the running config stays.
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::load::{fresh_read_port, wait_served_by};
 use common::private_cluster;
+use common::process::http;
 use common::proxy::start_proxy;
 use pgsplit::config::Config;
 use pgsplit::localcluster::PgNode;
@@ -27,37 +27,22 @@ fn config_text(primary: &PgNode, replicas: &[PgNode]) -> String {
 
 /// POST /reload on the admin server: (status, body).
 fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(admin).expect("admin server");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    http(
+        &admin.to_string(),
+        "POST",
+        "/reload",
+        Duration::from_secs(10),
     )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    .expect("the admin server answers")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing() {
-    let c = private_cluster(3);
+    let c = private_cluster(4);
     let dir = std::env::temp_dir().join(common::unique_name("reload"));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("pgsplit.toml");
-    std::fs::write(&file, config_text(c.primary(), &c.replicas()[..2])).expect("write config");
+    std::fs::write(&file, config_text(c.primary(), &c.replicas()[..3])).expect("write config");
     let proxy = start_proxy(Config::load(&file).expect("config loads"));
     let admin = proxy.admin.expect("admin server");
 
@@ -100,9 +85,9 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
         .await
         .expect("reload");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("replica3"), "{body}");
+    assert!(body.contains("replica4"), "{body}");
     let started = Instant::now();
-    wait_served_by(&proxy, c.replicas()[2].port, Duration::from_secs(5))
+    wait_served_by(&proxy, c.replicas()[3].port, Duration::from_secs(5))
         .await
         .expect("the new replica serves reads");
     eprintln!(
@@ -124,7 +109,7 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
         "the error names the file and line: {body}"
     );
     // The running configuration still serves, replica3 included.
-    wait_served_by(&proxy, c.replicas()[2].port, Duration::from_secs(5))
+    wait_served_by(&proxy, c.replicas()[3].port, Duration::from_secs(5))
         .await
         .expect("still in force");
     fresh_read_port(&proxy, Duration::from_secs(5))

@@ -139,29 +139,39 @@ impl Session {
         work: &Work,
     ) -> Result<(), FrontendError> {
         let mut tries = 0;
-        loop {
-            let Some(route) = self.route_for(client, work).await? else {
-                return Ok(());
+        let forced = self.force_primary;
+        let result = loop {
+            let route = match self.route_for(client, work).await {
+                Ok(Some(route)) => route,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             };
-            self.check_primary_up(route.reason, &route.node)?;
+            if let Err(e) = self.check_primary_up(route.reason, &route.node) {
+                break Err(e);
+            }
             let node = route.node.clone();
             match self.attach(client, route).await {
                 Err(FrontendError::Backend(e))
-                    if e.is_unreachable()
-                        && node.role() == Role::Replica
-                        && tries < MAX_RETRIES =>
+                    if node.role() == Role::Replica && tries < MAX_RETRIES =>
                 {
-                    tracing::info!(node = %node.name, error = %e, "replica unreachable; routing the unit again");
-                    node.stats.health.ban(
-                        &node.name,
-                        &e.to_string(),
-                        self.shared.live().config.health.ban_time,
-                    );
+                    if e.is_unreachable() {
+                        tracing::info!(node = %node.name, error = %e, "replica unreachable; routing the unit again");
+                        let ban_time = self.shared.live().config.health.ban_time;
+                        node.stats.health.ban(&node.name, &e.to_string(), ban_time);
+                    } else {
+                        // The replica answered but refused the connection (a database it has
+                        // not replayed yet, too many connections, starting up): the primary
+                        // can serve this unit.
+                        tracing::info!(node = %node.name, error = %e, "replica refused the connection; using the primary");
+                        self.force_primary = true;
+                    }
                     tries += 1;
                 }
-                other => return other,
+                other => break other,
             }
-        }
+        };
+        self.force_primary = forced;
+        result
     }
 
     /// A read on a replica, outside any transaction or pin, with nothing else in flight: if its

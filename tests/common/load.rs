@@ -10,6 +10,7 @@ use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::process::wait_or_kill;
 use super::proxy::TestProxy;
 
 /// The cluster's topology as a quick-start config (pass-through auth, every default).
@@ -165,17 +166,7 @@ impl BackgroundTool {
     /// `tokio::task::block_in_place` from async code.
     pub fn wait_until(mut self, deadline: Instant) -> ToolRun {
         let mut child = self.child.take().expect("a running tool");
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the tool") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_or_kill(&mut child, deadline);
         let run = ToolRun {
             status,
             stdout: std::fs::read_to_string(&self.out_path).unwrap_or_default(),
@@ -203,22 +194,17 @@ impl Drop for BackgroundTool {
 
 /// pgbench's "number of failed transactions: N (...)" (PostgreSQL 15 and later).
 pub fn failed_transactions(stdout: &str) -> Option<u64> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("number of failed transactions"))?;
-    line.split(':')
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    pgbench_count(stdout, "number of failed transactions")
 }
 
 /// pgbench's "number of transactions actually processed: N".
 pub fn processed_transactions(stdout: &str) -> Option<u64> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("number of transactions actually processed"))?;
+    pgbench_count(stdout, "number of transactions actually processed")
+}
+
+/// The first number after the colon of pgbench's summary line that starts with `label`.
+fn pgbench_count(stdout: &str, label: &str) -> Option<u64> {
+    let line = stdout.lines().find(|l| l.starts_with(label))?;
     line.split(':')
         .nth(1)?
         .split(|c: char| !c.is_ascii_digit())

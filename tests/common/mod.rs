@@ -24,6 +24,9 @@ pub mod proxy;
 /// Helpers for tests that load pgsplit while breaking servers (failover tests).
 pub mod load;
 
+/// Child processes (the `pgsplit` binary, client tools) and HTTP requests to the admin server.
+pub mod process;
+
 /// Replicas in the shared cluster.
 pub const SHARED_REPLICAS: usize = 3;
 

@@ -65,9 +65,7 @@ pub fn start_proxy(mut config: Config) -> TestProxy {
 
 /// The shared cluster's topology as a quick-start config (no users: pass-through auth).
 pub fn cluster_config() -> Config {
-    let c = cluster();
-    let replicas: Vec<String> = c.replicas().iter().map(|r| r.addr()).collect();
-    Config::quick_start(&c.primary().addr(), &replicas).expect("quick-start config")
+    super::load::config_for(cluster())
 }
 
 /// One pass-through pgsplit in front of the shared cluster, for the whole test binary.
