@@ -14,6 +14,15 @@ use crate::frontend::{Live, Shared};
 /// Reloads the configuration file the process started with. Returns a summary, or the error
 /// that left the running configuration in force.
 pub fn reload(shared: &Shared) -> Result<String, String> {
+    let result = apply(shared);
+    match &result {
+        Ok(summary) => crate::events::record("reload", None, summary.clone()),
+        Err(e) => crate::events::record("reload_refused", None, e.clone()),
+    }
+    result
+}
+
+fn apply(shared: &Shared) -> Result<String, String> {
     let current = shared.live();
     let Some(path) = current.config.source.clone() else {
         return Err(

@@ -1,4 +1,7 @@
-//! The HTTP admin server: health and readiness for load balancers and orchestrators.
+//! The HTTP admin server: health and readiness for load balancers and orchestrators, the
+//! status API, reloads.
+
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use crate::frontend::Shared;
 
 /// Serves the admin endpoints on `listener` until shutdown completes.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    status::started();
     axum::serve(listener, router(shared)).await
 }
 
@@ -21,6 +25,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/reload", post(reload))
+        .route("/api/status", get(status::api_status))
         .with_state(shared)
 }
 

@@ -86,6 +86,7 @@ impl Session {
             key: checkout.conn.key,
         }));
         self.shared.route_counters.record(route.reason);
+        self.shared.metrics.route(&route.node.name, route.reason);
         if matches!(
             route.reason,
             Reason::Balanced(_) | Reason::ReadOnlyTransaction(_)

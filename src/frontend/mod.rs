@@ -43,6 +43,7 @@ pub struct Shared {
     pub pools: Pools,
     pub cancels: Arc<CancelRegistry>,
     pub route_counters: RouteCounters,
+    pub metrics: crate::metrics::Metrics,
     /// The command-line flags, applied again over the file at every reload.
     pub overrides: Overrides,
     /// The node monitor, told about nodes a reload adds.
@@ -64,6 +65,7 @@ impl Shared {
             ),
             cancels: Arc::new(CancelRegistry::default()),
             route_counters: RouteCounters::default(),
+            metrics: crate::metrics::Metrics::default(),
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
@@ -90,6 +92,15 @@ impl Shared {
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.shutdown_tx.send_replace(true);
+    }
+
+    /// Client connections open now.
+    pub fn client_count(&self) -> usize {
+        self.live()
+            .config
+            .limits
+            .max_client_connections
+            .saturating_sub(self.client_slots.available_permits())
     }
 
     pub fn is_shutting_down(&self) -> bool {

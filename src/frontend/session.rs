@@ -537,7 +537,12 @@ impl Session {
                 }
             }
             match frame.tag {
-                tag::ERROR_RESPONSE => self.unit_failed = true,
+                tag::ERROR_RESPONSE => {
+                    self.unit_failed = true;
+                    if let Some(code) = crate::protocol::error_code(frame.body()) {
+                        self.shared.metrics.error(code);
+                    }
+                }
                 tag::READY_FOR_QUERY => {
                     self.pending = self.pending.saturating_sub(1);
                     let commits_a_write =
@@ -573,6 +578,9 @@ impl Session {
         };
         if let Some(work) = attached.work.take() {
             let elapsed = work.elapsed();
+            self.shared
+                .metrics
+                .unit_finished(&attached.route.node.name, elapsed);
             work.finish(elapsed);
         }
         let conn = &mut attached.checkout.conn;

@@ -63,6 +63,7 @@ impl Health {
         *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         if !was_banned {
             tracing::warn!(node, reason, ban = ?duration, "node banned");
+            crate::events::record("ban", Some(node), reason);
         }
     }
 
@@ -79,6 +80,7 @@ impl Health {
             CheckOutcome::Passed => {
                 if self.failures.swap(0, Ordering::Relaxed) > 0 && !self.is_banned() {
                     tracing::info!(node, "node healthy again");
+                    crate::events::record("healthy", Some(node), "health checks pass again");
                 }
             }
             CheckOutcome::TimedOut => {

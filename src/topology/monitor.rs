@@ -264,6 +264,11 @@ impl Watch {
             }
         }
         self.node.set_role(Role::Primary);
+        crate::events::record(
+            "promotion",
+            Some(&self.node.name),
+            "replica promoted: now the primary; the former primary is fenced",
+        );
         tracing::warn!(node = %self.node.name, "replica promoted: it is now the primary; the former primary is fenced");
     }
 
