@@ -1,6 +1,8 @@
 //! The HTTP admin server: health and readiness for load balancers and orchestrators, the
 //! status API, reloads.
 
+pub mod dashboard;
+pub mod metrics;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/reload", post(reload))
         .route("/api/status", get(status::api_status))
+        .route("/metrics", get(metrics::render))
+        .route("/", get(dashboard::page))
         .with_state(shared)
 }
 
