@@ -1,23 +1,192 @@
-//! Counters and histograms shared by every session, exported at `/metrics` in Prometheus text
-//! format. The data path only increments (no locks held across awaits).
+//! Counters and histograms shared by every session, exported at `/metrics` in the OpenMetrics
+//! text format (`crate::admin::metrics` adds the gauges read from the live state at scrape
+//! time). The data path only increments: a family lookup holds a read lock for one hash lookup,
+//! never across an await, and allocates at most the node name of its label set.
 //!
 //! CONTRACT for the data path (keep these methods): `route`, `unit_finished`, `error`.
 
+use std::fmt;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode_registry;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::route::Reason;
 
+/// Prefix of every metric name pgsplit exports (the registry adds it and the `_`).
+pub const PREFIX: &str = "pgsplit";
+
+/// Upper bounds of the unit duration buckets, in seconds: from a point read over loopback
+/// (0.5 ms) to a long report (10 s), about three buckets per decade; slower units land in +Inf.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Labels of a per-node series. Node names are validated to be plain identifiers (see
+/// `config::validate`), so they are safe as label values; shared with the scrape-time gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    node: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    class: SqlstateClass,
+}
+
+/// The first two characters of a SQLSTATE (its class, e.g. `22` for data exceptions), kept
+/// inline so that counting an error allocates nothing.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct SqlstateClass([u8; 2]);
+
+impl SqlstateClass {
+    /// A SQLSTATE is five digits or upper-case letters; anything else (a server bug or a
+    /// truncated field) is counted under `??` rather than dropped or echoed as is.
+    fn of(sqlstate: &str) -> SqlstateClass {
+        match sqlstate.as_bytes() {
+            [a, b, ..] if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                SqlstateClass([*a, *b])
+            }
+            _ => SqlstateClass(*b"??"),
+        }
+    }
+}
+
+impl EncodeLabelValue for SqlstateClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        // Always ASCII (see `of`), so the conversion cannot fail.
+        let text = std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?;
+        fmt::Write::write_str(encoder, text)
+    }
+}
+
+/// A histogram with [`DURATION_BUCKETS`], as a `fn` so that the family's type can be named.
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
 /// The process's metrics.
-#[derive(Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    /// Owns clones of the families below (they share their series), for encoding.
+    registry: Registry,
+    routes: Family<RouteLabels, Counter>,
+    unit_duration: Family<NodeLabels, Histogram, fn() -> Histogram>,
+    errors: Family<ErrorLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let routes = Family::<RouteLabels, Counter>::default();
+        let unit_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let errors = Family::<ErrorLabels, Counter>::default();
+        // Names get the prefix, then the unit and `_total` suffixes from the registry.
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register(
+            "routes",
+            "Units of work routed, by node and reason",
+            routes.clone(),
+        );
+        registry.register_with_unit(
+            "unit_duration",
+            "Time from a unit's dispatch to its ReadyForQuery, by node",
+            Unit::Seconds,
+            unit_duration.clone(),
+        );
+        registry.register(
+            "errors",
+            "Errors sent to clients, by SQLSTATE class",
+            errors.clone(),
+        );
+        Metrics {
+            registry,
+            routes,
+            unit_duration,
+            errors,
+        }
+    }
+}
 
 impl Metrics {
     /// A unit of work was routed to `node` for `reason`.
-    pub fn route(&self, _node: &str, _reason: Reason) {}
+    pub fn route(&self, node: &str, reason: Reason) {
+        let labels = RouteLabels {
+            node: node.to_owned(),
+            reason: reason.as_str(),
+        };
+        self.routes.get_or_create(&labels).inc();
+    }
 
     /// A unit of work on `node` ended after `elapsed` (from dispatch to its ReadyForQuery).
-    pub fn unit_finished(&self, _node: &str, _elapsed: Duration) {}
+    pub fn unit_finished(&self, node: &str, elapsed: Duration) {
+        let labels = NodeLabels {
+            node: node.to_owned(),
+        };
+        self.unit_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
 
     /// A client received an error with this SQLSTATE (from a server or from pgsplit).
-    pub fn error(&self, _sqlstate: &str) {}
+    pub fn error(&self, sqlstate: &str) {
+        let labels = ErrorLabels {
+            class: SqlstateClass::of(sqlstate),
+        };
+        self.errors.get_or_create(&labels).inc();
+    }
+
+    /// Appends these metrics to `out` in the OpenMetrics text format, without the closing
+    /// `# EOF` (the caller adds its own metrics first).
+    pub fn encode(&self, out: &mut String) -> fmt::Result {
+        encode_registry(out, &self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        metrics.encode(&mut out).expect("encodes");
+        out
+    }
+
+    #[test]
+    fn counts_routes_durations_and_error_classes() {
+        let metrics = Metrics::default();
+        metrics.route("replica1", Reason::Write);
+        metrics.route("replica1", Reason::Write);
+        metrics.unit_finished("replica1", Duration::from_millis(3));
+        metrics.error("22012");
+        let text = encoded(&metrics);
+        assert!(
+            text.contains(r#"pgsplit_routes_total{node="replica1",reason="write"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgsplit_unit_duration_seconds_bucket{le="0.005",node="replica1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgsplit_errors_total{class="22"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn malformed_sqlstates_share_one_class() {
+        assert_eq!(SqlstateClass::of("42P01"), SqlstateClass(*b"42"));
+        assert_eq!(SqlstateClass::of("4"), SqlstateClass(*b"??"));
+        assert_eq!(SqlstateClass::of("\"}"), SqlstateClass(*b"??"));
+    }
 }

@@ -216,3 +216,60 @@ fn demo_without_server_binaries_says_how_to_install_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("apt-get install"), "{stderr}");
 }
+
+#[test]
+fn json_logs_carry_session_fields_and_slow_queries() {
+    let c = cluster();
+    let port = free_port();
+    let dir = std::env::temp_dir().join(common::unique_name("logs"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("pgsplit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[log]\nslow_query = \"100ms\"\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
+            c.primary().addr()
+        ),
+    )
+    .expect("write config");
+    let log = dir.join("pgsplit.log");
+    let mut child = KillOnDrop(
+        Command::new(PGSPLIT)
+            .args([
+                "run",
+                "--log-format",
+                "json",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ])
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start pgsplit run"),
+    );
+    wait_listening(port, Duration::from_secs(20));
+    assert_eq!(psql(port, "SELECT 1 FROM pg_sleep(0.3)"), "1");
+    assert_eq!(psql(port, "SELECT 2"), "2");
+    sigterm(&child.0);
+    wait_or_kill(&mut child.0, Instant::now() + Duration::from_secs(20)).expect("exits");
+    let text = std::fs::read_to_string(&log).expect("log");
+    let slow: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "slow query")
+        .collect();
+    assert_eq!(
+        slow.len(),
+        1,
+        "exactly the slow statement is logged:\n{text}"
+    );
+    let line = &slow[0];
+    assert!(
+        line["fields"]["statement"]
+            .as_str()
+            .is_some_and(|s| s.contains("pg_sleep")),
+        "{line}"
+    );
+    assert_eq!(line["span"]["user"], "postgres", "{line}");
+    assert!(line["span"]["id"].is_number(), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -60,6 +60,8 @@ pub struct Config {
     pub monitor: MonitorSettings,
     pub health: HealthSettings,
     pub failover: FailoverSettings,
+    pub console: ConsoleSettings,
+    pub log: LogSettings,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
@@ -189,6 +191,40 @@ impl Default for FailoverSettings {
         Self {
             promote_command: None,
             after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What pgsplit logs beyond its events.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// Statements (units of work) taking longer than this are logged with their text, node and
+    /// time; "0s" logs none.
+    #[serde(deserialize_with = "schema::duration")]
+    pub slow_query: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            slow_query: Duration::ZERO,
+        }
+    }
+}
+
+/// The admin console: the virtual database `pgsplit`, answered by pgsplit itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// Users who may open the console, once authenticated as for any other database.
+    pub users: Vec<String>,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            users: vec!["postgres".to_string()],
         }
     }
 }

@@ -16,9 +16,9 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
 use super::{
-    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, FailoverSettings, HealthSettings,
-    LagFallback, Limits, LoadBalancing, MonitorSettings, NodeConfig, PoolSettings, RoutingSettings,
-    Timeouts, UserConfig,
+    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, ConsoleSettings, FailoverSettings,
+    HealthSettings, LagFallback, Limits, LoadBalancing, LogSettings, MonitorSettings, NodeConfig,
+    PoolSettings, RoutingSettings, Timeouts, UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -46,6 +46,10 @@ pub(crate) struct RawConfig {
     pub health: HealthSettings,
     #[serde(default)]
     pub failover: FailoverSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    #[serde(default)]
+    pub log: LogSettings,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -222,6 +226,8 @@ impl RawConfig {
             monitor: self.monitor,
             health: self.health,
             failover: self.failover,
+            console: self.console,
+            log: self.log,
             clusters: self
                 .clusters
                 .into_iter()

@@ -930,3 +930,23 @@ fn topology_report_shows_the_algorithm_and_read_weights() {
         );
     }
 }
+
+#[test]
+fn console_users_default_to_postgres_and_are_checked() {
+    assert_eq!(load(MINIMAL).console.users, ["postgres"]);
+    let config = load(&lines(&[
+        MINIMAL,
+        "[console]",
+        "users = [\"admin\", \"ops\"]",
+    ]));
+    assert_eq!(config.console.users, ["admin", "ops"]);
+    let (line, key, message) = error(&lines(&[MINIMAL, "[console]", "user = [\"admin\"]"]));
+    assert_eq!((line, key.as_str()), (Some(4), "console.user"));
+    assert!(message.contains("expected `users`"), "{message}");
+    let (line, key, message) = error(&lines(&[MINIMAL, "[console]", "users = [\"a\", \"\"]"]));
+    assert_eq!((line, key.as_str()), (Some(4), "console.users[1]"));
+    assert!(message.contains("cannot be empty"), "{message}");
+    let (_, key, message) = error(&lines(&[MINIMAL, "[console]", "users = [\"a\", \"a\"]"]));
+    assert_eq!(key, "console.users[1]");
+    assert!(message.contains("duplicate console user"), "{message}");
+}

@@ -26,7 +26,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     check_clusters(config)?;
     check_node_names(config)?;
     check_databases(config)?;
-    check_users(&config.users)
+    check_users(&config.users)?;
+    check_console_users(&config.console.users)
 }
 
 fn check_settings(config: &Config) -> Result<(), Problem> {
@@ -260,6 +261,22 @@ fn check_users(users: &[UserConfig]) -> Result<(), Problem> {
         names.map(|(i, u)| (u.name.as_str(), path.index(i).key("name"))),
         "user",
         "each user may appear once",
+    )
+}
+
+/// Console users are plain role names; an empty one could never log in, so it is a typo.
+fn check_console_users(users: &[String]) -> Result<(), Problem> {
+    let path = KeyPath::top("console").key("users");
+    for (i, user) in users.iter().enumerate() {
+        if user.is_empty() {
+            return Err(Problem::new(path.index(i), "a user name cannot be empty"));
+        }
+    }
+    let names = users.iter().enumerate();
+    check_unique(
+        names.map(|(i, u)| (u.as_str(), path.index(i))),
+        "console user",
+        "list each user once",
     )
 }
 

@@ -139,6 +139,9 @@ impl Session {
         client: &mut ClientConn,
         work: &Work,
     ) -> Result<(), FrontendError> {
+        if self.server.is_none() {
+            self.wait_while_paused().await;
+        }
         let mut tries = 0;
         let forced = self.force_primary;
         let result = loop {
@@ -173,6 +176,14 @@ impl Session {
         };
         self.force_primary = forced;
         result
+    }
+
+    /// The console's PAUSE holds new units (not those of a transaction or a pinned session,
+    /// which keep their connection) until RESUME, or until shutdown begins.
+    async fn wait_while_paused(&self) {
+        while self.shared.is_paused() && !self.shared.is_shutting_down() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// A read on a replica, outside any transaction or pin, with nothing else in flight: if its

@@ -4,6 +4,7 @@ mod attach;
 mod cancel;
 mod client;
 mod commands;
+mod console;
 mod error;
 mod forward;
 mod live;
@@ -23,6 +24,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::{Config, Overrides};
 use crate::pool::Pools;
@@ -50,6 +52,9 @@ pub struct Shared {
     monitor: std::sync::OnceLock<Arc<Monitor>>,
     client_slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
+    /// Set by the console's PAUSE, cleared by RESUME: sessions wait for RESUME before they start
+    /// a new unit of work (PgBouncer's PAUSE), so servers can be restarted under idle clients.
+    paused: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
 }
 
@@ -68,6 +73,7 @@ impl Shared {
             metrics: crate::metrics::Metrics::default(),
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
             shutting_down: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             shutdown_tx,
             overrides,
             monitor: std::sync::OnceLock::new(),
@@ -101,6 +107,11 @@ impl Shared {
             .limits
             .max_client_connections
             .saturating_sub(self.client_slots.available_permits())
+    }
+
+    /// The console's PAUSE is in force: new units wait for RESUME.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -173,5 +184,14 @@ async fn accept_client(
         return;
     };
     tracing::debug!(%peer, "client connected");
-    session::run(client, shared, peer.ip()).await;
+    let span = tracing::info_span!(
+        "session",
+        client = %peer,
+        id = tracing::field::Empty,
+        user = tracing::field::Empty,
+        database = tracing::field::Empty
+    );
+    session::run(client, shared, peer.ip())
+        .instrument(span)
+        .await;
 }

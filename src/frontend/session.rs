@@ -22,6 +22,7 @@ use super::Shared;
 use super::cancel::CancelHandle;
 use super::client::ClientConn;
 use super::commands::{is_pgsplit_setting, startup_hints};
+use super::console::Console;
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
@@ -39,7 +40,8 @@ pub async fn run(mut client: ClientConn, shared: Arc<Shared>, peer: IpAddr) {
     let opened =
         tokio::time::timeout(login_timeout, open_session(&mut client, &shared, peer)).await;
     let mut session = match opened {
-        Ok(Ok(Some(session))) => session,
+        Ok(Ok(Some(Opened::Session(session)))) => *session,
+        Ok(Ok(Some(Opened::Console(console)))) => return console.serve(&mut client).await,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "session refused");
@@ -63,22 +65,42 @@ pub async fn run(mut client: ClientConn, shared: Arc<Shared>, peer: IpAddr) {
     session.finish();
 }
 
+/// What a login opened: a session relayed to servers, or the admin console.
+enum Opened {
+    Session(Box<Session>),
+    Console(Console),
+}
+
 /// Startup, authentication and the greeting; None for a cancel request.
 async fn open_session(
     client: &mut ClientConn,
     shared: &Arc<Shared>,
     peer: IpAddr,
-) -> Result<Option<Session>, FrontendError> {
+) -> Result<Option<Opened>, FrontendError> {
     let params = match login::read_opening(client, shared).await? {
         Opening::Cancelled => return Ok(None),
         Opening::Session(params) => params,
     };
     let credentials = login::authenticate(client, shared, &params).await?;
+    let console = Console::admit(shared, &params)?;
     let mut session = Session::new(shared.clone(), &params, credentials, peer);
+    let span = tracing::Span::current();
+    span.record("id", session.cancel.key.pid);
+    span.record("user", params.user().unwrap_or_default());
+    span.record("database", session.database.as_str());
+    if let Some(console) = console {
+        // Only a server can check a pass-through password: on a real database, never "pgsplit".
+        if !session.identity_confirmed {
+            session.database = console.login_database();
+            session.attach_login(client).await?;
+        }
+        session.finish();
+        return Ok(Some(Opened::Console(console)));
+    }
     session.attach_login(client).await?;
     session.greet(client).await?;
     session.release_if_idle();
-    Ok(Some(session))
+    Ok(Some(Opened::Session(Box::new(session))))
 }
 
 /// The connection a session is using, and why it went there.
@@ -137,6 +159,8 @@ pub struct Session {
     pub(super) force_primary: bool,
     /// How many times the unit being dispatched was already tried.
     pub(super) retries: usize,
+    /// The unit's first statement text, kept only while slow queries are logged.
+    pub(super) unit_text: Option<String>,
     /// The replica the balancer chose for a unit that only prepared statements: the unit that
     /// runs them goes there too, so one query takes one balancer turn.
     pub(super) prepared_on: Option<Arc<Node>>,
@@ -190,6 +214,7 @@ impl Session {
             force_primary: false,
             retries: 0,
             prepared_on: None,
+            unit_text: None,
             shared,
         }
     }
@@ -402,7 +427,10 @@ impl Session {
                 }
                 Access::Read => node.stats.count_read(),
             }
-            attached.work.get_or_insert_with(|| node.start_work());
+            if attached.work.is_none() {
+                attached.work = Some(node.start_work());
+                self.unit_text = slow_query_text(&self.shared, &frames);
+            }
         }
         self.unit.tx.extend(work.tx);
         self.unit.effects.extend(work.effects);
@@ -581,6 +609,11 @@ impl Session {
             self.shared
                 .metrics
                 .unit_finished(&attached.route.node.name, elapsed);
+            if let Some(text) = self.unit_text.take()
+                && elapsed > self.shared.live().config.log.slow_query
+            {
+                tracing::warn!(node = %attached.route.node.name, reason = attached.route.reason.as_str(), elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), statement = %text, "slow query");
+            }
             work.finish(elapsed);
         }
         let conn = &mut attached.checkout.conn;
@@ -654,6 +687,19 @@ impl Session {
             }
         });
     }
+}
+
+/// The first statement text of a unit (200 characters at most), when slow queries are logged.
+fn slow_query_text(shared: &Shared, frames: &[Frame]) -> Option<String> {
+    if shared.live().config.log.slow_query.is_zero() {
+        return None;
+    }
+    let text = frames.iter().find_map(|f| match f.tag {
+        tag::QUERY => crate::protocol::messages::query_text(f.body()),
+        tag::PARSE => crate::protocol::messages::parse_message(f.body()).map(|(_, sql)| sql),
+        _ => None,
+    })?;
+    Some(text.chars().take(200).collect())
 }
 
 /// The unit so far has opened a transaction block that it has not closed.

@@ -67,6 +67,19 @@ impl Health {
         }
     }
 
+    /// Lifts a ban at once (an operator's UNBAN from the console). The failure count starts
+    /// over too, so one more failed check does not ban the node straight back.
+    pub fn unban(&self, node: &str) {
+        let was_banned = self.is_banned();
+        self.banned_until.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if was_banned {
+            tracing::info!(node, "node unbanned");
+            crate::events::record("unban", Some(node), "ban lifted by an operator");
+        }
+    }
+
     /// Counts a check: passing ones reset the count, failing ones ban after `ban_after` in a
     /// row, and a timed-out one bans at once.
     pub fn record_check(
@@ -119,6 +132,16 @@ mod tests {
         assert_eq!(h.ban_reason().as_deref(), Some("refused"));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!h.is_banned());
+    }
+
+    #[test]
+    fn unban_lifts_a_ban_at_once() {
+        let h = Health::default();
+        h.ban("n", "by hand", Duration::from_secs(60));
+        assert!(h.is_banned());
+        h.unban("n");
+        assert!(!h.is_banned());
+        assert_eq!(h.ban_reason(), None);
     }
 
     #[test]
