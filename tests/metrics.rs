@@ -275,3 +275,50 @@ async fn status_api_describes_every_node() {
         }
     }
 }
+
+#[test]
+fn an_admin_token_guards_everything_but_health_and_readiness() {
+    let mut config = common::proxy::cluster_config();
+    config.admin = Some("127.0.0.1:0".parse().expect("loopback address"));
+    config.admin_token = Some(pgsplit::config::Token("s3cret-token".to_string()));
+    let proxy = common::proxy::start_proxy(config);
+    let admin = proxy.admin.expect("admin server").to_string();
+    let timeout = std::time::Duration::from_secs(5);
+    let status = |path: &str, headers: &[(&str, &str)]| {
+        common::process::http_with(&admin, "GET", path, headers, timeout)
+            .expect("http")
+            .0
+    };
+    assert_eq!(status("/healthz", &[]), 200);
+    assert_eq!(status("/readyz", &[]), 200);
+    for path in ["/api/status", "/metrics", "/"] {
+        assert_eq!(status(path, &[]), 401, "{path} without the token");
+        assert_eq!(
+            status(path, &[("Authorization", "Bearer wrong")]),
+            401,
+            "{path} with a wrong token"
+        );
+        assert_eq!(
+            status(path, &[("Authorization", "Bearer s3cret-token")]),
+            200,
+            "{path} with the token"
+        );
+    }
+    assert_eq!(
+        status("/?token=s3cret-token", &[]),
+        200,
+        "the dashboard opens with ?token="
+    );
+    let (_, body) = common::process::http_with(
+        &admin,
+        "GET",
+        "/api/status",
+        &[("Authorization", "Bearer s3cret-token")],
+        timeout,
+    )
+    .expect("status");
+    assert!(
+        !body.contains("s3cret-token"),
+        "the token never appears in the status"
+    );
+}

@@ -32,7 +32,7 @@ pub(super) fn xor(a: &Key, b: &Key) -> Key {
 
 /// Compares without an early exit, so the time taken does not tell an attacker how many leading
 /// bytes of a guess were right. Lengths are not secret (keys and md5 strings have fixed sizes).
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // black_box keeps the optimiser from turning the fold back into a short-circuiting loop.
     a.len() == b.len() && std::hint::black_box(diff) == 0

@@ -21,6 +21,7 @@ use thiserror::Error;
 use crate::protocol::SqlState;
 
 pub use client::ServerAuth;
+pub use crypto::constant_time_eq;
 pub use md5::{md5_expected_response, md5_verify, verify_cleartext};
 pub use postgres_protocol::authentication::sasl::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 pub use scram::ScramServer;

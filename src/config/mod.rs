@@ -53,6 +53,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the HTTP admin server, if enabled.
     pub admin: Option<SocketAddr>,
+    /// If set, the admin server's endpoints (but /healthz and /readyz) need
+    /// `Authorization: Bearer <token>` (or `?token=` for the dashboard page).
+    pub admin_token: Option<Token>,
     pub pool: PoolSettings,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -110,6 +113,17 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Client connections beyond this are refused with SQLSTATE 53300.
     pub max_client_connections: usize,
+}
+
+/// A bearer token: compared, never shown (`Debug` prints `<redacted>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How pgsplit watches the replicas' replay positions (for read-your-writes), over

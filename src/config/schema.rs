@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub admin: Option<ListenAddr>,
     #[serde(default)]
+    pub admin_token: Option<super::Token>,
+    #[serde(default)]
     pub pool: PoolSettings,
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -219,6 +221,7 @@ impl RawConfig {
         Config {
             listen: self.listen.map_or_else(default_listen, |addr| addr.0),
             admin: self.admin.map(|addr| addr.0),
+            admin_token: self.admin_token,
             pool: self.pool,
             timeouts: self.timeouts,
             limits: self.limits,

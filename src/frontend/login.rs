@@ -118,7 +118,7 @@ async fn verify_client(client: &mut ClientConn, user: &ClientUser) -> Result<(),
         UserSecret::Trust => true,
         UserSecret::Cleartext(expected) => {
             let given = ask_cleartext_password(client).await?;
-            constant_time_eq(given.as_bytes(), expected.as_bytes())
+            crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes())
         }
         UserSecret::Md5(secret) => {
             let salt: [u8; 4] = rand::random();
@@ -207,8 +207,4 @@ fn wrong_password(user: &str) -> FrontendError {
 
 fn auth_refusal(e: AuthError) -> FrontendError {
     FrontendError::refuse(SqlState(e.sqlstate()), e.to_string())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
