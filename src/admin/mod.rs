@@ -85,11 +85,10 @@ async fn healthz() -> &'static str {
 /// for reads). Load balancers stop sending clients once this turns 503.
 async fn readyz(State(shared): State<Arc<Shared>>) -> (StatusCode, &'static str) {
     let topology = shared.topology.load();
-    let can_serve = topology.clusters.iter().all(|c| {
-        std::iter::once(&c.primary)
-            .chain(&c.replicas)
-            .any(|n| n.is_available())
-    });
+    let can_serve = topology
+        .clusters
+        .iter()
+        .all(|c| c.serving().any(|n| n.is_available()));
     if shared.is_shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
     } else if !can_serve {

@@ -125,9 +125,8 @@ pub fn snapshot(shared: &Shared) -> Status {
 }
 
 fn cluster_nodes(cluster: &Cluster) -> impl Iterator<Item = NodeStatus> + '_ {
-    std::iter::once(&cluster.primary)
-        .chain(&cluster.replicas)
-        .chain(&cluster.fenced)
+    cluster
+        .nodes()
         .map(move |node| node_status(&cluster.name, node))
 }
 

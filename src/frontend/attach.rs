@@ -35,9 +35,7 @@ impl Session {
         } else {
             Reason::Login
         };
-        let mut nodes: Vec<&Arc<Node>> = std::iter::once(&cluster.primary)
-            .chain(&cluster.replicas)
-            .collect();
+        let mut nodes: Vec<&Arc<Node>> = cluster.serving().collect();
         if self.session_mode() {
             nodes.truncate(1);
         }

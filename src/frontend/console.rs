@@ -495,15 +495,7 @@ fn nodes_table(status: &Status) -> Table {
 fn lag_table(shared: &Shared, status: &Status) -> Table {
     let topology = shared.topology.load();
     let replay_lsn = |name: &str| {
-        let node = topology
-            .clusters
-            .iter()
-            .flat_map(|c| {
-                std::iter::once(&c.primary)
-                    .chain(&c.replicas)
-                    .chain(&c.fenced)
-            })
-            .find(|n| n.name == name)?;
+        let node = topology.node(name)?;
         let lsn = node.stats.replay_lsn.load(Ordering::Relaxed);
         (lsn > 0).then(|| format_lsn(lsn))
     };

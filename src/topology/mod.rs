@@ -118,6 +118,16 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Every node of every cluster, fenced ones included.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.clusters.iter().flat_map(Cluster::nodes)
+    }
+
+    /// The node called `name`, in any cluster.
+    pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
+        self.nodes().find(|n| n.name == name)
+    }
+
     /// The topology after `promoted` became its cluster's primary; None if it is no replica.
     pub fn with_promotion(&self, promoted: &Arc<Node>) -> Option<Topology> {
         let index = self
@@ -133,15 +143,7 @@ impl Topology {
     /// `Node` (and so their stats, health and monitor); the config's roles apply again, so a
     /// fenced former primary that the operator lists again is back.
     pub fn reconcile(&self, config: &Config) -> Topology {
-        let existing: Vec<&Arc<Node>> = self
-            .clusters
-            .iter()
-            .flat_map(|c| {
-                std::iter::once(&c.primary)
-                    .chain(&c.replicas)
-                    .chain(&c.fenced)
-            })
-            .collect();
+        let existing: Vec<&Arc<Node>> = self.nodes().collect();
         let reuse = |n: &NodeConfig, role: Role| {
             let fresh = node(n, role);
             match existing
@@ -185,6 +187,16 @@ impl Topology {
 }
 
 impl Cluster {
+    /// The nodes that serve: the primary, then the replicas.
+    pub fn serving(&self) -> impl Iterator<Item = &Arc<Node>> {
+        std::iter::once(&self.primary).chain(&self.replicas)
+    }
+
+    /// Every node, fenced ones included.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.serving().chain(&self.fenced)
+    }
+
     /// This cluster after `promoted` (one of its replicas) became its primary: the old primary
     /// is fenced, so writes never go to two primaries.
     pub fn with_promotion(&self, promoted: &Arc<Node>) -> Cluster {

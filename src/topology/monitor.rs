@@ -70,7 +70,7 @@ impl Monitor {
         let snapshot = self.topology.load_full();
         for cluster in &snapshot.clusters {
             let history = self.history_of(&cluster.name, interval);
-            for node in std::iter::once(&cluster.primary).chain(&cluster.replicas) {
+            for node in cluster.serving() {
                 let key = Arc::as_ptr(node) as usize;
                 if !self
                     .watched
@@ -186,13 +186,10 @@ impl Watch {
 
     /// The node still belongs to the topology (a reload may have removed it).
     fn in_topology(&self) -> bool {
-        let topology = self.topology.load();
-        topology.clusters.iter().any(|c| {
-            std::iter::once(&c.primary)
-                .chain(&c.replicas)
-                .chain(&c.fenced)
-                .any(|n| Arc::ptr_eq(n, &self.node))
-        })
+        self.topology
+            .load()
+            .nodes()
+            .any(|n| Arc::ptr_eq(n, &self.node))
     }
 
     /// Connects and polls every interval until something fails.
