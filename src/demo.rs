@@ -58,11 +58,13 @@ fn print_welcome(cluster: &LocalCluster, port: u16, admin: Option<std::net::Sock
     }
     println!("  pgsplit   127.0.0.1:{port}");
     if let Some(admin) = admin {
-        println!("  admin     http://{admin}/ (healthz, readyz)");
+        println!("  dashboard http://{admin}/   (status: /api/status, metrics: /metrics)");
     }
     println!();
     println!("Connect with:");
     println!("  psql -h 127.0.0.1 -p {port} -U postgres postgres");
+    println!("Admin console:");
+    println!("  psql -h 127.0.0.1 -p {port} -U postgres pgsplit   (then SHOW NODES;)");
     println!();
     println!("Press Ctrl-C to stop everything.");
 }
