@@ -25,6 +25,8 @@ pub struct Status {
     pub routes: Vec<RouteCount>,
     pub pools: Vec<PoolStatus>,
     pub events: Vec<Event>,
+    /// The result cache's counters, when the cache is on.
+    pub cache: Option<crate::cache::CacheStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +123,7 @@ pub fn snapshot(shared: &Shared) -> Status {
         routes,
         pools,
         events: crate::events::recent(),
+        cache: live.cache.as_ref().map(|c| c.stats()),
     }
 }
 

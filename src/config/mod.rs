@@ -65,6 +65,7 @@ pub struct Config {
     pub failover: FailoverSettings,
     pub console: ConsoleSettings,
     pub log: LogSettings,
+    pub cache: CacheSettings,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
@@ -241,6 +242,38 @@ impl Default for ConsoleSettings {
             users: vec!["postgres".to_string()],
         }
     }
+}
+
+/// The result cache (off unless `max_bytes` is above 0).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Memory for cached results; 0 turns the cache off.
+    pub max_bytes: u64,
+    /// The TTL of a table rule without one, and of a `cache` hint without `ttl=`.
+    #[serde(deserialize_with = "schema::duration")]
+    pub default_ttl: Duration,
+    /// Tables whose reads are cached without a hint.
+    pub tables: Vec<CacheTable>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 0,
+            default_ttl: Duration::from_secs(30),
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// One table whose reads may be cached.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheTable {
+    pub name: String,
+    #[serde(default, deserialize_with = "schema::optional_duration")]
+    pub ttl: Option<Duration>,
 }
 
 /// How statements are classified, beyond what the SQL text itself says.

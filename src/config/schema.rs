@@ -16,9 +16,9 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
 use super::{
-    ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, ConsoleSettings, FailoverSettings,
-    HealthSettings, LagFallback, Limits, LoadBalancing, LogSettings, MonitorSettings, NodeConfig,
-    PoolSettings, RoutingSettings, Timeouts, UserConfig,
+    CacheSettings, ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, ConsoleSettings,
+    FailoverSettings, HealthSettings, LagFallback, Limits, LoadBalancing, LogSettings,
+    MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts, UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -52,6 +52,8 @@ pub(crate) struct RawConfig {
     pub console: ConsoleSettings,
     #[serde(default)]
     pub log: LogSettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -146,6 +148,13 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     )
 }
 
+/// `deserialize_with` for an optional duration string.
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    duration(deserializer).map(Some)
+}
+
 /// Deserializes a string and parses it. The `expecting` text is what serde prints when the value
 /// is not a string at all, so a number where a duration belongs says what to write instead.
 fn parse_string<'de, D, T>(
@@ -231,6 +240,7 @@ impl RawConfig {
             failover: self.failover,
             console: self.console,
             log: self.log,
+            cache: self.cache,
             clusters: self
                 .clusters
                 .into_iter()

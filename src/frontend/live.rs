@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use crate::cache::{ResultCache, TableRules};
 use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::route::balance::Balancer;
 use crate::route::classify::{Classifier, FunctionPolicy};
@@ -15,6 +16,10 @@ pub struct Live {
     pub config: Config,
     pub users: HashMap<String, ClientUser>,
     pub classifier: Arc<Classifier>,
+    /// The result cache, when `cache.max_bytes` is above 0 (kept across reloads that leave its
+    /// size alone), and the tables it may hold.
+    pub cache: Option<Arc<ResultCache>>,
+    pub cache_rules: TableRules,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
     balancers: HashMap<String, Arc<Balancer>>,
@@ -43,7 +48,22 @@ impl Live {
                 (c.name.clone(), balancer)
             })
             .collect();
+        let cache = match previous {
+            Some(p) if p.config.cache.max_bytes == config.cache.max_bytes => p.cache.clone(),
+            _ => (config.cache.max_bytes > 0)
+                .then(|| Arc::new(ResultCache::new(config.cache.max_bytes))),
+        };
+        let cache_rules = TableRules::new(
+            config
+                .cache
+                .tables
+                .iter()
+                .map(|t| (t.name.clone(), t.ttl.unwrap_or(config.cache.default_ttl))),
+        )
+        .with_default_ttl(config.cache.default_ttl);
         Ok(Live {
+            cache,
+            cache_rules,
             config,
             users,
             classifier,

@@ -1,6 +1,7 @@
 //! The client side: accepting connections and running one task per client session.
 
 mod attach;
+mod caching;
 mod cancel;
 mod client;
 mod commands;

@@ -194,6 +194,7 @@ impl Session {
     /// Forgets the unit in flight as if it had never been sent.
     fn reset_unit(&mut self) {
         self.pending = 0;
+        self.fill = None;
         self.unit = Default::default();
         self.unit_failed = false;
         self.responses = Default::default();

@@ -47,7 +47,7 @@ impl Session {
 
     /// What a replica must offer for this read, from the statement's hints over the session's
     /// settings over the cluster's defaults; or the reason the read must go to the primary.
-    fn freshness(
+    pub(super) fn freshness(
         &self,
         wanted: &Hints,
         settings: &ConsistencyConfig,

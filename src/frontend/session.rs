@@ -159,6 +159,10 @@ pub struct Session {
     pub(super) force_primary: bool,
     /// How many times the unit being dispatched was already tried.
     pub(super) retries: usize,
+    /// A read whose answer fills the result cache.
+    pub(super) fill: Option<super::caching::Fill>,
+    /// What the transaction's writes will drop from the cache when it commits.
+    pub(super) pending_writes: Option<crate::cache::WriteScope>,
     /// The unit's first statement text, kept only while slow queries are logged.
     pub(super) unit_text: Option<String>,
     /// The replica the balancer chose for a unit that only prepared statements: the unit that
@@ -215,6 +219,8 @@ impl Session {
             retries: 0,
             prepared_on: None,
             unit_text: None,
+            fill: None,
+            pending_writes: None,
             shared,
         }
     }
@@ -396,8 +402,27 @@ impl Session {
                 .writer()
                 .notice_response(&ErrorFields::warning(warning.to_string()));
         }
+        if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
+            return Ok(());
+        }
         if let Err(e) = self.attach_for(client, &work).await {
+            self.fill = None;
             return self.fail_unit(client, e, &frames);
+        }
+        if let (Some(fill), Some(attached)) = (self.fill.as_mut(), &self.server) {
+            let node = &attached.route.node;
+            let polled = node
+                .stats
+                .replay_lsn
+                .load(std::sync::atomic::Ordering::Relaxed);
+            // The primary has every commit made before the read began, this session's last
+            // one included: its answer is at least as new as the session's causal token.
+            let own = if node.role() == crate::topology::Role::Primary {
+                self.causal_lsn
+            } else {
+                0
+            };
+            fill.stamp = polled.max(own);
         }
         self.prepared_on = match &self.server {
             Some(attached)
@@ -432,6 +457,7 @@ impl Session {
                 self.unit_text = slow_query_text(&self.shared, &frames);
             }
         }
+        self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.unit.tx.extend(work.tx);
         self.unit.effects.extend(work.effects);
         for frame in frames {
@@ -546,6 +572,7 @@ impl Session {
             if !self.responses.pass_to_client(&frame) {
                 continue;
             }
+            self.collect_for_cache(&frame);
             if let Some(replay) = &self.replay {
                 if frame.tag == tag::READY_FOR_QUERY && replay.on_primary {
                     self.pending = self.pending.saturating_sub(1);
@@ -634,6 +661,7 @@ impl Session {
             self.hints = Hints::default();
         }
         super::state::record_on_connection(conn, &applied);
+        self.settle_cache(outcome, &unit.tx);
         // The connection is released once the causal token of a committed write is known.
         if !(self.wrote && outcome.status == b'I') {
             self.release_if_idle();
@@ -645,7 +673,8 @@ impl Session {
     /// the client as ParameterStatus `pgsplit.causal_token` before its commit's ReadyForQuery.
     async fn take_causal_token(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let held = self.held_ready.take();
-        if let Some(attached) = self.server.as_mut() {
+        // A transaction that rolled back committed nothing: no new token (end_unit knew).
+        if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
             self.wrote = false;
             let conn = &mut attached.checkout.conn;
             let position = conn

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cache::{WriteScope, write_scope};
 use crate::hint::{HintWarning, Hints, parse_hints};
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::{Access, Classification, Classifier, SessionEffect, TxControl};
@@ -27,6 +28,21 @@ pub struct Work {
     pub hints: Hints,
     /// Hints that were not understood, each to be reported as a WARNING.
     pub warnings: Vec<HintWarning>,
+    /// What the unit's writes must drop from the result cache once they commit.
+    pub writes: Option<WriteScope>,
+}
+
+/// Both scopes of invalidation together.
+pub fn merge_scopes(a: Option<WriteScope>, b: Option<WriteScope>) -> Option<WriteScope> {
+    match (a, b) {
+        (None, x) | (x, None) => x,
+        (Some(WriteScope::All), _) | (_, Some(WriteScope::All)) => Some(WriteScope::All),
+        (Some(WriteScope::Nothing), x) | (x, Some(WriteScope::Nothing)) => x,
+        (Some(WriteScope::Tables(mut a)), Some(WriteScope::Tables(b))) => {
+            a.extend(b);
+            Some(WriteScope::Tables(a))
+        }
+    }
 }
 
 impl Work {
@@ -43,6 +59,9 @@ impl Work {
 
     fn add(&mut self, c: &Classification) {
         self.executes = true;
+        if c.access == Access::Write {
+            self.writes = merge_scopes(self.writes.take(), Some(write_scope(c)));
+        }
         self.add_access(c);
         self.tx.extend(c.tx.iter().cloned());
         self.effects.extend(c.effects.iter().cloned());
@@ -64,6 +83,7 @@ impl Work {
     /// Something ran that pgsplit cannot see into (a function call, an unknown statement).
     fn add_unknown(&mut self, what: &str) {
         self.executes = true;
+        self.writes = Some(WriteScope::All);
         self.access = Some(Access::Write);
         self.write_reason.get_or_insert_with(|| what.to_string());
     }

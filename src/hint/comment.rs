@@ -3,7 +3,7 @@
 
 use super::lex::LeadingComments;
 use super::setting::{Setting, parse_value};
-use super::value::{quoted, strip_prefix_ignore_case, unquote};
+use super::value::{parse_duration, quoted, strip_prefix_ignore_case, unquote};
 use super::{HintWarning, Hints};
 
 /// The settings a hint may give, in the order warnings list them. `causal_token` is read-only,
@@ -47,6 +47,9 @@ pub fn parse_hints(sql: &str) -> (Hints, Vec<HintWarning>) {
 /// Applies one `key=value` pair (keys in any case; values may be single-quoted, as
 /// sqlcommenter writes them).
 fn apply_pair(pair: &str, hints: &mut Hints) -> Result<(), HintWarning> {
+    if let Some(result) = apply_cache_pair(pair, hints) {
+        return result;
+    }
     let (key, value) = pair
         .split_once('=')
         .map(|(key, value)| (key.trim(), value.trim()))
@@ -79,5 +82,42 @@ fn apply_pair(pair: &str, hints: &mut Hints) -> Result<(), HintWarning> {
 }
 
 fn known_keys() -> String {
-    HINT_SETTINGS.map(Setting::key).join(", ")
+    let mut keys: Vec<&str> = HINT_SETTINGS.map(Setting::key).to_vec();
+    keys.extend(["cache", "ttl"]);
+    keys.join(", ")
+}
+
+/// The cache hints, which are no session setting: `cache` (alone or `=on`), `cache=off`, and
+/// `ttl=<duration>` (which implies `cache`). None for any other key.
+fn apply_cache_pair(pair: &str, hints: &mut Hints) -> Option<Result<(), HintWarning>> {
+    use crate::cache::CacheHint;
+    let (key, value) = match pair.split_once('=') {
+        Some((key, value)) => (key.trim(), Some(unquote(value.trim()))),
+        None => (pair.trim(), None),
+    };
+    let ttl = match hints.cache {
+        Some(CacheHint::Cache { ttl }) => ttl,
+        _ => None,
+    };
+    let bad = |expected: &str| {
+        Err(HintWarning(format!(
+            "invalid value {} for pgsplit hint {key} ({expected})",
+            quoted(value.as_deref().unwrap_or(""))
+        )))
+    };
+    let parsed = if key.eq_ignore_ascii_case("cache") {
+        match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("on") => Ok(CacheHint::Cache { ttl }),
+            Some("off") => Ok(CacheHint::Off),
+            Some(_) => bad("expected on or off"),
+        }
+    } else if key.eq_ignore_ascii_case("ttl") {
+        match value.as_deref().map(parse_duration) {
+            Some(Ok(ttl)) => Ok(CacheHint::Cache { ttl: Some(ttl) }),
+            _ => bad("expected a duration such as 30s"),
+        }
+    } else {
+        return None;
+    };
+    Some(parsed.map(|hint| hints.cache = Some(hint)))
 }

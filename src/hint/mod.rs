@@ -53,6 +53,8 @@ pub struct Hints {
     pub max_lag: Option<Duration>,
     /// A WAL position (LSN) a replica must have replayed before it may serve the read.
     pub after: Option<u64>,
+    /// `cache`, `cache=off`, `ttl=30s`: the statement's say on the result cache.
+    pub cache: Option<crate::cache::CacheHint>,
 }
 
 /// A hint that was not understood and so was skipped: a sentence naming the bad key or value.
@@ -73,6 +75,7 @@ impl Hints {
             consistency: self.consistency.or(base.consistency),
             max_lag: self.max_lag.or(base.max_lag),
             after: self.after.or(base.after),
+            cache: self.cache.or(base.cache),
         }
     }
 

@@ -108,6 +108,7 @@ fn several_keys_in_one_comment() {
             consistency: Some(Consistency::Bounded(ms(200))),
             max_lag: Some(ms(2_500)),
             after: Some((1 << 32) | 2),
+            cache: None,
         }
     );
 }
@@ -277,12 +278,12 @@ fn malformed_pairs_warn_and_the_rest_still_apply() {
 fn unknown_keys_warn() {
     assert_eq!(
         warnings("/* pgsplit: rout=primary, route=replica */ SELECT 1"),
-        [r#"unknown pgsplit hint "rout" (known: route, consistency, max_lag, after)"#]
+        [r#"unknown pgsplit hint "rout" (known: route, consistency, max_lag, after, cache, ttl)"#]
     );
     // Read-only, so no hint.
     assert_eq!(
         warnings("/* pgsplit: causal_token=0/1 */ SELECT 1"),
-        [r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after)"#]
+        [r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after, cache, ttl)"#]
     );
     assert_eq!(
         parse_hints("/* pgsplit: rout=primary, route=replica */ SELECT 1").0,
@@ -580,4 +581,25 @@ fn hints_hold_session_settings() {
     assert_eq!(session.max_lag, None);
     assert_eq!(session.show(Setting::Route), None);
     assert!(session.consistency.is_some());
+}
+
+#[test]
+fn cache_hints() {
+    use crate::cache::CacheHint;
+    assert_eq!(
+        hints("/* pgsplit: cache */ SELECT 1").cache,
+        Some(CacheHint::Cache { ttl: None })
+    );
+    assert_eq!(
+        hints("/* pgsplit: cache, ttl=30s */ SELECT 1").cache,
+        Some(CacheHint::Cache {
+            ttl: Some(ms(30_000))
+        })
+    );
+    assert_eq!(
+        hints("/* pgsplit: cache=off */ SELECT 1").cache,
+        Some(CacheHint::Off)
+    );
+    assert_eq!(warnings("/* pgsplit: cache=maybe */ SELECT 1").len(), 1);
+    assert_eq!(warnings("/* pgsplit: ttl=soon */ SELECT 1").len(), 1);
 }
