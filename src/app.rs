@@ -98,6 +98,15 @@ fn start_watching(shared: &Shared) {
         config.timeouts.connect,
     );
     shared.set_monitor(monitor);
+    if let Some(cache) = live.cache.clone() {
+        let channel = crate::cache::channel::spawn(
+            cache,
+            shared.topology.clone(),
+            config.monitor.clone(),
+            config.timeouts.connect,
+        );
+        let _ = shared.invalidation.set(channel);
+    }
     crate::topology::failover::spawn(
         shared.topology.clone(),
         config.failover.clone(),

@@ -38,21 +38,12 @@ fn hits() -> u64 {
 }
 
 async fn value(client: &Client) -> String {
-    let answer = client
-        .simple_query("SELECT v FROM cached_t WHERE id = 1")
-        .await
-        .expect("read");
-    answer
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a row")
+    read_one(client, "SELECT v FROM cached_t WHERE id = 1").await
 }
 
 #[tokio::test]
 async fn reads_hit_writes_invalidate_at_commit_and_rollbacks_keep_entries() {
+    wait_for_channel(proxy()).await;
     let client = common::connect(&proxy().connstr("postgres", "postgres"))
         .await
         .expect("connect");
@@ -103,4 +94,114 @@ async fn reads_hit_writes_invalidate_at_commit_and_rollbacks_keep_entries() {
         cache["invalidations"]["cached_t"].as_u64().unwrap_or(0) >= 2,
         "{cache}"
     );
+}
+
+/// A proxy with the cache on for `table`, with an admin server.
+fn cached_proxy(table: &str) -> TestProxy {
+    let mut config = cluster_config();
+    config.admin = Some("127.0.0.1:0".parse().expect("loopback"));
+    config.cache.max_bytes = 16 * 1024 * 1024;
+    config.cache.tables = vec![CacheTable {
+        name: table.to_string(),
+        ttl: Some(Duration::from_secs(60)),
+    }];
+    start_proxy(config)
+}
+
+/// The cache is used only while the invalidation channel is up: wait for it (bounded).
+async fn wait_for_channel(p: &TestProxy) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status_of(p)["cache_channel"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invalidation channel comes up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_of(proxy: &TestProxy) -> serde_json::Value {
+    let admin = proxy.admin.expect("admin").to_string();
+    let (_, body) = common::process::http(&admin, "GET", "/api/status", Duration::from_secs(5))
+        .expect("status");
+    serde_json::from_str(&body).expect("json")
+}
+
+async fn read_one(client: &Client, sql: &str) -> String {
+    let answer = client.simple_query(sql).await.expect("read");
+    answer
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
+}
+
+#[tokio::test]
+async fn a_write_through_one_instance_invalidates_the_other() {
+    let (a, b) = (cached_proxy("shared_t"), cached_proxy("shared_t"));
+    for p in [&a, &b] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while status_of(p)["cache_channel"] != true {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the invalidation channel comes up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let on_a = common::connect(&a.connstr("postgres", "postgres"))
+        .await
+        .expect("connect a");
+    let on_b = common::connect(&b.connstr("postgres", "postgres"))
+        .await
+        .expect("connect b");
+    on_b.batch_execute(
+        "CREATE TABLE shared_t (id int PRIMARY KEY, v int); INSERT INTO shared_t VALUES (1, 1)",
+    )
+    .await
+    .expect("setup");
+    let sql = "SELECT v FROM shared_t WHERE id = 1";
+    // Wait until a (which has not written) sees the row on a replica, then cache it there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = on_a.simple_query(sql).await.expect("read");
+        if answer
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the row reaches the replicas"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(read_one(&on_a, sql).await, "1");
+    let hits_before = status_of(&a)["cache"]["hits"].as_u64().expect("hits");
+    assert_eq!(read_one(&on_a, sql).await, "1");
+    assert!(
+        status_of(&a)["cache"]["hits"].as_u64().expect("hits") > hits_before,
+        "a's read is a hit"
+    );
+
+    on_b.batch_execute("UPDATE shared_t SET v = 2 WHERE id = 1")
+        .await
+        .expect("write through b");
+    // a drops its entry when b's invalidation arrives; its next reads reach a server, which
+    // (eventual for a, within max_lag) soon has the new value.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while read_one(&on_a, sql).await != "2" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never saw b's write"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let invalidations = status_of(&a)["cache"]["invalidations"]["shared_t"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(invalidations >= 1, "a received b's invalidation");
 }

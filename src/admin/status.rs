@@ -27,6 +27,8 @@ pub struct Status {
     pub events: Vec<Event>,
     /// The result cache's counters, when the cache is on.
     pub cache: Option<crate::cache::CacheStats>,
+    /// The cache's invalidation channel to other instances is up (None: no cache).
+    pub cache_channel: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +126,7 @@ pub fn snapshot(shared: &Shared) -> Status {
         pools,
         events: crate::events::recent(),
         cache: live.cache.as_ref().map(|c| c.stats()),
+        cache_channel: shared.invalidation.get().map(|c| c.is_listening()),
     }
 }
 

@@ -48,6 +48,7 @@
 //! Staleness bound without `invalidation = "wal"`: writes that bypass pgsplit (other
 //! applications, triggers writing other tables, functions) are seen only when the TTL ends.
 
+pub mod channel;
 pub mod key;
 pub mod names;
 pub mod notify;

@@ -42,6 +42,15 @@ impl Session {
         let Some(cache) = live.cache.clone() else {
             return false;
         };
+        // Without the channel, other instances' writes could go unseen: no cache then.
+        if self
+            .shared
+            .invalidation
+            .get()
+            .is_some_and(|c| !c.is_listening())
+        {
+            return false;
+        }
         let [frame] = frames else {
             return false;
         };
@@ -153,11 +162,20 @@ impl Session {
         let Some(cache) = self.shared.live().cache.clone() else {
             return;
         };
+        let channel = self.shared.invalidation.get();
         match scope {
             Some(WriteScope::Tables(tables)) => {
                 cache.invalidate_tables(&tables);
+                if let Some(channel) = channel {
+                    channel.tables_written(&tables);
+                }
             }
-            Some(WriteScope::All) => cache.clear(),
+            Some(WriteScope::All) => {
+                cache.clear();
+                if let Some(channel) = channel {
+                    channel.everything_written();
+                }
+            }
             Some(WriteScope::Nothing) | None => {}
         }
     }

@@ -51,6 +51,8 @@ pub struct Shared {
     pub overrides: Overrides,
     /// The node monitor, told about nodes a reload adds.
     monitor: std::sync::OnceLock<Arc<Monitor>>,
+    /// The result cache's invalidation channel to other instances, when the cache is on.
+    pub invalidation: std::sync::OnceLock<Arc<crate::cache::channel::Broadcaster>>,
     client_slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
     /// Set by the console's PAUSE, cleared by RESUME: sessions wait for RESUME before they start
@@ -78,6 +80,7 @@ impl Shared {
             shutdown_tx,
             overrides,
             monitor: std::sync::OnceLock::new(),
+            invalidation: std::sync::OnceLock::new(),
             live: ArcSwap::from_pointee(Live::build(config, None)?),
         }))
     }

@@ -329,7 +329,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn monitor_config(
+pub(crate) fn monitor_config(
     node: &Node,
     settings: &MonitorSettings,
     connect_timeout: Duration,

@@ -283,7 +283,9 @@ fn unknown_keys_warn() {
     // Read-only, so no hint.
     assert_eq!(
         warnings("/* pgsplit: causal_token=0/1 */ SELECT 1"),
-        [r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after, cache, ttl)"#]
+        [
+            r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after, cache, ttl)"#
+        ]
     );
     assert_eq!(
         parse_hints("/* pgsplit: rout=primary, route=replica */ SELECT 1").0,
