@@ -13,16 +13,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 fn proxy() -> &'static TestProxy {
     static PROXY: OnceLock<TestProxy> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let mut config = cluster_config();
-        config.admin = Some("127.0.0.1:0".parse().expect("loopback"));
-        config.cache.max_bytes = 16 * 1024 * 1024;
-        config.cache.tables = vec![CacheTable {
-            name: "cached_t".to_string(),
-            ttl: Some(Duration::from_secs(60)),
-        }];
-        start_proxy(config)
-    })
+    PROXY.get_or_init(|| cached_proxy("cached_t"))
 }
 
 fn stats() -> serde_json::Value {
@@ -142,14 +133,7 @@ async fn read_one(client: &Client, sql: &str) -> String {
 async fn a_write_through_one_instance_invalidates_the_other() {
     let (a, b) = (cached_proxy("shared_t"), cached_proxy("shared_t"));
     for p in [&a, &b] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while status_of(p)["cache_channel"] != true {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the invalidation channel comes up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_channel(p).await;
     }
     let on_a = common::connect(&a.connstr("postgres", "postgres"))
         .await
