@@ -80,6 +80,27 @@ async fn reads_hit_writes_invalidate_at_commit_and_rollbacks_keep_entries() {
         .await
         .expect("connect");
     assert_eq!(value(&other).await, "4");
+    // The same figures in the admin console and in /metrics.
+    let console = common::connect(&proxy().connstr("postgres", "pgsplit"))
+        .await
+        .expect("console");
+    let rows = console
+        .simple_query("SHOW CACHE")
+        .await
+        .expect("SHOW CACHE");
+    let console_hits = rows.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) if r.get(0) == Some("hits") => r.get(1).map(str::to_string),
+        _ => None,
+    });
+    assert!(console_hits.is_some_and(|h| h.parse::<u64>().is_ok_and(|h| h >= 2)));
+    let admin = proxy().admin.expect("admin").to_string();
+    let (_, metrics) =
+        common::process::http(&admin, "GET", "/metrics", Duration::from_secs(5)).expect("metrics");
+    assert!(metrics.contains("pgsplit_cache_hits"), "{metrics}");
+    assert!(
+        metrics.contains("pgsplit_cache_table_invalidations{table=\"cached_t\"}"),
+        "{metrics}"
+    );
     let cache = stats();
     assert!(
         cache["invalidations"]["cached_t"].as_u64().unwrap_or(0) >= 2,

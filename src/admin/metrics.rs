@@ -70,7 +70,65 @@ fn live_registry(status: &Status) -> Registry {
     let clients = Gauge::<i64>::default();
     clients.set(gauge_value(status.clients));
     registry.register("clients_connected", "Client connections open now", clients);
+    if let Some(cache) = &status.cache {
+        register_cache(&mut registry, cache);
+    }
     registry
+}
+
+/// The result cache's figures, as gauges of the totals at scrape time.
+fn register_cache(registry: &mut Registry, cache: &crate::cache::CacheStats) {
+    let figures = [
+        (
+            "cache_hits",
+            "Reads answered from the result cache",
+            cache.hits,
+        ),
+        (
+            "cache_misses",
+            "Cacheable reads that went to a server",
+            cache.misses,
+        ),
+        (
+            "cache_inserts",
+            "Results stored in the cache",
+            cache.inserts,
+        ),
+        (
+            "cache_evictions",
+            "Entries dropped to stay within max_bytes",
+            cache.evictions,
+        ),
+        (
+            "cache_invalidated_entries",
+            "Entries dropped by committed writes",
+            cache.invalidated_entries,
+        ),
+        ("cache_bytes", "Bytes held by the result cache", cache.bytes),
+    ];
+    for (name, help, value) in figures {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(gauge_value(value));
+        registry.register(name, help, gauge);
+    }
+    let per_table = Family::<TableLabels, Gauge>::default();
+    for (table, count) in &cache.invalidations {
+        per_table
+            .get_or_create(&TableLabels {
+                table: table.clone(),
+            })
+            .set(gauge_value(*count));
+    }
+    registry.register(
+        "cache_table_invalidations",
+        "Invalidations received per table",
+        per_table,
+    );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -34,7 +34,7 @@ const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
 const UNTIL_UNBAN: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Every command with what it does: SHOW HELP prints this, and an unknown command lists it.
-const COMMANDS: [(&str, &str); 14] = [
+const COMMANDS: [(&str, &str); 15] = [
     (
         "SHOW NODES",
         "every node: role, address, health, lag, reads and writes",
@@ -57,6 +57,10 @@ const COMMANDS: [(&str, &str); 14] = [
     (
         "SHOW EVENTS",
         "recent bans, recoveries, promotions and reloads",
+    ),
+    (
+        "SHOW CACHE",
+        "the result cache: hits, misses, bytes, evictions, invalidations",
     ),
     ("SHOW HELP", "this list"),
     ("RELOAD", "read the configuration file again"),
@@ -96,6 +100,7 @@ enum Listing {
     Routes,
     Config,
     Events,
+    Cache,
     Help,
 }
 
@@ -250,6 +255,7 @@ impl Console {
             Listing::Routes => routes_table(&snapshot(shared)),
             Listing::Config => config_table(&shared.live().config),
             Listing::Events => events_table(&snapshot(shared)),
+            Listing::Cache => cache_table(&snapshot(shared)),
             Listing::Help => help_table(),
         }
     }
@@ -405,6 +411,7 @@ fn listing_named(word: &str) -> Option<Listing> {
         "ROUTES" => Listing::Routes,
         "CONFIG" => Listing::Config,
         "EVENTS" => Listing::Events,
+        "CACHE" => Listing::Cache,
         "HELP" => Listing::Help,
         _ => return None,
     })
@@ -599,6 +606,42 @@ fn events_table(status: &Status) -> Table {
         .collect();
     Table {
         columns: &["at", "kind", "node", "detail"],
+        rows,
+    }
+}
+
+/// One row per counter (none while the cache is off), then one per table invalidated.
+fn cache_table(status: &Status) -> Table {
+    let mut rows = Vec::new();
+    if let Some(c) = &status.cache {
+        let counters = [
+            (
+                "channel",
+                status
+                    .cache_channel
+                    .map_or("none".to_string(), |up| up.to_string()),
+            ),
+            ("bytes", c.bytes.to_string()),
+            ("max_bytes", c.max_bytes.to_string()),
+            ("entries", c.entries.to_string()),
+            ("hits", c.hits.to_string()),
+            ("misses", c.misses.to_string()),
+            ("stale_misses", c.stale_misses.to_string()),
+            ("inserts", c.inserts.to_string()),
+            ("evictions", c.evictions.to_string()),
+            ("expirations", c.expirations.to_string()),
+            ("invalidated_entries", c.invalidated_entries.to_string()),
+            ("clears", c.clears.to_string()),
+        ];
+        rows.extend(counters.into_iter().map(|(k, v)| vec![k.to_string(), v]));
+        rows.extend(
+            c.invalidations
+                .iter()
+                .map(|(table, n)| vec![format!("invalidations: {table}"), n.to_string()]),
+        );
+    }
+    Table {
+        columns: &["counter", "value"],
         rows,
     }
 }
