@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::proxy::{TestProxy, cluster_config, start_proxy};
 use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::Value as Json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
 /// How long the node monitor may take to measure every replica's lag.
@@ -37,37 +36,22 @@ struct Response {
     body: String,
 }
 
-/// One GET over a fresh connection (`Connection: close`, so the body ends at EOF).
+/// One GET over a fresh connection (the shared test HTTP helper), with the content type.
 async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the admin server");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send the request");
-    let mut raw = String::new();
-    stream
-        .read_to_string(&mut raw)
-        .await
-        .expect("read the response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let content_type = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| value.trim().to_string())
-        .unwrap_or_default();
+    let (addr, path) = (addr.to_string(), path.to_string());
+    let response = tokio::task::spawn_blocking(move || {
+        common::process::http_response(&addr, "GET", &path, &[], std::time::Duration::from_secs(10))
+    })
+    .await
+    .expect("the request task")
+    .expect("an HTTP response");
     Response {
-        status,
-        content_type,
-        body: body.to_string(),
+        status: response.status,
+        content_type: response
+            .header("content-type")
+            .unwrap_or_default()
+            .to_string(),
+        body: response.body,
     }
 }
 

@@ -89,6 +89,35 @@ pub fn http_with(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    http_response(addr, method, path, headers, timeout).map(|r| (r.status, r.body))
+}
+
+/// An HTTP answer: status, the response headers' text, body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A response header's value (names compared without regard to case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    }
+}
+
+/// [`http_with`], keeping the response headers.
+pub fn http_response(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(timeout))?;
     let extra: String = headers
@@ -101,15 +130,17 @@ pub fn http_with(
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    Ok((status, body))
+    Ok(HttpResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }
