@@ -100,12 +100,22 @@ fn start_watching(shared: &Shared) {
     shared.set_monitor(monitor);
     if let Some(cache) = live.cache.clone() {
         let channel = crate::cache::channel::spawn(
-            cache,
+            cache.clone(),
             shared.topology.clone(),
             config.monitor.clone(),
             config.timeouts.connect,
         );
         let _ = shared.invalidation.set(channel);
+        if config.cache.invalidation == crate::config::Invalidation::Wal {
+            let follower = crate::cache::wal::spawn(
+                cache,
+                shared.topology.clone(),
+                config.monitor.clone(),
+                config.timeouts.connect,
+                config.cache.wal_poll_interval,
+            );
+            let _ = shared.wal_follower.set(follower);
+        }
     }
     crate::topology::failover::spawn(
         shared.topology.clone(),

@@ -17,11 +17,7 @@ fn proxy() -> &'static TestProxy {
 }
 
 fn stats() -> serde_json::Value {
-    let admin = proxy().admin.expect("admin").to_string();
-    let (_, body) = common::process::http(&admin, "GET", "/api/status", Duration::from_secs(5))
-        .expect("status");
-    let status: serde_json::Value = serde_json::from_str(&body).expect("json");
-    status["cache"].clone()
+    common::proxy::status_of(proxy())["cache"].clone()
 }
 
 fn hits() -> u64 {
@@ -34,7 +30,7 @@ async fn value(client: &Client) -> String {
 
 #[tokio::test]
 async fn reads_hit_writes_invalidate_at_commit_and_rollbacks_keep_entries() {
-    wait_for_channel(proxy()).await;
+    common::proxy::wait_for_cache_channel(proxy()).await;
     let client = common::connect(&proxy().connstr("postgres", "postgres"))
         .await
         .expect("connect");
@@ -108,6 +104,51 @@ async fn reads_hit_writes_invalidate_at_commit_and_rollbacks_keep_entries() {
     );
 }
 
+#[tokio::test]
+async fn wal_invalidation_without_logical_wal_warns_and_keeps_the_cache() {
+    let mut config = cluster_config();
+    config.admin = Some("127.0.0.1:0".parse().expect("loopback"));
+    config.cache.max_bytes = 1 << 20;
+    config.cache.invalidation = pgsplit::config::Invalidation::Wal;
+    config.cache.tables = vec![CacheTable {
+        name: "nowal_t".into(),
+        ttl: Some(Duration::from_secs(60)),
+    }];
+    let proxy = start_proxy(config);
+    common::proxy::wait_for_cache_channel(&proxy).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = common::proxy::status_of(&proxy);
+        let said = status["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| {
+                e["kind"] == "cache_wal_unavailable" && e["detail"] == "wal_level = replica"
+            })
+        });
+        if said {
+            assert_eq!(status["cache_wal"], false);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no warning: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = common::connect(&proxy.connstr("postgres", "postgres"))
+        .await
+        .expect("connect");
+    client
+        .batch_execute("CREATE TABLE nowal_t (v int); INSERT INTO nowal_t VALUES (7)")
+        .await
+        .expect("setup");
+    let hits = || common::proxy::status_of(&proxy)["cache"]["hits"].as_u64();
+    assert_eq!(read_one(&client, "SELECT v FROM nowal_t").await, "7");
+    let before = hits();
+    assert_eq!(read_one(&client, "SELECT v FROM nowal_t").await, "7");
+    assert_eq!(
+        hits(),
+        before.map(|h| h + 1),
+        "commit invalidation and the TTL still serve"
+    );
+}
+
 /// A proxy with the cache on for `table`, with an admin server.
 fn cached_proxy(table: &str) -> TestProxy {
     let mut config = cluster_config();
@@ -118,25 +159,6 @@ fn cached_proxy(table: &str) -> TestProxy {
         ttl: Some(Duration::from_secs(60)),
     }];
     start_proxy(config)
-}
-
-/// The cache is used only while the invalidation channel is up: wait for it (bounded).
-async fn wait_for_channel(p: &TestProxy) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while status_of(p)["cache_channel"] != true {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the invalidation channel comes up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn status_of(proxy: &TestProxy) -> serde_json::Value {
-    let admin = proxy.admin.expect("admin").to_string();
-    let (_, body) = common::process::http(&admin, "GET", "/api/status", Duration::from_secs(5))
-        .expect("status");
-    serde_json::from_str(&body).expect("json")
 }
 
 async fn read_one(client: &Client, sql: &str) -> String {
@@ -154,7 +176,7 @@ async fn read_one(client: &Client, sql: &str) -> String {
 async fn a_write_through_one_instance_invalidates_the_other() {
     let (a, b) = (cached_proxy("shared_t"), cached_proxy("shared_t"));
     for p in [&a, &b] {
-        wait_for_channel(p).await;
+        common::proxy::wait_for_cache_channel(p).await;
     }
     let on_a = common::connect(&a.connstr("postgres", "postgres"))
         .await
@@ -184,13 +206,18 @@ async fn a_write_through_one_instance_invalidates_the_other() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(read_one(&on_a, sql).await, "1");
-    let hits_before = status_of(&a)["cache"]["hits"].as_u64().expect("hits");
-    assert_eq!(read_one(&on_a, sql).await, "1");
-    assert!(
-        status_of(&a)["cache"]["hits"].as_u64().expect("hits") > hits_before,
-        "a's read is a hit"
-    );
+    // A fill is stored once the answering replica is known (polled) to have replayed b's
+    // write: until then a's reads miss.
+    let hits = || common::proxy::status_of(&a)["cache"]["hits"].as_u64();
+    let hits_before = hits();
+    while hits() == hits_before {
+        assert_eq!(read_one(&on_a, sql).await, "1");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's reads become hits"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     on_b.batch_execute("UPDATE shared_t SET v = 2 WHERE id = 1")
         .await
@@ -205,7 +232,7 @@ async fn a_write_through_one_instance_invalidates_the_other() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let invalidations = status_of(&a)["cache"]["invalidations"]["shared_t"]
+    let invalidations = common::proxy::status_of(&a)["cache"]["invalidations"]["shared_t"]
         .as_u64()
         .unwrap_or(0);
     assert!(invalidations >= 1, "a received b's invalidation");

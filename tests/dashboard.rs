@@ -46,6 +46,11 @@ fn dashboard_shows_every_node_and_a_paused_replica_falling_behind() {
     let cluster = common::private_cluster(2);
     let mut config = common::load::config_for(&cluster);
     config.admin = Some("127.0.0.1:0".parse().expect("loopback address"));
+    config.cache.max_bytes = 1 << 20;
+    config.cache.tables = vec![pgsplit::config::CacheTable {
+        name: "dash_cached".into(),
+        ttl: Some(Duration::from_secs(60)),
+    }];
     let topology = &config.clusters[0];
     let primary = topology.primary.name.clone();
     let replicas: Vec<String> = topology.replicas.iter().map(|r| r.name.clone()).collect();
@@ -53,8 +58,10 @@ fn dashboard_shows_every_node_and_a_paused_replica_falling_behind() {
     let admin = proxy.admin.expect("the admin server is on");
     let url = format!("http://{admin}/");
     wait_until_lag_known(admin);
+    read_a_cached_table_four_times(&proxy);
 
     let dom = browser.dump_dom(&url);
+    assert_eq!(text_of(&dom, "data-cache", "hit-ratio"), "75.0 %");
     for node in std::iter::once(&primary).chain(&replicas) {
         assert_eq!(text_of(&dom, "data-health-node", node), "healthy", "{node}");
     }
@@ -89,6 +96,27 @@ fn dashboard_shows_every_node_and_a_paused_replica_falling_behind() {
         }
     });
     drop(paused);
+}
+
+/// One miss, then three hits (the cache channel may need a moment to listen first).
+fn read_a_cached_table_four_times(proxy: &common::proxy::TestProxy) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(async {
+        let client = common::connect(&proxy.connstr("postgres", "postgres"))
+            .await
+            .expect("connect");
+        client
+            .batch_execute("CREATE TABLE dash_cached (v int); INSERT INTO dash_cached VALUES (1)")
+            .await
+            .expect("create the cached table");
+        common::proxy::wait_for_cache_channel(proxy).await;
+        for _ in 0..4 {
+            client
+                .simple_query("SELECT v FROM dash_cached")
+                .await
+                .expect("read the cached table");
+        }
+    });
 }
 
 /// Pauses WAL replay on a replica, and resumes it when dropped (a failed assertion included).

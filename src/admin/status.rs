@@ -29,6 +29,8 @@ pub struct Status {
     pub cache: Option<crate::cache::CacheStats>,
     /// The cache's invalidation channel to other instances is up (None: no cache).
     pub cache_channel: Option<bool>,
+    /// Whether the WAL follower is following (with `cache.invalidation = "wal"`).
+    pub cache_wal: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +129,7 @@ pub fn snapshot(shared: &Shared) -> Status {
         events: crate::events::recent(),
         cache: live.cache.as_ref().map(|c| c.stats()),
         cache_channel: shared.invalidation.get().map(|c| c.is_listening()),
+        cache_wal: shared.wal_follower.get().map(|w| w.is_following()),
     }
 }
 

@@ -34,15 +34,15 @@ impl Broadcaster {
     }
 
     /// Tells the other instances to drop entries that read `tables`.
-    pub fn tables_written(&self, tables: &[String]) {
-        for payload in self.codec.encode(tables) {
+    pub fn tables_written(&self, tables: &[String], lsn: u64) {
+        for payload in self.codec.encode(tables, lsn) {
             let _ = self.outgoing.send(payload);
         }
     }
 
     /// Tells the other instances to drop everything.
-    pub fn everything_written(&self) {
-        let _ = self.outgoing.send(self.codec.encode_all());
+    pub fn everything_written(&self, lsn: u64) {
+        let _ = self.outgoing.send(self.codec.encode_all(lsn));
     }
 }
 
@@ -141,10 +141,10 @@ async fn listen(
 
 fn apply(end: &Broadcaster, cache: &ResultCache, payload: &str) {
     match end.codec.decode(payload) {
-        Some(Remote::Tables(tables)) => {
-            cache.invalidate_tables(&tables);
+        Some(Remote::Tables(tables, lsn)) => {
+            cache.invalidate_tables(&tables, lsn);
         }
-        Some(Remote::All) => cache.clear(),
+        Some(Remote::All(lsn)) => cache.clear_written(lsn),
         None => {}
     }
 }

@@ -45,6 +45,9 @@
 //!    it is LISTENing again.
 //! 6. `cache.stats()` feeds `/metrics`, `/api/status` and `SHOW CACHE`.
 //!
+//! 7. With `invalidation = "wal"`, [`wal`] follows the primary's WAL and invalidates on every
+//!    committed change, whoever made it.
+//!
 //! Staleness bound without `invalidation = "wal"`: writes that bypass pgsplit (other
 //! applications, triggers writing other tables, functions) are seen only when the TTL ends.
 
@@ -55,6 +58,7 @@ pub mod notify;
 pub mod policy;
 pub mod store;
 pub mod volatile;
+pub mod wal;
 
 #[cfg(test)]
 mod tests;

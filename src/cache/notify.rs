@@ -22,14 +22,17 @@ const VERSION: u32 = 1;
 /// What another instance asks this one to drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Remote {
-    Tables(Vec<String>),
-    All,
+    /// Tables written, and the write's WAL position (0 if unknown).
+    Tables(Vec<String>, u64),
+    All(u64),
 }
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
     v: u32,
     from: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    lsn: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     tables: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -60,18 +63,18 @@ impl Invalidation {
 
     /// The payloads that invalidate `tables`, each under [`MAX_PAYLOAD`] bytes; none for no
     /// table. A single name too long for a payload becomes an "all" message.
-    pub fn encode(&self, tables: &[String]) -> Vec<String> {
-        let empty_size = self.payload(Vec::new(), false).len() + r#","tables":[]"#.len();
+    pub fn encode(&self, tables: &[String], lsn: u64) -> Vec<String> {
+        let empty_size = self.payload(Vec::new(), false, lsn).len() + r#","tables":[]"#.len();
         let mut payloads = Vec::new();
         let mut batch: Vec<String> = Vec::new();
         let mut size = empty_size;
         for table in tables {
             let len = quoted_len(table);
             if empty_size + len > MAX_PAYLOAD {
-                return vec![self.encode_all()];
+                return vec![self.encode_all(lsn)];
             }
             if size + len + 1 > MAX_PAYLOAD {
-                payloads.push(self.payload(std::mem::take(&mut batch), false));
+                payloads.push(self.payload(std::mem::take(&mut batch), false, lsn));
                 size = empty_size;
             }
             // A comma before every name but the first.
@@ -79,14 +82,14 @@ impl Invalidation {
             batch.push(table.clone());
         }
         if !batch.is_empty() {
-            payloads.push(self.payload(batch, false));
+            payloads.push(self.payload(batch, false, lsn));
         }
         payloads
     }
 
     /// The payload that drops every entry on every other instance.
-    pub fn encode_all(&self) -> String {
-        self.payload(Vec::new(), true)
+    pub fn encode_all(&self, lsn: u64) -> String {
+        self.payload(Vec::new(), true, lsn)
     }
 
     /// What a payload asks of this instance; None for its own payloads and for anything
@@ -97,24 +100,29 @@ impl Invalidation {
             return None;
         }
         if parsed.all {
-            Some(Remote::All)
+            Some(Remote::All(parsed.lsn))
         } else if parsed.tables.is_empty() {
             None
         } else {
-            Some(Remote::Tables(parsed.tables))
+            Some(Remote::Tables(parsed.tables, parsed.lsn))
         }
     }
 
-    fn payload(&self, tables: Vec<String>, all: bool) -> String {
+    fn payload(&self, tables: Vec<String>, all: bool, lsn: u64) -> String {
         let payload = Payload {
             v: VERSION,
             from: self.instance.clone(),
+            lsn,
             tables,
             all,
         };
         // Serializing strings, numbers and booleans cannot fail.
         serde_json::to_string(&payload).unwrap_or_default()
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A name's length as a JSON string.

@@ -75,6 +75,12 @@ struct Index {
     invalidated_at: HashMap<String, u64>,
     /// `seq` of the last [`ResultCache::clear`].
     cleared_at: u64,
+    /// Relation -> the WAL position of its last write (0: unknown). A result stamped older
+    /// came from a node that may not have replayed that write yet (a lagging replica read
+    /// after the invalidation) and is not stored: it would outlive the lag until its TTL.
+    written_lsn: HashMap<String, u64>,
+    /// The WAL position of the last write to an unknown set of tables.
+    written_floor: u64,
     /// Bumped by every invalidation and clear; a [`FillTicket`] is its value.
     seq: u64,
     next_generation: u64,
@@ -83,12 +89,15 @@ struct Index {
 }
 
 impl Index {
-    /// Whether something the result read was invalidated since `ticket`.
-    fn stale_since(&self, ticket: FillTicket, relations: &[String]) -> bool {
+    /// Whether something the result read was invalidated since `ticket`, or written at a
+    /// WAL position the result (stamped `lsn`) may not reflect.
+    fn stale_since(&self, ticket: FillTicket, lsn: u64, relations: &[String]) -> bool {
         self.cleared_at > ticket.0
-            || relations
-                .iter()
-                .any(|r| self.invalidated_at.get(r).is_some_and(|&at| at > ticket.0))
+            || lsn < self.written_floor
+            || relations.iter().any(|r| {
+                self.invalidated_at.get(r).is_some_and(|&at| at > ticket.0)
+                    || self.written_lsn.get(r).is_some_and(|&at| lsn < at)
+            })
     }
 
     /// Registers `key` under its relations, unless one was invalidated since `ticket`; the
@@ -97,9 +106,10 @@ impl Index {
         &mut self,
         key: CacheKey,
         ticket: FillTicket,
+        lsn: u64,
         relations: &[String],
     ) -> Option<u64> {
-        if self.stale_since(ticket, relations) {
+        if self.stale_since(ticket, lsn, relations) {
             return None;
         }
         self.next_generation += 1;
@@ -125,14 +135,19 @@ impl Index {
         }
     }
 
-    /// Marks the tables invalidated and takes every key that read them.
-    fn invalidate(&mut self, tables: &[String]) -> HashSet<CacheKey> {
+    /// Marks the tables invalidated (written at `lsn`, 0 if unknown) and takes every key that
+    /// read them.
+    fn invalidate(&mut self, tables: &[String], lsn: u64) -> HashSet<CacheKey> {
         self.seq += 1;
         let mut keys = HashSet::new();
         for table in tables {
             *self.invalidations.entry(normalize(table)).or_default() += 1;
             let r = relation(table);
             self.invalidated_at.insert(r.clone(), self.seq);
+            if lsn > 0 {
+                let written = self.written_lsn.entry(r.clone()).or_default();
+                *written = (*written).max(lsn);
+            }
             if let Some(found) = self.by_relation.remove(&r) {
                 keys.extend(found.into_keys());
             }
@@ -254,7 +269,8 @@ impl ResultCache {
         if u64::from(weight(&result)) > self.max_bytes / 4 || ttl.is_zero() {
             return self.reject();
         }
-        let registered = self.lock().register_if_fresh(key, ticket, &relations);
+        let lsn = result.lsn;
+        let registered = self.lock().register_if_fresh(key, ticket, lsn, &relations);
         let Some(generation) = registered else {
             return self.reject();
         };
@@ -268,7 +284,7 @@ impl ResultCache {
             confirmed: confirmed.clone(),
         };
         self.entries.insert(key, entry);
-        if !self.confirm(ticket, &relations, &confirmed) {
+        if !self.confirm(ticket, lsn, &relations, &confirmed) {
             self.entries.invalidate(&key);
             return self.reject();
         }
@@ -284,9 +300,15 @@ impl ResultCache {
     /// Confirms an inserted entry unless one of its relations was invalidated since `ticket`.
     /// Under the index lock: an invalidation either came before (and the entry is dropped)
     /// or comes after and finds the key in the index.
-    fn confirm(&self, ticket: FillTicket, relations: &[String], confirmed: &AtomicBool) -> bool {
+    fn confirm(
+        &self,
+        ticket: FillTicket,
+        lsn: u64,
+        relations: &[String],
+        confirmed: &AtomicBool,
+    ) -> bool {
         let index = self.lock();
-        let fresh = !index.stale_since(ticket, relations);
+        let fresh = !index.stale_since(ticket, lsn, relations);
         if fresh {
             confirmed.store(true, Ordering::Release);
         }
@@ -294,9 +316,10 @@ impl ResultCache {
     }
 
     /// Drops every entry that read one of `tables` (any spelling; by relation name, see
-    /// [`super::names`]). Returns how many entries were dropped.
-    pub fn invalidate_tables(&self, tables: &[String]) -> usize {
-        let keys = self.lock().invalidate(tables);
+    /// [`super::names`]), written at WAL position `lsn` (0 if unknown): results stamped older
+    /// are not stored from now on. Returns how many entries were dropped.
+    pub fn invalidate_tables(&self, tables: &[String], lsn: u64) -> usize {
+        let keys = self.lock().invalidate(tables, lsn);
         let dropped = keys
             .iter()
             .filter(|key| self.entries.remove(*key).is_some())
@@ -317,6 +340,15 @@ impl ResultCache {
         }
         self.entries.invalidate_all();
         bump(&self.counters.clears);
+    }
+
+    /// Drops everything after a write to tables unknown, at WAL position `lsn` (0 if unknown).
+    pub fn clear_written(&self, lsn: u64) {
+        {
+            let mut index = self.lock();
+            index.written_floor = index.written_floor.max(lsn);
+        }
+        self.clear();
     }
 
     /// Runs moka's pending work (evictions, expirations, listener calls) now rather than on a

@@ -255,6 +255,12 @@ pub struct CacheSettings {
     pub default_ttl: Duration,
     /// Tables whose reads are cached without a hint.
     pub tables: Vec<CacheTable>,
+    /// Which writes drop cached results: those committed through pgsplit, or every write the
+    /// primary's WAL shows.
+    pub invalidation: Invalidation,
+    /// How often the WAL is read for changes, with `invalidation = "wal"`.
+    #[serde(deserialize_with = "schema::duration")]
+    pub wal_poll_interval: Duration,
 }
 
 impl Default for CacheSettings {
@@ -263,8 +269,21 @@ impl Default for CacheSettings {
             max_bytes: 0,
             default_ttl: Duration::from_secs(30),
             tables: Vec::new(),
+            invalidation: Invalidation::Commit,
+            wal_poll_interval: Duration::from_millis(100),
         }
     }
+}
+
+/// What invalidates cached results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Invalidation {
+    /// Writes committed through pgsplit (any instance); other writes wait for the TTL.
+    #[default]
+    Commit,
+    /// Also every change the primary's WAL shows, through a logical replication slot.
+    Wal,
 }
 
 /// One table whose reads may be cached.

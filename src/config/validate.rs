@@ -42,6 +42,10 @@ fn check_settings(config: &Config) -> Result<(), Problem> {
     not_zero(pool.key("checkout_timeout"), config.pool.checkout_timeout)?;
     not_zero(timeouts.key("connect"), config.timeouts.connect)?;
     not_zero(timeouts.key("client_login"), config.timeouts.client_login)?;
+    not_zero(
+        KeyPath::top("cache").key("wal_poll_interval"),
+        config.cache.wal_poll_interval,
+    )?;
     check_message_size(
         limits.key("max_message_size"),
         config.limits.max_message_size,

@@ -12,7 +12,7 @@ use crate::route::classify::TxControl;
 
 use super::client::ClientConn;
 use super::session::Session;
-use super::state::UnitOutcome;
+use super::state::{SessionState, UnitOutcome};
 use super::work::Work;
 
 /// A read being answered by a server whose answer will fill the cache.
@@ -27,8 +27,81 @@ pub struct Fill {
     pub stamp: u64,
 }
 
+const PARSE_COMPLETE: u8 = b'1';
+const BIND_COMPLETE: u8 = b'2';
+
+/// A unit the cache may answer: one simple Query, or the extended protocol's
+/// `[Parse (unnamed)] Bind [Describe portal] Execute (all rows) Sync`.
+struct CacheableRead<'a> {
+    sql: &'a str,
+    /// What besides the text decides the answer's bytes: the statement's parameter types,
+    /// the Bind's parameter formats and values and result formats, and whether the portal was
+    /// described (a RowDescription is part of the answer then). Empty for a simple Query.
+    arguments: Vec<u8>,
+    /// The unit's unnamed Parse, which a hit still makes the session's unnamed statement.
+    parse: Option<&'a Frame>,
+    extended: bool,
+}
+
+fn cacheable_read<'a>(frames: &'a [Frame], state: &'a SessionState) -> Option<CacheableRead<'a>> {
+    match frames {
+        [query] if query.tag == tag::QUERY => Some(CacheableRead {
+            sql: messages::query_text(query.body())?,
+            arguments: Vec::new(),
+            parse: None,
+            extended: false,
+        }),
+        _ => extended_read(frames, state),
+    }
+}
+
+fn extended_read<'a>(frames: &'a [Frame], state: &'a SessionState) -> Option<CacheableRead<'a>> {
+    let (parse, rest) = match frames {
+        [first, rest @ ..] if first.tag == tag::PARSE => (Some(first), rest),
+        _ => (None, frames),
+    };
+    let (bind, rest) = rest.split_first().filter(|(f, _)| f.tag == tag::BIND)?;
+    let (portal, statement) = messages::bind_names(bind.body())?;
+    let (described, rest) = match rest {
+        [describe, rest @ ..] if describe.tag == tag::DESCRIBE => {
+            (messages::target(describe.body())? == (b'P', portal)).then_some((true, rest))?
+        }
+        _ => (false, rest),
+    };
+    let [execute, sync] = rest else {
+        return None;
+    };
+    let runs_whole_portal =
+        execute.tag == tag::EXECUTE && messages::execute_message(execute.body())? == (portal, 0);
+    if !runs_whole_portal || sync.tag != tag::SYNC {
+        return None;
+    }
+    // A named Parse would fail on a server that has the name already; only the unnamed one
+    // is answered without a server.
+    let definition = match parse {
+        Some(parse) => {
+            let (name, _) = messages::parse_message(parse.body())?;
+            if !name.is_empty() || !statement.is_empty() {
+                return None;
+            }
+            messages::parse_definition(parse.body())
+        }
+        None => messages::parse_definition(state.statements.get(statement)?.get(5..)?),
+    };
+    let (sql, parameter_types) = crate::protocol::read_cstr(definition)?;
+    let mut arguments = parameter_types.to_vec();
+    arguments.extend_from_slice(messages::bind_arguments(bind.body())?);
+    arguments.push(described as u8);
+    Some(CacheableRead {
+        sql,
+        arguments,
+        parse,
+        extended: true,
+    })
+}
+
 impl Session {
-    /// Answers a cacheable single-statement simple query from the cache (true), or arranges for
+    /// Answers a cacheable single-statement read from the cache (true), or arranges for
     /// its answer to fill the cache (false). The session's consistency holds for hits too: an
     /// entry older than the session's causal token (or what it already read) misses.
     pub(super) fn answer_from_cache(
@@ -42,24 +115,24 @@ impl Session {
         let Some(cache) = live.cache.clone() else {
             return false;
         };
-        // Without the channel, other instances' writes could go unseen: no cache then.
-        if self
+        // Without the channel (or the WAL follower), writes could go unseen: no cache then.
+        let channel_down = self
             .shared
             .invalidation
             .get()
-            .is_some_and(|c| !c.is_listening())
-        {
+            .is_some_and(|c| !c.is_listening());
+        let wal_down = self
+            .shared
+            .wal_follower
+            .get()
+            .is_some_and(|w| !w.cache_usable());
+        if channel_down || wal_down {
             return false;
         }
-        let [frame] = frames else {
+        let Some(read) = cacheable_read(frames, &self.state) else {
             return false;
         };
-        let Some(sql) = (frame.tag == tag::QUERY)
-            .then(|| messages::query_text(frame.body()))
-            .flatten()
-        else {
-            return false;
-        };
+        let sql = read.sql;
         let in_transaction = self
             .server
             .as_ref()
@@ -90,9 +163,19 @@ impl Session {
             &self.credentials.user,
             self.state.desired_settings(),
             sql,
-            &[],
+            &read.arguments,
         );
         if let Some(hit) = cache.get(&key, freshness.min_lsn) {
+            if read.extended {
+                if let Some(parse) = read.parse {
+                    // The unnamed statement is the session's now, as if the server had parsed it.
+                    self.state
+                        .statements
+                        .insert(String::new(), parse.bytes.clone());
+                    client.writer().bodiless(PARSE_COMPLETE);
+                }
+                client.writer().bodiless(BIND_COMPLETE);
+            }
             client.out.extend_from_slice(&hit.messages);
             client.writer().ready_for_query(b'I');
             return true;
@@ -115,6 +198,7 @@ impl Session {
         };
         match frame.tag {
             b'T' | b'D' | b'C' => fill.messages.extend_from_slice(&frame.bytes),
+            PARSE_COMPLETE | BIND_COMPLETE => {} // a hit writes its own
             tag::READY_FOR_QUERY | tag::NOTICE_RESPONSE | tag::PARAMETER_STATUS => {}
             _ => self.fill = None,
         }
@@ -150,30 +234,35 @@ impl Session {
         let writes = self.pending_writes.take();
         if rolled_back {
             self.wrote = false;
+        } else if self.wrote {
+            // Dropped once the commit's WAL position is known, still before the client hears
+            // of the commit (see `take_causal_token`).
+            self.committed_writes = super::work::merge_scopes(self.committed_writes.take(), writes);
         } else {
             // A failed multi-statement query may still have committed statements before an
             // explicit COMMIT inside it: dropping too much only costs misses.
-            self.invalidate(writes);
+            self.invalidate(writes, 0);
         }
     }
 
-    /// A write committed: drop what it made stale, before its client sees the commit.
-    fn invalidate(&self, scope: Option<WriteScope>) {
+    /// A write committed at WAL position `lsn` (0 if unknown): drop what it made stale, before
+    /// its client sees the commit, here and on the other instances.
+    pub(super) fn invalidate(&self, scope: Option<WriteScope>, lsn: u64) {
         let Some(cache) = self.shared.live().cache.clone() else {
             return;
         };
         let channel = self.shared.invalidation.get();
         match scope {
             Some(WriteScope::Tables(tables)) => {
-                cache.invalidate_tables(&tables);
+                cache.invalidate_tables(&tables, lsn);
                 if let Some(channel) = channel {
-                    channel.tables_written(&tables);
+                    channel.tables_written(&tables, lsn);
                 }
             }
             Some(WriteScope::All) => {
-                cache.clear();
+                cache.clear_written(lsn);
                 if let Some(channel) = channel {
-                    channel.everything_written();
+                    channel.everything_written(lsn);
                 }
             }
             Some(WriteScope::Nothing) | None => {}

@@ -53,6 +53,8 @@ pub struct Shared {
     monitor: std::sync::OnceLock<Arc<Monitor>>,
     /// The result cache's invalidation channel to other instances, when the cache is on.
     pub invalidation: std::sync::OnceLock<Arc<crate::cache::channel::Broadcaster>>,
+    /// The WAL follower, with `cache.invalidation = "wal"`.
+    pub wal_follower: std::sync::OnceLock<Arc<crate::cache::wal::WalFollower>>,
     client_slots: Arc<Semaphore>,
     shutting_down: AtomicBool,
     /// Set by the console's PAUSE, cleared by RESUME: sessions wait for RESUME before they start
@@ -81,6 +83,7 @@ impl Shared {
             overrides,
             monitor: std::sync::OnceLock::new(),
             invalidation: std::sync::OnceLock::new(),
+            wal_follower: std::sync::OnceLock::new(),
             live: ArcSwap::from_pointee(Live::build(config, None)?),
         }))
     }

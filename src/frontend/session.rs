@@ -163,6 +163,8 @@ pub struct Session {
     pub(super) fill: Option<super::caching::Fill>,
     /// What the transaction's writes will drop from the cache when it commits.
     pub(super) pending_writes: Option<crate::cache::WriteScope>,
+    /// What a commit's writes drop from the cache once its WAL position is known.
+    pub(super) committed_writes: Option<crate::cache::WriteScope>,
     /// The unit's first statement text, kept only while slow queries are logged.
     pub(super) unit_text: Option<String>,
     /// The replica the balancer chose for a unit that only prepared statements: the unit that
@@ -220,6 +222,7 @@ impl Session {
             prepared_on: None,
             unit_text: None,
             fill: None,
+            committed_writes: None,
             pending_writes: None,
             shared,
         }
@@ -674,20 +677,27 @@ impl Session {
     async fn take_causal_token(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let held = self.held_ready.take();
         // A transaction that rolled back committed nothing: no new token (end_unit knew).
+        let mut committed_at = 0;
+        let mut asked = Ok(None);
         if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
             self.wrote = false;
             let conn = &mut attached.checkout.conn;
-            let position = conn
+            asked = conn
                 .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-                .await?;
-            if let Some(lsn) = position.as_deref().and_then(parse_lsn)
-                && lsn > self.causal_lsn
-            {
-                self.causal_lsn = lsn;
-                client
-                    .writer()
-                    .parameter_status("pgsplit.causal_token", &format_lsn(lsn));
+                .await;
+            if let Ok(Some(position)) = &asked {
+                committed_at = parse_lsn(position).unwrap_or(0);
             }
+        }
+        // Even when the position could not be learned (then at once, position unknown).
+        let writes = self.committed_writes.take();
+        self.invalidate(writes, committed_at);
+        asked?;
+        if committed_at > self.causal_lsn {
+            self.causal_lsn = committed_at;
+            client
+                .writer()
+                .parameter_status("pgsplit.causal_token", &format_lsn(committed_at));
         }
         if let Some(ready) = held {
             client.out.extend_from_slice(&ready.bytes);

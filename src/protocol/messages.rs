@@ -23,6 +23,19 @@ pub fn bind_names(body: &[u8]) -> Option<(&str, &str)> {
     Some((portal, statement))
 }
 
+/// Bind ('B'): everything after the names (parameter formats and values, result formats).
+pub fn bind_arguments(body: &[u8]) -> Option<&[u8]> {
+    let (_, rest) = read_cstr(body)?;
+    read_cstr(rest).map(|(_, arguments)| arguments)
+}
+
+/// Execute ('E'): the portal name and the row limit (0: all rows).
+pub fn execute_message(body: &[u8]) -> Option<(&str, i32)> {
+    let (portal, rest) = read_cstr(body)?;
+    let limit = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    Some((portal, limit))
+}
+
 /// Describe ('D') and Close ('C'): the kind (b'S' statement or b'P' portal) and the name.
 pub fn target(body: &[u8]) -> Option<(u8, &str)> {
     let (&kind, rest) = body.split_first()?;
@@ -59,6 +72,8 @@ mod tests {
         assert_eq!(target(b"Ss1\0"), Some((b'S', "s1")));
         assert_eq!(execute_portal(b"\0\0\0\0\0"), Some(""));
         assert_eq!(parse_definition(b"s1\0select 1\0\0\0"), b"select 1\0\0\0");
+        assert_eq!(bind_arguments(b"p\0s1\0\0\x01"), Some(&b"\0\x01"[..]));
+        assert_eq!(execute_message(b"p\0\0\0\0\x05"), Some(("p", 5)));
     }
 
     #[test]
@@ -66,5 +81,6 @@ mod tests {
         assert_eq!(parse_message(b"s1"), None);
         assert_eq!(bind_names(b"p\0s1"), None);
         assert_eq!(target(b""), None);
+        assert_eq!(execute_message(b"p\0\0\0"), None);
     }
 }

@@ -121,6 +121,11 @@ impl Writer<'_> {
         });
     }
 
+    /// A message with no body: ParseComplete ('1'), BindComplete ('2'), NoData ('n'), ...
+    pub fn bodiless(&mut self, tag: u8) {
+        self.message(tag, |_| {});
+    }
+
     pub fn ready_for_query(&mut self, status: u8) {
         self.message(b'Z', |b| b.put_u8(status));
     }

@@ -64,7 +64,15 @@ extern "C" fn stop_shared_cluster() {
 
 /// A cluster of its own for a test that breaks nodes; stopped and removed when dropped.
 pub fn private_cluster(replicas: usize) -> LocalCluster {
-    start(replicas).unwrap_or_else(|e| panic!("a private test cluster could not start: {e}"))
+    private_cluster_with(replicas, &[])
+}
+
+/// A private cluster whose nodes get `conf` lines (e.g. `wal_level = logical`) too.
+pub fn private_cluster_with(replicas: usize, conf: &[&str]) -> LocalCluster {
+    let mut options = ClusterOptions::new(replicas);
+    options.extra_conf = conf.iter().map(|line| line.to_string()).collect();
+    LocalCluster::start(binaries(), options)
+        .unwrap_or_else(|e| panic!("a private test cluster could not start: {e}"))
 }
 
 /// The system's PostgreSQL binaries, looked up once.

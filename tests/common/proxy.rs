@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use pgsplit::config::Config;
 
@@ -72,4 +73,25 @@ pub fn cluster_config() -> Config {
 pub fn proxy() -> &'static TestProxy {
     static PROXY: OnceLock<TestProxy> = OnceLock::new();
     PROXY.get_or_init(|| start_proxy(cluster_config()))
+}
+
+/// The proxy's `/api/status`, parsed.
+pub fn status_of(proxy: &TestProxy) -> serde_json::Value {
+    let admin = proxy.admin.expect("admin").to_string();
+    let (_, body) =
+        super::process::http(&admin, "GET", "/api/status", Duration::from_secs(5)).expect("status");
+    serde_json::from_str(&body).expect("json")
+}
+
+/// Waits (up to 10 s) until the proxy's cache listens for other instances' invalidations:
+/// until then the cache is not used.
+pub async fn wait_for_cache_channel(proxy: &TestProxy) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status_of(proxy)["cache_channel"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invalidation channel comes up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -8,22 +8,22 @@ fn strings(names: &[&str]) -> Vec<String> {
 fn tables_travel_to_other_instances_only() {
     let (here, there) = (Invalidation::new("a"), Invalidation::new("b"));
     let tables = strings(&["t", "s.u", "we\"ird, name"]);
-    let payloads = here.encode(&tables);
+    let payloads = here.encode(&tables, 42);
     assert_eq!(payloads.len(), 1);
-    assert_eq!(there.decode(&payloads[0]), Some(Remote::Tables(tables)));
+    assert_eq!(there.decode(&payloads[0]), Some(Remote::Tables(tables, 42)));
     assert_eq!(here.decode(&payloads[0]), None, "own message");
 }
 
 #[test]
 fn all_travels_too() {
     let (here, there) = (Invalidation::new("a"), Invalidation::new("b"));
-    assert_eq!(there.decode(&here.encode_all()), Some(Remote::All));
-    assert_eq!(here.decode(&here.encode_all()), None);
+    assert_eq!(there.decode(&here.encode_all(7)), Some(Remote::All(7)));
+    assert_eq!(here.decode(&here.encode_all(0)), None);
 }
 
 #[test]
 fn nothing_to_say_sends_nothing() {
-    assert!(Invalidation::new("a").encode(&[]).is_empty());
+    assert!(Invalidation::new("a").encode(&[], 0).is_empty());
 }
 
 #[test]
@@ -46,13 +46,13 @@ fn long_lists_split_under_the_limit_and_keep_every_table() {
     let (here, there) = (Invalidation::random(), Invalidation::random());
     assert_ne!(here.instance(), there.instance());
     let tables: Vec<String> = (0..2000).map(|i| format!("schema_{i}.table_{i}")).collect();
-    let payloads = here.encode(&tables);
+    let payloads = here.encode(&tables, 0);
     assert!(payloads.len() > 1);
     let mut received = Vec::new();
     for payload in &payloads {
         assert!(payload.len() <= MAX_PAYLOAD, "{} bytes", payload.len());
         match there.decode(payload) {
-            Some(Remote::Tables(t)) => received.extend(t),
+            Some(Remote::Tables(t, _)) => received.extend(t),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -62,7 +62,7 @@ fn long_lists_split_under_the_limit_and_keep_every_table() {
 #[test]
 fn a_name_too_long_for_any_payload_becomes_all() {
     let (here, there) = (Invalidation::new("a"), Invalidation::new("b"));
-    let payloads = here.encode(&["x".repeat(MAX_PAYLOAD)]);
+    let payloads = here.encode(&["x".repeat(MAX_PAYLOAD)], 0);
     assert_eq!(payloads.len(), 1);
-    assert_eq!(there.decode(&payloads[0]), Some(Remote::All));
+    assert_eq!(there.decode(&payloads[0]), Some(Remote::All(0)));
 }

@@ -72,7 +72,7 @@ fn entries_expire_at_their_own_ttl() {
     assert!(removed, "the expired entry was never removed");
     assert_eq!(cache.stats().entries, 1);
     // The expired entry left the index; the live one is still found by its table.
-    assert_eq!(cache.invalidate_tables(&strings(&["t"])), 1);
+    assert_eq!(cache.invalidate_tables(&strings(&["t"]), 0), 1);
 }
 
 #[test]
@@ -115,16 +115,16 @@ fn invalidation_matches_every_spelling_of_a_table() {
     put(&cache, "c", &["s.t"]);
     put(&cache, "d", &["u"]);
     put(&cache, "e", &["\"T\"", "u"]);
-    assert_eq!(cache.invalidate_tables(&strings(&["PUBLIC.T"])), 4);
+    assert_eq!(cache.invalidate_tables(&strings(&["PUBLIC.T"]), 0), 4);
     for gone in ["a", "b", "c", "e"] {
         assert!(cache.get(&key(gone), 0).is_none(), "{gone}");
     }
     assert!(cache.get(&key("d"), 0).is_some());
     // Nothing left that read t; u's entry "e" left the index with its cache entry.
-    assert_eq!(cache.invalidate_tables(&strings(&["t"])), 0);
+    assert_eq!(cache.invalidate_tables(&strings(&["t"]), 0), 0);
     cache.run_pending_tasks();
     assert_eq!(cache.indexed_tables(), 1);
-    assert_eq!(cache.invalidate_tables(&strings(&["u"])), 1);
+    assert_eq!(cache.invalidate_tables(&strings(&["u"]), 0), 1);
     cache.run_pending_tasks();
     assert_eq!(cache.indexed_tables(), 0);
     let stats = cache.stats();
@@ -141,7 +141,7 @@ fn invalidation_matches_every_spelling_of_a_table() {
 fn a_result_fetched_across_an_invalidation_is_not_stored() {
     let cache = ResultCache::new(1 << 20);
     let ticket = cache.ticket();
-    cache.invalidate_tables(&strings(&["t"]));
+    cache.invalidate_tables(&strings(&["t"]), 0);
     assert!(!cache.insert(key("a"), result(&["public.t"], 0, 10), TTL, ticket));
     // Another table's invalidation does not matter.
     assert!(cache.insert(key("b"), result(&["u"], 0, 10), TTL, ticket));
@@ -170,8 +170,8 @@ fn a_replaced_entry_is_indexed_by_its_new_tables_only() {
     put(&cache, "a", &["t"]);
     put(&cache, "a", &["u"]);
     cache.run_pending_tasks();
-    assert_eq!(cache.invalidate_tables(&strings(&["t"])), 0);
-    assert_eq!(cache.invalidate_tables(&strings(&["u"])), 1);
+    assert_eq!(cache.invalidate_tables(&strings(&["t"]), 0), 0);
+    assert_eq!(cache.invalidate_tables(&strings(&["u"]), 0), 1);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn hits_share_the_stored_bytes() {
 fn stats_serialize_for_the_status_api() {
     let cache = ResultCache::new(1 << 20);
     put(&cache, "a", &["t"]);
-    cache.invalidate_tables(&strings(&["t"]));
+    cache.invalidate_tables(&strings(&["t"]), 0);
     let json = serde_json::to_value(cache.stats()).unwrap_or_default();
     assert_eq!(json["inserts"], 1);
     assert_eq!(json["invalidations"]["t"], 1);
@@ -219,7 +219,7 @@ fn concurrent_fills_never_outlive_a_write() {
         .collect();
     for _ in 0..2000 {
         version.fetch_add(1, Ordering::SeqCst);
-        cache.invalidate_tables(&strings(&["public.t"]));
+        cache.invalidate_tables(&strings(&["public.t"]), 0);
         // Right after a write, a hit may only show the new version.
         if let Some(hit) = cache.get(&key("q"), 0) {
             let current = version.load(Ordering::SeqCst).to_be_bytes();
@@ -230,4 +230,21 @@ fn concurrent_fills_never_outlive_a_write() {
     for reader in readers {
         assert!(reader.join().is_ok());
     }
+}
+
+#[test]
+fn results_older_than_a_known_write_are_not_stored() {
+    let cache = ResultCache::new(1 << 20);
+    cache.invalidate_tables(&strings(&["t"]), 500);
+    // Read after the invalidation, but from a node that had not replayed the write yet.
+    let lagging = cache.insert(key("old"), result(&["t"], 499, 10), TTL, cache.ticket());
+    assert!(
+        !lagging,
+        "a result older than the write would outlive the lag"
+    );
+    assert!(cache.insert(key("new"), result(&["t"], 500, 10), TTL, cache.ticket()));
+    assert!(cache.insert(key("other"), result(&["u"], 1, 10), TTL, cache.ticket()));
+    cache.clear_written(700);
+    assert!(!cache.insert(key("u"), result(&["u"], 699, 10), TTL, cache.ticket()));
+    assert!(cache.insert(key("u"), result(&["u"], 700, 10), TTL, cache.ticket()));
 }
