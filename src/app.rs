@@ -99,6 +99,12 @@ fn start_watching(shared: &Shared) {
     );
     shared.set_monitor(monitor);
     if let Some(cache) = live.cache.clone() {
+        crate::cache::related::spawn(
+            cache.related(),
+            shared.topology.clone(),
+            config.monitor.clone(),
+            config.timeouts.connect,
+        );
         let channel = crate::cache::channel::spawn(
             cache.clone(),
             shared.topology.clone(),

@@ -149,15 +149,70 @@ async fn wal_invalidation_without_logical_wal_warns_and_keeps_the_cache() {
     );
 }
 
+#[tokio::test]
+async fn writes_to_partitions_and_base_tables_invalidate_parents_and_views() {
+    let proxy = cached_proxy_for(&["rel_p", "rel_p_low", "rel_v"]);
+    common::proxy::wait_for_cache_channel(&proxy).await;
+    let client = common::connect(&proxy.connstr("postgres", "postgres"))
+        .await
+        .expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE rel_p (id int, v int) PARTITION BY RANGE (id);
+             CREATE TABLE rel_p_low PARTITION OF rel_p FOR VALUES FROM (0) TO (100);
+             CREATE VIEW rel_v AS SELECT id, v FROM rel_p_low;
+             INSERT INTO rel_p VALUES (1, 0)",
+        )
+        .await
+        .expect("setup");
+    let reads = [
+        "SELECT v FROM rel_p WHERE id = 1",
+        "SELECT v FROM rel_v WHERE id = 1",
+        "SELECT v FROM rel_p_low WHERE id = 1",
+    ];
+    // The catalog is read every few seconds: until then a write may not reach the view.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for value in 1..=20 {
+        for sql in reads {
+            read_one(&client, sql).await; // cached now
+        }
+        let write = if value % 2 == 0 {
+            format!("UPDATE rel_p_low SET v = {value} WHERE id = 1")
+        } else {
+            format!("UPDATE rel_p SET v = {value} WHERE id = 1")
+        };
+        client.batch_execute(&write).await.expect("write");
+        let mut fresh = true;
+        for sql in reads {
+            fresh &= read_one(&client, sql).await == value.to_string();
+        }
+        if fresh && value > 2 {
+            return; // both spellings of the write reached all three
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "views and partitions never resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A proxy with the cache on for `table`, with an admin server.
 fn cached_proxy(table: &str) -> TestProxy {
+    cached_proxy_for(&[table])
+}
+
+fn cached_proxy_for(tables: &[&str]) -> TestProxy {
     let mut config = cluster_config();
     config.admin = Some("127.0.0.1:0".parse().expect("loopback"));
     config.cache.max_bytes = 16 * 1024 * 1024;
-    config.cache.tables = vec![CacheTable {
-        name: table.to_string(),
-        ttl: Some(Duration::from_secs(60)),
-    }];
+    config.cache.tables = tables
+        .iter()
+        .map(|table| CacheTable {
+            name: table.to_string(),
+            ttl: Some(Duration::from_secs(60)),
+        })
+        .collect();
     start_proxy(config)
 }
 

@@ -12,6 +12,7 @@
 //! - [`names`]: how table names are compared.
 //! - [`store`]: [`ResultCache`], moka bounded in bytes with a TTL per entry, a table -> keys
 //!   index for invalidation, LSN stamps, statistics ([`CacheStats`]).
+//! - [`related`]: views and partitions, so a write to one relation drops what read another.
 //! - [`notify`]: [`Invalidation`], the NOTIFY payloads that carry invalidations to other
 //!   instances over [`CHANNEL`].
 //!
@@ -56,6 +57,7 @@ pub mod key;
 pub mod names;
 pub mod notify;
 pub mod policy;
+pub mod related;
 pub mod store;
 pub mod volatile;
 pub mod wal;

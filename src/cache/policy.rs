@@ -234,8 +234,9 @@ pub enum WriteScope {
 /// another (`SELECT nextval('s'), my_writer()`, `LISTEN c; SELECT my_writer()`).
 const DATALESS_WRITES: &[&str] = &["LISTEN", "NOTIFY", "VACUUM", "ANALYZE", "CHECKPOINT"];
 
-/// The invalidation a committed write calls for. Writes through views, to partitions, by
-/// triggers or by functions next to a named table are not resolved here: the TTL bounds them.
+/// The invalidation a committed write calls for. Views and partitions of the tables are added
+/// by the store (see [`super::related`]); writes by triggers or by functions next to a named
+/// table are not resolved here: the WAL follower or the TTL bounds them.
 pub fn write_scope(c: &Classification) -> WriteScope {
     if c.parsed && c.access == Access::Read {
         return WriteScope::Nothing;

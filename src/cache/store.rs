@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use moka::Expiry;
 use moka::notification::RemovalCause;
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use super::key::CacheKey;
 use super::names::{normalize, normalize_all, relation, relations};
+use super::related::Related;
 
 /// Bytes counted per entry on top of its messages and table names: the key, the `Arc`s, the
 /// index, moka's own bookkeeping. An estimate, so small entries are not free.
@@ -204,6 +206,8 @@ pub struct ResultCache {
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
     max_bytes: u64,
+    /// Views and partitions: what else a write to a table makes stale.
+    related: Arc<ArcSwap<Related>>,
 }
 
 impl ResultCache {
@@ -223,6 +227,7 @@ impl ResultCache {
             index,
             counters,
             max_bytes,
+            related: Arc::default(),
         }
     }
 
@@ -319,7 +324,8 @@ impl ResultCache {
     /// [`super::names`]), written at WAL position `lsn` (0 if unknown): results stamped older
     /// are not stored from now on. Returns how many entries were dropped.
     pub fn invalidate_tables(&self, tables: &[String], lsn: u64) -> usize {
-        let keys = self.lock().invalidate(tables, lsn);
+        let tables = self.related.load().expand(tables);
+        let keys = self.lock().invalidate(&tables, lsn);
         let dropped = keys
             .iter()
             .filter(|key| self.entries.remove(*key).is_some())
@@ -340,6 +346,11 @@ impl ResultCache {
         }
         self.entries.invalidate_all();
         bump(&self.counters.clears);
+    }
+
+    /// Where the views and partitions of the database are kept current (see [`Related`]).
+    pub fn related(&self) -> Arc<ArcSwap<Related>> {
+        Arc::clone(&self.related)
     }
 
     /// Drops everything after a write to tables unknown, at WAL position `lsn` (0 if unknown).
