@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use pgsplit::shard::KeyType;
+use pgsplit::shard::directory::{Directory, DirectorySpec};
 use pgsplit::shard::hash::hash_shard;
+use pgsplit::shard::{KeyType, KeyValue, ShardError};
 use tokio_postgres::Client;
 
 /// Every server round trip of these tests is bounded by this.
@@ -81,18 +82,8 @@ async fn uuid_placement_agrees_with_postgres() {
     .to_vec();
     let mut rng = SplitMix(16);
     for _ in 0..RANDOM_KEYS {
-        let bytes: Vec<String> = (0..16)
-            .map(|_| format!("{:02x}", rng.next() as u8))
-            .collect();
-        let hex = bytes.concat();
-        keys.push(format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        ));
+        let bytes: [u8; 16] = std::array::from_fn(|_| rng.next() as u8);
+        keys.push(KeyValue::Uuid(bytes).to_text());
     }
     assert_placement_agrees("uuid", KeyType::Uuid, &keys).await;
 }
@@ -196,6 +187,101 @@ async fn stored_partitions(
     rows.iter()
         .map(|row| usize::try_from(row.get::<_, i32>(0)).expect("a partition"))
         .collect()
+}
+
+#[tokio::test]
+async fn directory_reads_the_table_through_its_cache_until_invalidated() {
+    let client = primary().await;
+    let table = common::unique_name("shard_directory");
+    let setup = format!(
+        "CREATE TABLE {table} (tenant bigint PRIMARY KEY, shard text NOT NULL); \
+         INSERT INTO {table} VALUES (1, 'east'), (2, 'west'), (3, 'north')"
+    );
+    bounded(client.batch_execute(&setup)).await.expect("setup");
+    let directory = directory_on(&table);
+    let keys: Vec<KeyValue> = (0..100).map(KeyValue::Int8).collect();
+    let shard_of = |key: usize| directory.shard_for(&keys[key]);
+
+    assert_eq!(bounded(shard_of(1)).await.expect("tenant 1"), 0);
+    assert_eq!(bounded(shard_of(2)).await.expect("tenant 2"), 1);
+
+    let moved = format!("UPDATE {table} SET shard = 'east' WHERE tenant = 2");
+    bounded(client.batch_execute(&moved)).await.expect("update");
+    assert_eq!(
+        bounded(shard_of(2)).await.expect("cached"),
+        1,
+        "served from the cache"
+    );
+    bounded(directory.invalidate(&keys[2])).await;
+    assert_eq!(
+        bounded(shard_of(2)).await.expect("re-read"),
+        0,
+        "honoured after invalidation"
+    );
+
+    let all_moved = format!("UPDATE {table} SET shard = 'west'");
+    bounded(client.batch_execute(&all_moved))
+        .await
+        .expect("update all");
+    directory.invalidate_all();
+    assert_eq!(bounded(shard_of(1)).await.expect("re-read"), 1);
+
+    let unknown = bounded(shard_of(99)).await.expect_err("no row for 99");
+    assert!(
+        matches!(unknown, ShardError::UnknownKey { .. }),
+        "{unknown}"
+    );
+    assert_eq!(
+        unknown.to_string(),
+        format!("the shard directory {table} has no entry for the key 99")
+    );
+    let added = format!("INSERT INTO {table} VALUES (99, 'east')");
+    bounded(client.batch_execute(&added)).await.expect("insert");
+    assert_eq!(
+        bounded(shard_of(99))
+            .await
+            .expect("a missing key is not cached"),
+        0
+    );
+
+    let bad_shard = format!("INSERT INTO {table} VALUES (5, 'south')");
+    bounded(client.batch_execute(&bad_shard))
+        .await
+        .expect("insert");
+    let err = bounded(shard_of(5))
+        .await
+        .expect_err("south is not a shard");
+    assert_eq!(err.sqlstate().0, "23514");
+    assert!(err.to_string().contains("unknown shard \"south\""), "{err}");
+}
+
+#[tokio::test]
+async fn directory_reports_a_missing_table_clearly() {
+    let directory = directory_on("no_such_directory");
+    let err = bounded(directory.shard_for(&KeyValue::Int8(1)))
+        .await
+        .expect_err("no table");
+    assert!(
+        matches!(err, ShardError::DirectoryUnavailable { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no_such_directory"), "{err}");
+}
+
+fn directory_on(table: &str) -> Directory {
+    let spec = DirectorySpec {
+        table: table.to_owned(),
+        key_column: "tenant".into(),
+        shard_column: "shard".into(),
+        key_type: KeyType::Int8,
+        capacity: 1000,
+        ttl: None,
+        timeout: Duration::from_secs(10),
+    };
+    let connstr = common::cluster().primary().connstr("postgres", "postgres");
+    let config = connstr.parse().expect("a connection string");
+    let shards = ["east", "west", "north"].map(String::from);
+    Directory::new(spec, config, &shards)
 }
 
 async fn primary() -> Client {

@@ -124,25 +124,36 @@ impl KeyValue {
             KeyValue::Uuid(_) => KeyType::Uuid,
         }
     }
+
+    /// The value's text as PostgreSQL prints it (`KeyType::parse` reads it back unchanged).
+    pub fn to_text(&self) -> String {
+        match self {
+            KeyValue::Int2(v) => v.to_string(),
+            KeyValue::Int4(v) => v.to_string(),
+            KeyValue::Int8(v) => v.to_string(),
+            KeyValue::Text(v) => v.clone(),
+            KeyValue::Uuid(b) => {
+                let hex: Vec<String> = b.iter().map(|byte| format!("{byte:02x}")).collect();
+                let hex = hex.concat();
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                )
+            }
+        }
+    }
 }
 
-/// The value as PostgreSQL would print it, for error messages and logs.
+/// The value as an SQL literal, for error messages and logs: text quoted, the rest bare.
 impl fmt::Display for KeyValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KeyValue::Int2(v) => write!(f, "{v}"),
-            KeyValue::Int4(v) => write!(f, "{v}"),
-            KeyValue::Int8(v) => write!(f, "{v}"),
             KeyValue::Text(v) => write!(f, "'{}'", v.replace('\'', "''")),
-            KeyValue::Uuid(b) => {
-                for (i, byte) in b.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        f.write_str("-")?;
-                    }
-                    write!(f, "{byte:02x}")?;
-                }
-                Ok(())
-            }
+            other => f.write_str(&other.to_text()),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! finding a statement's key values in its syntax tree. The proxy's sessions call these; nothing
 //! here opens a client connection or keeps session state.
 
+pub mod directory;
 pub mod error;
 pub mod hash;
 pub mod key;
 pub mod list;
 pub mod range;
+pub mod ring;
 
 pub use error::ShardError;
 pub use key::{KeyType, KeyValue};
