@@ -4,7 +4,7 @@
 use crate::protocol::SqlState;
 
 /// Why a key could not be placed on a shard, or a shard map could not be built.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
     /// A key's text is not a value of the declared key type (PostgreSQL's own wording).
     #[error("invalid input syntax for type {type_name}: \"{value}\"")]

@@ -1,13 +1,15 @@
 //! Sharding by key, the pure core: key types and values, the shard maps (PostgreSQL-compatible
 //! hash, range, list, consistent hash, a directory table), the `[sharding]` configuration, and
 //! finding a statement's key values in its syntax tree. The proxy's sessions call these; nothing
-//! here opens a client connection or keeps session state.
+//! here keeps session state, and only the directory map talks to a server (its lookup table).
 
+pub mod config;
 pub mod directory;
 pub mod error;
 pub mod hash;
 pub mod key;
 pub mod list;
+pub mod map;
 pub mod range;
 pub mod ring;
 
