@@ -6,6 +6,7 @@
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod extract;
 pub mod hash;
 pub mod key;
 pub mod list;
