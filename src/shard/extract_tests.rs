@@ -27,6 +27,12 @@ fn extract_sql(sql: &str) -> Extraction {
     extract(statement, &tables())
 }
 
+fn assert_cases(cases: &[(&str, Extraction)]) {
+    for (sql, expected) in cases {
+        assert_eq!(&extract_sql(sql), expected, "{sql}");
+    }
+}
+
 fn lit(text: &str) -> KeyRef {
     KeyRef::Literal(text.into())
 }
@@ -69,9 +75,7 @@ fn single_keys_in_where() {
             keys(&[lit("eu")]),
         ),
     ];
-    for (sql, expected) in cases {
-        assert_eq!(extract_sql(sql), expected, "{sql}");
-    }
+    assert_cases(&cases);
 }
 
 #[test]
@@ -102,9 +106,7 @@ fn and_keeps_a_restriction_and_or_unions() {
             keys(&[lit("1"), lit("2"), lit("3")]),
         ),
     ];
-    for (sql, expected) in cases {
-        assert_eq!(extract_sql(sql), expected, "{sql}");
-    }
+    assert_cases(&cases);
 }
 
 #[test]
@@ -183,9 +185,7 @@ fn writes_with_a_key() {
             keys(&[KeyRef::Param(1)]),
         ),
     ];
-    for (sql, expected) in cases {
-        assert_eq!(extract_sql(sql), expected, "{sql}");
-    }
+    assert_cases(&cases);
 }
 
 #[test]
@@ -208,7 +208,5 @@ fn inserts_give_one_key_per_row_in_order() {
             keys(&[KeyRef::Param(1), KeyRef::Param(3)]),
         ),
     ];
-    for (sql, expected) in cases {
-        assert_eq!(extract_sql(sql), expected, "{sql}");
-    }
+    assert_cases(&cases);
 }
