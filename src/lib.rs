@@ -16,4 +16,5 @@ pub mod pool;
 pub mod protocol;
 pub mod reload;
 pub mod route;
+pub mod shard;
 pub mod topology;
