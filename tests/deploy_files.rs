@@ -250,10 +250,12 @@ fn the_systemd_unit_verifies_and_outlasts_the_shutdown_timeout() {
     std::fs::write(&copy, unit.replace(INSTALLED, PGSPLIT)).expect("unit copy");
     let (ok, output) = validate("systemd-analyze", &["verify", &copy.to_string_lossy()]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        ok && output.trim().is_empty(),
-        "systemd-analyze verify:\n{output}"
-    );
+    // verify also reads the machine's own units and may warn about them: only ours count.
+    let ours: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("pgsplit.service"))
+        .collect();
+    assert!(ok && ours.is_empty(), "systemd-analyze verify:\n{output}");
 
     // The start check accepts a real config with the unit's own arguments.
     let pre = unit_values(&unit, "ExecStartPre")[0].replace(INSTALLED, PGSPLIT);
