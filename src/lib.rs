@@ -1,5 +1,6 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy that splits reads and writes over streaming replicas.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod auth;
@@ -16,4 +17,5 @@ pub mod pool;
 pub mod protocol;
 pub mod reload;
 pub mod route;
+pub mod tls;
 pub mod topology;

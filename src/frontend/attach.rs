@@ -120,6 +120,7 @@ impl Session {
             startup,
             password: self.credentials.password.clone(),
             timeout: self.shared.live().config.timeouts.connect,
+            tls: self.shared.live().server_tls.clone(),
         };
         // In pass-through mode nobody but the server can check a password: a login gets a
         // connection of its own rather than one another client authenticated.

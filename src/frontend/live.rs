@@ -9,6 +9,7 @@ use crate::cache::{ResultCache, TableRules};
 use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::route::balance::Balancer;
 use crate::route::classify::{Classifier, FunctionPolicy};
+use crate::tls::{ClientTls, ServerTls};
 
 use super::users::{self, ClientUser};
 
@@ -20,6 +21,9 @@ pub struct Live {
     /// size alone), and the tables it may hold.
     pub cache: Option<Arc<ResultCache>>,
     pub cache_rules: TableRules,
+    /// TLS towards clients and servers, with the certificate files read when this was built.
+    pub client_tls: ClientTls,
+    pub server_tls: ServerTls,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
     balancers: HashMap<String, Arc<Balancer>>,
@@ -29,6 +33,8 @@ impl Live {
     /// Builds everything from a validated config, reusing what `previous` had that still fits.
     pub fn build(config: Config, previous: Option<&Live>) -> Result<Live, String> {
         let users = users::prepare_users(&config.users)?;
+        let client_tls = ClientTls::load(&config.tls)?;
+        let server_tls = ServerTls::load(&config.tls)?;
         let classifier = match previous {
             Some(p) if p.config.routing == config.routing => Arc::clone(&p.classifier),
             _ => Arc::new(Classifier::new(
@@ -66,6 +72,8 @@ impl Live {
             cache_rules,
             config,
             users,
+            client_tls,
+            server_tls,
             classifier,
             balancers,
         })

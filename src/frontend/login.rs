@@ -36,19 +36,16 @@ pub async fn read_opening(
     // A client may ask for GSS and then SSL before starting up; more is a loop to refuse.
     for _ in 0..3 {
         match read_startup_packet(&mut client.stream).await? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                use tokio::io::AsyncWriteExt;
-                client
-                    .stream
-                    .write_all(b"N")
-                    .await
-                    .map_err(|_| FrontendError::ClientGone)?;
+            StartupPacket::SslRequest => {
+                client.answer_ssl_request(&shared.live().client_tls).await?
             }
+            StartupPacket::GssEncRequest => client.decline_encryption().await?,
             StartupPacket::Cancel(key) => {
                 shared.cancels.cancel(key, Duration::from_secs(5)).await;
                 return Ok(Opening::Cancelled);
             }
             StartupPacket::Startup { minor, params } => {
+                client.check_encryption(&shared.live().client_tls)?;
                 check_startup(client, minor, &params).await?;
                 return Ok(Opening::Session(params));
             }
@@ -98,6 +95,7 @@ pub async fn authenticate(
     params: &StartupParams,
 ) -> Result<ServerCredentials, FrontendError> {
     let user = params.user().unwrap_or_default();
+    client.check_access(&shared.live().config.access, params)?;
     if shared.live().users.is_empty() {
         return Ok(ServerCredentials {
             user: user.to_string(),
