@@ -1,0 +1,95 @@
+//! Access rules: the first rule matching user, database and client address decides; a login no
+//! rule allows gets 28000 naming user, database and address; a wrong password stays 28P01.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::cluster;
+use common::load::{bounded, sqlstate};
+use common::proxy::{TestProxy, start_proxy};
+use pgsplit::config::Config;
+
+fn proxy_with_rules() -> &'static TestProxy {
+    static PROXY: OnceLock<TestProxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        let toml = format!(
+            r#"
+            [[clusters]]
+            primary = {{ addr = "{primary}" }}
+
+            [[users]]
+            name = "alice"
+            password = "alice secret"
+            server_user = "postgres"
+
+            [[users]]
+            name = "mallory"
+            password = "mallory secret"
+            server_user = "postgres"
+
+            [[access]]
+            users = ["mallory"]
+            action = "reject"
+
+            [[access]]
+            databases = ["postgres"]
+            addresses = ["127.0.0.0/8", "::1/128"]
+            action = "allow"
+
+            [[access]]
+            addresses = ["10.0.0.0/8"]
+            action = "allow"
+            "#,
+            primary = cluster().primary().addr()
+        );
+        start_proxy(Config::from_toml(&toml, "access test config").expect("valid test config"))
+    })
+}
+
+async fn login(user: &str, database: &str, password: &str) -> Result<(), tokio_postgres::Error> {
+    let connstr = format!(
+        "{} password='{password}'",
+        proxy_with_rules().connstr(user, database)
+    );
+    let client = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await?;
+    client.simple_query("SELECT 1").await.map(|_| ())
+}
+
+#[tokio::test]
+async fn an_allowed_login_works() {
+    login("alice", "postgres", "alice secret")
+        .await
+        .expect("alice may reach postgres from loopback");
+}
+
+#[tokio::test]
+async fn a_rejected_user_gets_28000_before_any_password() {
+    let err = login("mallory", "postgres", "mallory secret")
+        .await
+        .expect_err("mallory is rejected");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
+    assert!(
+        format!("{err:?}")
+            .contains("no access rule allows user \\\"mallory\\\" to database \\\"postgres\\\""),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_no_rule_allows_gets_28000_naming_the_address() {
+    let err = login("alice", "template1", "alice secret")
+        .await
+        .expect_err("no rule allows template1 from loopback");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
+    assert!(format!("{err:?}").contains("from 127.0.0.1"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_still_28p01() {
+    let err = login("alice", "postgres", "wrong")
+        .await
+        .expect_err("wrong password");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+}
