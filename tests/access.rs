@@ -1,5 +1,7 @@
 //! Access rules: the first rule matching user, database and client address decides; a login no
 //! rule allows gets 28000 naming user, database and address; a wrong password stays 28P01.
+//! auth_query: a role's SCRAM verifier read from the primary checks the client, whose proof then
+//! logs pgsplit in to the server (which demands SCRAM of that role).
 
 mod common;
 
@@ -10,6 +12,7 @@ use common::cluster;
 use common::load::{bounded, sqlstate};
 use common::proxy::{TestProxy, start_proxy};
 use pgsplit::config::Config;
+use pgsplit::localcluster::{APP_SCRAM_PASSWORD, APP_SCRAM_USER};
 
 fn proxy_with_rules() -> &'static TestProxy {
     static PROXY: OnceLock<TestProxy> = OnceLock::new();
@@ -91,5 +94,52 @@ async fn a_wrong_password_is_still_28p01() {
     let err = login("alice", "postgres", "wrong")
         .await
         .expect_err("wrong password");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+}
+
+fn proxy_with_auth_query() -> &'static TestProxy {
+    static PROXY: OnceLock<TestProxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        let toml = format!(
+            r#"
+            [[clusters]]
+            primary = {{ addr = "{primary}" }}
+
+            [auth_query]
+            user = "postgres"
+            cache_ttl = "2s"
+            "#,
+            primary = cluster().primary().addr()
+        );
+        start_proxy(Config::from_toml(&toml, "auth_query test config").expect("valid config"))
+    })
+}
+
+async fn login_by_query(user: &str, password: &str) -> Result<String, tokio_postgres::Error> {
+    let connstr = format!(
+        "{} password='{password}'",
+        proxy_with_auth_query().connstr(user, "postgres")
+    );
+    let client = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await?;
+    let row = client.query_one("SELECT current_user::text", &[]).await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn auth_query_checks_scram_against_the_primary_and_passes_the_proof_on() {
+    for _ in 0..2 {
+        // The second login uses the cached verifier.
+        let user = login_by_query(APP_SCRAM_USER, APP_SCRAM_PASSWORD)
+            .await
+            .expect("SCRAM login via auth_query");
+        assert_eq!(user, APP_SCRAM_USER);
+    }
+    let err = login_by_query(APP_SCRAM_USER, "wrong")
+        .await
+        .expect_err("wrong password");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+    let err = login_by_query("no_such_role", "whatever")
+        .await
+        .expect_err("unknown role");
     assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
 }

@@ -10,6 +10,9 @@ use serde::Deserialize;
 
 use crate::config::AccessRule;
 
+mod lookup;
+pub use lookup::AuthQuery;
+
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -26,6 +26,8 @@ pub struct ConnectSpec {
     /// StartupMessage parameters, `user` and `database` included.
     pub startup: Vec<(String, String)>,
     pub password: Option<String>,
+    /// A client's SCRAM proof to log in with (SCRAM pass-through).
+    pub scram_keys: Option<crate::auth::ScramKeys>,
     pub timeout: Duration,
     /// Whether and how to encrypt the connection.
     pub tls: ServerTls,
@@ -121,7 +123,8 @@ impl ServerConn {
             .iter()
             .find(|(k, _)| k == "user")
             .map_or("", |(_, v)| v.as_str());
-        let mut auth = ServerAuth::new(user, spec.password.as_deref());
+        let mut auth = ServerAuth::new(user, spec.password.as_deref())
+            .with_scram_keys(spec.scram_keys.clone());
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {

@@ -119,6 +119,7 @@ impl Session {
             addr: node.addr.clone(),
             startup,
             password: self.credentials.password.clone(),
+            scram_keys: self.credentials.scram_keys.clone(),
             timeout: self.shared.live().config.timeouts.connect,
             tls: self.shared.live().server_tls.clone(),
         };

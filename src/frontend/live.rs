@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use crate::access::AuthQuery;
 use crate::cache::{ResultCache, TableRules};
 use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::route::balance::Balancer;
@@ -24,6 +25,8 @@ pub struct Live {
     /// TLS towards clients and servers, with the certificate files read when this was built.
     pub client_tls: ClientTls,
     pub server_tls: ServerTls,
+    /// Reads the passwords of users not in `users` from the primary, when configured.
+    pub auth_query: Option<Arc<AuthQuery>>,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
     balancers: HashMap<String, Arc<Balancer>>,
@@ -35,6 +38,13 @@ impl Live {
         let users = users::prepare_users(&config.users)?;
         let client_tls = ClientTls::load(&config.tls)?;
         let server_tls = ServerTls::load(&config.tls)?;
+        let auth_query = match previous {
+            Some(p) if p.config.auth_query == config.auth_query => p.auth_query.clone(),
+            _ => config
+                .auth_query
+                .clone()
+                .map(|settings| Arc::new(AuthQuery::new(settings, config.timeouts.connect))),
+        };
         let classifier = match previous {
             Some(p) if p.config.routing == config.routing => Arc::clone(&p.classifier),
             _ => Arc::new(Classifier::new(
@@ -74,6 +84,7 @@ impl Live {
             users,
             client_tls,
             server_tls,
+            auth_query,
             classifier,
             balancers,
         })
