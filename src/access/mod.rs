@@ -11,7 +11,10 @@ use serde::Deserialize;
 use crate::config::AccessRule;
 
 mod lookup;
+mod slots;
+
 pub use lookup::AuthQuery;
+pub use slots::{UserSlot, UserSlots};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

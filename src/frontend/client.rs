@@ -2,14 +2,15 @@
 //! one go per batch.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::access::Login;
-use crate::config::AccessRule;
+use crate::access::{Login, UserSlot};
+use crate::config::{AccessRule, Timeouts};
 use crate::protocol::{
     ErrorFields, Frame, ProtocolError, SqlState, StartupParams, Writer, try_frontend_frame,
 };
@@ -24,6 +25,8 @@ pub struct ClientConn {
     max_message: usize,
     /// The client's address, for access rules (unspecified if the socket could not say).
     peer: IpAddr,
+    /// The user's share of `limits.max_connections_per_user`, held while the session lasts.
+    pub user_slot: Option<UserSlot>,
 }
 
 impl ClientConn {
@@ -33,6 +36,7 @@ impl ClientConn {
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         ClientConn {
             peer,
+            user_slot: None,
             stream: MaybeTls::Plain(stream),
             read_buf: BytesMut::with_capacity(8 * 1024),
             out: BytesMut::with_capacity(8 * 1024),
@@ -147,5 +151,51 @@ impl ClientConn {
     pub async fn send_error(&mut self, e: &ErrorFields) {
         self.writer().error_response(e);
         let _ = self.flush().await;
+    }
+}
+
+/// How long pgsplit waits on a silent client: `idle_in_transaction` inside a transaction block,
+/// `client_idle` outside one; nothing while the client waits on a server.
+#[derive(Clone, Copy)]
+pub struct IdleLimit {
+    after: Option<Duration>,
+    in_transaction: bool,
+}
+
+impl IdleLimit {
+    pub fn of(timeouts: &Timeouts, work_in_flight: bool, transaction_status: u8) -> Self {
+        let in_transaction = transaction_status != b'I';
+        let after = match (work_in_flight, in_transaction) {
+            (true, _) => None,
+            (false, true) => Some(timeouts.idle_in_transaction),
+            (false, false) => Some(timeouts.client_idle),
+        };
+        IdleLimit {
+            after: after.filter(|d| !d.is_zero()),
+            in_transaction,
+        }
+    }
+
+    /// Resolves when the limit has passed; never when there is none.
+    pub async fn elapsed(self) {
+        match self.after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// What the client is told, as PostgreSQL words it (FATAL, then the connection closes).
+    pub fn error(self) -> FrontendError {
+        if self.in_transaction {
+            FrontendError::refuse(
+                SqlState("25P03"),
+                "terminating connection due to idle-in-transaction timeout",
+            )
+        } else {
+            FrontendError::refuse(
+                SqlState("57P05"),
+                "terminating connection due to idle-session timeout",
+            )
+        }
     }
 }

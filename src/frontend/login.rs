@@ -92,10 +92,28 @@ async fn check_startup(
     Ok(())
 }
 
-/// Authenticates the client against the configured users, then against auth_query, or, with
-/// neither configured, leaves the verdict to the server (`None` password until the server asks
-/// for one).
+/// Authenticates the client, then takes one of its user's connection slots (53300 when the
+/// user has `limits.max_connections_per_user` sessions open already).
 pub async fn authenticate(
+    client: &mut ClientConn,
+    shared: &Shared,
+    params: &StartupParams,
+) -> Result<ServerCredentials, FrontendError> {
+    let credentials = authenticate_user(client, shared, params).await?;
+    let user = params.user().unwrap_or_default();
+    let limit = shared.live().config.limits.max_connections_per_user;
+    client.user_slot = Some(shared.user_slots.acquire(user, limit).ok_or_else(|| {
+        FrontendError::refuse(
+            SqlState::TOO_MANY_CONNECTIONS,
+            format!("too many connections for user \"{user}\" (limit {limit})"),
+        )
+    })?);
+    Ok(credentials)
+}
+
+/// Checks the client against the configured users, then against auth_query, or, with neither
+/// configured, leaves the verdict to the server (`None` password until the server asks for one).
+async fn authenticate_user(
     client: &mut ClientConn,
     shared: &Shared,
     params: &StartupParams,
