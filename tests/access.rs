@@ -143,3 +143,56 @@ async fn auth_query_checks_scram_against_the_primary_and_passes_the_proof_on() {
         .expect_err("unknown role");
     assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
 }
+
+/// Secrets given to pgsplit (a user's password, auth_query's password, the admin token) and
+/// used by logins never show in `/metrics`, `/api/status` or the dashboard.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_admin_endpoints() {
+    const PASSWORD: &str = "pw-3f9a1c";
+    const AUTH_QUERY_PASSWORD: &str = "aq-77d2e0";
+    const TOKEN: &str = "tok-5b6c8e";
+    let toml = format!(
+        r#"
+        admin = "127.0.0.1:9"
+        admin_token = "{TOKEN}"
+
+        [[clusters]]
+        primary = {{ addr = "{primary}" }}
+
+        [[users]]
+        name = "carol"
+        password = "{PASSWORD}"
+        server_user = "postgres"
+
+        [auth_query]
+        user = "postgres"
+        password = "{AUTH_QUERY_PASSWORD}"
+        "#,
+        primary = cluster().primary().addr()
+    );
+    let proxy = start_proxy(Config::from_toml(&toml, "secrets test").expect("valid config"));
+    for password in [PASSWORD, "wrong"] {
+        let connstr = format!(
+            "{} password='{password}'",
+            proxy.connstr("carol", "postgres")
+        );
+        let _ = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await;
+    }
+    let _ = login_by_query(APP_SCRAM_USER, APP_SCRAM_PASSWORD).await;
+    let admin = proxy.admin.expect("admin server").to_string();
+    let bearer = format!("Bearer {TOKEN}");
+    for path in ["/metrics", "/api/status", "/"] {
+        let (status, body) = common::process::http_with(
+            &admin,
+            "GET",
+            path,
+            &[("Authorization", &bearer)],
+            Duration::from_secs(10),
+        )
+        .expect("admin answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        for secret in [PASSWORD, AUTH_QUERY_PASSWORD, TOKEN, APP_SCRAM_PASSWORD] {
+            assert!(!body.contains(secret), "{path} shows a secret");
+        }
+    }
+}
