@@ -14,14 +14,20 @@ use common::proxy::{TestProxy, start_proxy};
 use pgsplit::config::Config;
 use pgsplit::localcluster::{APP_SCRAM_PASSWORD, APP_SCRAM_USER};
 
+/// pgsplit in front of the shared primary with `settings` added to the file.
+fn proxy_with(settings: &str) -> TestProxy {
+    let toml = format!(
+        "{settings}\n\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
+        cluster().primary().addr()
+    );
+    start_proxy(Config::from_toml(&toml, "access test config").expect("valid test config"))
+}
+
 fn proxy_with_rules() -> &'static TestProxy {
     static PROXY: OnceLock<TestProxy> = OnceLock::new();
     PROXY.get_or_init(|| {
-        let toml = format!(
+        proxy_with(
             r#"
-            [[clusters]]
-            primary = {{ addr = "{primary}" }}
-
             [[users]]
             name = "alice"
             password = "alice secret"
@@ -45,9 +51,7 @@ fn proxy_with_rules() -> &'static TestProxy {
             addresses = ["10.0.0.0/8"]
             action = "allow"
             "#,
-            primary = cluster().primary().addr()
-        );
-        start_proxy(Config::from_toml(&toml, "access test config").expect("valid test config"))
+        )
     })
 }
 
@@ -99,20 +103,7 @@ async fn a_wrong_password_is_still_28p01() {
 
 fn proxy_with_auth_query() -> &'static TestProxy {
     static PROXY: OnceLock<TestProxy> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        let toml = format!(
-            r#"
-            [[clusters]]
-            primary = {{ addr = "{primary}" }}
-
-            [auth_query]
-            user = "postgres"
-            cache_ttl = "2s"
-            "#,
-            primary = cluster().primary().addr()
-        );
-        start_proxy(Config::from_toml(&toml, "auth_query test config").expect("valid config"))
-    })
+    PROXY.get_or_init(|| proxy_with("[auth_query]\nuser = \"postgres\"\ncache_ttl = \"2s\""))
 }
 
 async fn login_by_query(user: &str, password: &str) -> Result<String, tokio_postgres::Error> {
@@ -151,13 +142,10 @@ async fn no_secret_reaches_the_admin_endpoints() {
     const PASSWORD: &str = "pw-3f9a1c";
     const AUTH_QUERY_PASSWORD: &str = "aq-77d2e0";
     const TOKEN: &str = "tok-5b6c8e";
-    let toml = format!(
+    let proxy = proxy_with(&format!(
         r#"
         admin = "127.0.0.1:9"
         admin_token = "{TOKEN}"
-
-        [[clusters]]
-        primary = {{ addr = "{primary}" }}
 
         [[users]]
         name = "carol"
@@ -167,10 +155,8 @@ async fn no_secret_reaches_the_admin_endpoints() {
         [auth_query]
         user = "postgres"
         password = "{AUTH_QUERY_PASSWORD}"
-        "#,
-        primary = cluster().primary().addr()
-    );
-    let proxy = start_proxy(Config::from_toml(&toml, "secrets test").expect("valid config"));
+        "#
+    ));
     for password in [PASSWORD, "wrong"] {
         let connstr = format!(
             "{} password='{password}'",
