@@ -1,5 +1,6 @@
 //! pgsplit: a PostgreSQL wire-protocol proxy that splits reads and writes over streaming replicas.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod auth;
@@ -17,4 +18,5 @@ pub mod protocol;
 pub mod reload;
 pub mod route;
 pub mod shard;
+pub mod tls;
 pub mod topology;

@@ -5,6 +5,7 @@ use std::{fmt, mem};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
+use super::passthrough::{KeyScram, ScramKeys};
 use super::wire::{parse_sasl_mechanisms, password_message, sasl_initial_response};
 use super::{AuthError, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, code, malformed};
 use crate::protocol::tag;
@@ -17,16 +18,51 @@ type Reply = Option<(u8, Vec<u8>)>;
 pub struct ServerAuth {
     user: String,
     password: Option<String>,
+    /// What the client's own SCRAM exchange proved, used when the server asks for SCRAM.
+    keys: Option<ScramKeys>,
     state: State,
+}
+
+/// A SCRAM exchange from pgsplit's side: with a password, or passing the client's proof on.
+enum Scram {
+    Password(Box<ScramSha256>),
+    Keys(Box<KeyScram>),
+}
+
+impl Scram {
+    fn message(&self) -> &[u8] {
+        match self {
+            Scram::Password(s) => s.message(),
+            Scram::Keys(s) => s.message(),
+        }
+    }
+
+    fn update(&mut self, server_first: &[u8]) -> Result<(), AuthError> {
+        match self {
+            Scram::Password(s) => s
+                .update(server_first)
+                .map_err(|e| scram_error("SASLContinue", &e)),
+            Scram::Keys(s) => s.update(server_first),
+        }
+    }
+
+    fn finish(&mut self, server_final: &[u8]) -> Result<(), AuthError> {
+        match self {
+            Scram::Password(s) => s
+                .finish(server_final)
+                .map_err(|e| scram_error("SASLFinal", &e)),
+            Scram::Keys(s) => s.finish(server_final),
+        }
+    }
 }
 
 enum State {
     /// Nothing asked yet.
     Start,
     /// SASLInitialResponse sent; expecting SASLContinue.
-    ScramContinue(Box<ScramSha256>),
+    ScramContinue(Scram),
     /// SASLResponse sent; expecting SASLFinal.
-    ScramFinal(Box<ScramSha256>),
+    ScramFinal(Scram),
     /// Our part is done; expecting AuthenticationOk.
     AwaitingOk,
     /// AuthenticationOk received.
@@ -42,8 +78,15 @@ impl ServerAuth {
         ServerAuth {
             user: user.to_owned(),
             password: password.map(str::to_owned),
+            keys: None,
             state: State::Start,
         }
+    }
+
+    /// Answers SCRAM with what the client proved instead of a password.
+    pub fn with_scram_keys(mut self, keys: Option<ScramKeys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Whether the server has sent AuthenticationOk at the right point.
@@ -83,16 +126,12 @@ impl ServerAuth {
                 Ok((State::ScramContinue(scram), Some(body)))
             }
             (State::ScramContinue(mut scram), code::SASL_CONTINUE) => {
-                scram
-                    .update(payload)
-                    .map_err(|e| scram_error("SASLContinue", &e))?;
+                scram.update(payload)?;
                 let body = scram.message().to_vec();
                 Ok((State::ScramFinal(scram), Some(body)))
             }
             (State::ScramFinal(mut scram), code::SASL_FINAL) => {
-                scram
-                    .finish(payload)
-                    .map_err(|e| scram_error("SASLFinal", &e))?;
+                scram.finish(payload)?;
                 Ok((State::AwaitingOk, None))
             }
             (_, code) if is_unsupported(code) => Err(AuthError::Unsupported(format!(
@@ -118,16 +157,22 @@ impl ServerAuth {
     }
 
     /// Picks SCRAM-SHA-256 from the offered mechanisms and builds SASLInitialResponse.
-    fn start_scram(&self, payload: &[u8]) -> Result<(Box<ScramSha256>, Vec<u8>), AuthError> {
+    fn start_scram(&self, payload: &[u8]) -> Result<(Scram, Vec<u8>), AuthError> {
         let mechanisms = parse_sasl_mechanisms(payload)?;
         if !mechanisms.contains(&SCRAM_SHA_256) {
             return Err(AuthError::Unsupported(no_usable_mechanism(&mechanisms)));
         }
         // "n,,": we do no channel binding. (Saying "y" while the server offers -PLUS would make
         // it suspect a downgrade attack and refuse.)
-        let scram = ScramSha256::new(self.password()?.as_bytes(), ChannelBinding::unsupported());
+        let scram = match &self.keys {
+            Some(keys) => Scram::Keys(Box::new(KeyScram::new(keys.clone()))),
+            None => Scram::Password(Box::new(ScramSha256::new(
+                self.password()?.as_bytes(),
+                ChannelBinding::unsupported(),
+            ))),
+        };
         let body = sasl_initial_response(SCRAM_SHA_256, scram.message())?;
-        Ok((Box::new(scram), body))
+        Ok((scram, body))
     }
 }
 

@@ -12,6 +12,7 @@
 mod client;
 mod crypto;
 mod md5;
+mod passthrough;
 mod scram;
 mod secret;
 mod wire;
@@ -23,6 +24,7 @@ use crate::protocol::SqlState;
 pub use client::ServerAuth;
 pub use crypto::constant_time_eq;
 pub use md5::{md5_expected_response, md5_verify, verify_cleartext};
+pub use passthrough::ScramKeys;
 pub use postgres_protocol::authentication::sasl::{SCRAM_SHA_256, SCRAM_SHA_256_PLUS};
 pub use scram::ScramServer;
 pub use secret::{ScramVerifier, StoredSecret};

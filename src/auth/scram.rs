@@ -14,6 +14,7 @@ use std::mem;
 use super::crypto::{
     Key, b64_decode, b64_decode_key, b64_encode, constant_time_eq, hmac_sha256, sha256, xor,
 };
+use super::passthrough::ScramKeys;
 use super::{AuthError, ScramVerifier, malformed};
 
 /// Random bytes in the server's half of the nonce (PostgreSQL's SCRAM_RAW_NONCE_LEN).
@@ -25,6 +26,8 @@ pub struct ScramServer {
     verifier: ScramVerifier,
     server_nonce: String,
     state: State,
+    /// The ClientKey a successful exchange recovered, for SCRAM pass-through.
+    client_key: Option<Key>,
 }
 
 enum State {
@@ -50,7 +53,14 @@ impl ScramServer {
             // Base64 keeps the nonce within SCRAM's printable characters and free of commas.
             server_nonce: b64_encode(&nonce),
             state: State::AwaitingClientFirst,
+            client_key: None,
         }
+    }
+
+    /// After a successful exchange: what the client proved, to log in to servers with.
+    pub fn proven_keys(&self) -> Option<ScramKeys> {
+        self.client_key
+            .map(|key| ScramKeys::new(key, self.verifier.clone()))
     }
 
     /// Takes client-first-message, returns server-first-message.
@@ -101,18 +111,18 @@ impl ScramServer {
             last.without_proof,
         ]
         .concat();
-        self.check_proof(&auth_message, &last.proof)?;
+        self.client_key = Some(self.check_proof(&auth_message, &last.proof)?);
         let signature = hmac_sha256(self.verifier.server_key(), &auth_message);
         Ok(format!("v={}", b64_encode(&signature)).into_bytes())
     }
 
     /// The proof is ClientKey XOR HMAC(StoredKey, AuthMessage); recovering ClientKey and hashing
     /// it must give StoredKey, which only someone who knew the password could arrange.
-    fn check_proof(&self, auth_message: &[u8], proof: &Key) -> Result<(), AuthError> {
+    fn check_proof(&self, auth_message: &[u8], proof: &Key) -> Result<Key, AuthError> {
         let stored_key = self.verifier.stored_key();
         let client_key = xor(proof, &hmac_sha256(stored_key, auth_message));
         if constant_time_eq(&sha256(&client_key), stored_key) {
-            Ok(())
+            Ok(client_key)
         } else {
             Err(AuthError::WrongPassword)
         }

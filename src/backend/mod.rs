@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::ServerAuth;
 use crate::protocol::{CancelKey, Frame, read_cstr, tag, try_backend_frame};
+use crate::tls::{MaybeTls, ServerStream, ServerTls};
 
 pub use error::BackendError;
 
@@ -25,7 +26,11 @@ pub struct ConnectSpec {
     /// StartupMessage parameters, `user` and `database` included.
     pub startup: Vec<(String, String)>,
     pub password: Option<String>,
+    /// A client's SCRAM proof to log in with (SCRAM pass-through).
+    pub scram_keys: Option<crate::auth::ScramKeys>,
     pub timeout: Duration,
+    /// Whether and how to encrypt the connection.
+    pub tls: ServerTls,
 }
 
 impl std::fmt::Debug for ConnectSpec {
@@ -34,13 +39,14 @@ impl std::fmt::Debug for ConnectSpec {
             .field("node", &self.node)
             .field("addr", &self.addr)
             .field("startup", &self.startup)
+            .field("tls", &self.tls.mode)
             .finish_non_exhaustive()
     }
 }
 
 /// An authenticated server connection, idle and ready for a query when handed out.
 pub struct ServerConn {
-    stream: TcpStream,
+    stream: ServerStream,
     read_buf: BytesMut,
     pub node: String,
     pub addr: String,
@@ -85,7 +91,7 @@ impl ServerConn {
             .set_nodelay(true)
             .map_err(|e| BackendError::lost(spec, e))?;
         let mut conn = ServerConn {
-            stream,
+            stream: negotiate_tls(stream, spec).await?,
             read_buf: BytesMut::with_capacity(16 * 1024),
             node: spec.node.clone(),
             addr: spec.addr.clone(),
@@ -117,7 +123,8 @@ impl ServerConn {
             .iter()
             .find(|(k, _)| k == "user")
             .map_or("", |(_, v)| v.as_str());
-        let mut auth = ServerAuth::new(user, spec.password.as_deref());
+        let mut auth = ServerAuth::new(user, spec.password.as_deref())
+            .with_scram_keys(spec.scram_keys.clone());
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {
@@ -286,13 +293,74 @@ impl ServerConn {
 
     /// True if the idle connection was closed or sent something unasked (then it is unusable).
     pub fn is_stale(&self) -> bool {
+        // Under TLS, bytes waiting on the socket (a close_notify alert, say) mean the same.
+        let tcp = match &self.stream {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+            MaybeTls::Closed => return true,
+        };
         let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        !matches!(tcp.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Sends Terminate so the server ends the backend cleanly rather than logging an EOF.
     pub async fn terminate(mut self) {
         let _ = self.stream.write_all(&[tag::TERMINATE, 0, 0, 0, 4]).await;
+    }
+}
+
+/// Asks the server for TLS when configured to (an SSLRequest, answered 'S' or 'N'), and runs
+/// the handshake; a server declining is given up only when TLS is required.
+async fn negotiate_tls(
+    mut stream: TcpStream,
+    spec: &ConnectSpec,
+) -> Result<ServerStream, BackendError> {
+    let Some(connector) = spec.tls.connector() else {
+        return Ok(MaybeTls::Plain(stream));
+    };
+    let mut request = BytesMut::new();
+    postgres_protocol::message::frontend::ssl_request(&mut request);
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| BackendError::lost(spec, e))?;
+    let mut answer = [0u8; 1];
+    stream
+        .read_exact(&mut answer)
+        .await
+        .map_err(|e| BackendError::lost(spec, e))?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if !spec.tls.required() => return Ok(MaybeTls::Plain(stream)),
+        b'N' => return Err(tls_refused(spec, "the server does not accept TLS")),
+        other => {
+            return Err(BackendError::Malformed(format!(
+                "unexpected answer '{}' to SSLRequest",
+                char::from(other)
+            )));
+        }
+    }
+    let name = server_name(&spec.addr).map_err(|e| tls_refused(spec, &e))?;
+    let tls = connector
+        .connect(name, stream)
+        .await
+        .map_err(|e| tls_refused(spec, &e.to_string()))?;
+    Ok(MaybeTls::Tls(Box::new(tls)))
+}
+
+/// The host part of "host:port" (an IPv6 host without its brackets), as TLS names it.
+fn server_name(addr: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("\"{host}\" is not a name TLS can check: {e}"))
+}
+
+fn tls_refused(spec: &ConnectSpec, reason: &str) -> BackendError {
+    BackendError::Connect {
+        node: spec.node.clone(),
+        addr: spec.addr.clone(),
+        source: std::io::Error::other(format!("TLS: {reason}")),
     }
 }
 

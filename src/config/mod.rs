@@ -24,6 +24,7 @@ mod locate;
 mod overrides;
 mod schema;
 mod secret;
+mod security;
 mod topology_report;
 mod validate;
 
@@ -41,6 +42,7 @@ use toml::de::DeTable;
 pub use error::ConfigError;
 pub use overrides::Overrides;
 pub use secret::PasswordKind;
+pub use security::{AccessRule, AuthQuerySettings, ClientTlsMode, ServerTlsMode, TlsSettings};
 
 use locate::Document;
 use schema::RawConfig;
@@ -70,6 +72,11 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.
     pub users: Vec<UserConfig>,
+    pub tls: TlsSettings,
+    /// Which users may reach which databases from where; none: everyone may.
+    pub access: Vec<AccessRule>,
+    /// Secrets of users not in `users`, read from the primary.
+    pub auth_query: Option<AuthQuerySettings>,
     /// The file this configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -105,6 +112,13 @@ pub struct Timeouts {
     /// Graceful shutdown waits this long for sessions to finish.
     #[serde(deserialize_with = "schema::duration")]
     pub shutdown: Duration,
+    /// A client silent this long outside a transaction is disconnected; 0: never.
+    #[serde(deserialize_with = "schema::duration")]
+    pub client_idle: Duration,
+    /// A client silent this long inside a transaction is disconnected (25P03, as PostgreSQL's
+    /// idle_in_transaction_session_timeout); 0: never.
+    #[serde(deserialize_with = "schema::duration")]
+    pub idle_in_transaction: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -114,6 +128,8 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Client connections beyond this are refused with SQLSTATE 53300.
     pub max_client_connections: usize,
+    /// Sessions one user may have at once (53300 beyond); 0: no limit but the total.
+    pub max_connections_per_user: usize,
 }
 
 /// A bearer token: compared, never shown (`Debug` prints `<redacted>`).
@@ -461,6 +477,8 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             client_login: Duration::from_secs(60),
             shutdown: Duration::from_secs(30),
+            client_idle: Duration::ZERO,
+            idle_in_transaction: Duration::ZERO,
         }
     }
 }
@@ -470,6 +488,7 @@ impl Default for Limits {
         Self {
             max_message_size: 256 * 1024 * 1024,
             max_client_connections: 10_000,
+            max_connections_per_user: 0,
         }
     }
 }
@@ -580,7 +599,7 @@ impl fmt::Debug for UserConfig {
     }
 }
 
-struct Redacted;
+pub(crate) struct Redacted;
 
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 use super::address::{parse_listen_address, parse_node_address};
+use super::security::{AccessRule, AuthQuerySettings, TlsSettings};
 use super::{
     CacheSettings, ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, ConsoleSettings,
     FailoverSettings, HealthSettings, LagFallback, Limits, LoadBalancing, LogSettings,
@@ -60,6 +61,12 @@ pub(crate) struct RawConfig {
     pub clusters: Vec<RawCluster>,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub access: Vec<AccessRule>,
+    #[serde(default)]
+    pub auth_query: Option<AuthQuerySettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,6 +254,9 @@ impl RawConfig {
                 .map(|cluster| cluster.into_cluster(several))
                 .collect(),
             users: self.users,
+            tls: self.tls,
+            access: self.access,
+            auth_query: self.auth_query,
             source,
         }
     }

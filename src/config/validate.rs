@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::error::{KeyPath, Problem};
 use super::secret::{PasswordKind, SCRAM_SHAPE, is_malformed_scram};
+use super::security;
 use super::{AuthMethod, ClusterConfig, Config, LoadBalancing, RoutingSettings, UserConfig};
 
 /// Below this a client could not even send a modest query; PostgreSQL's own startup packets
@@ -27,7 +28,10 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     check_node_names(config)?;
     check_databases(config)?;
     check_users(&config.users)?;
-    check_console_users(&config.console.users)
+    check_console_users(&config.console.users)?;
+    security::check_tls(&config.tls)?;
+    security::check_access(&config.access)?;
+    security::check_auth_query(config.auth_query.as_ref())
 }
 
 fn check_settings(config: &Config) -> Result<(), Problem> {

@@ -119,7 +119,9 @@ impl Session {
             addr: node.addr.clone(),
             startup,
             password: self.credentials.password.clone(),
+            scram_keys: self.credentials.scram_keys.clone(),
             timeout: self.shared.live().config.timeouts.connect,
+            tls: self.shared.live().server_tls.clone(),
         };
         // In pass-through mode nobody but the server can check a password: a login gets a
         // connection of its own rather than one another client authenticated.

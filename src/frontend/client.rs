@@ -1,27 +1,110 @@
 //! The client's socket: buffered reads split into frames, and an output buffer written out in
 //! one go per batch.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
-use crate::protocol::{ErrorFields, Frame, ProtocolError, Writer, try_frontend_frame};
+use crate::access::{Login, UserSlot};
+use crate::config::{AccessRule, Timeouts};
+use crate::protocol::{
+    ErrorFields, Frame, ProtocolError, SqlState, StartupParams, Writer, try_frontend_frame,
+};
+use crate::tls::{ClientStream, ClientTls, MaybeTls};
+
+use super::error::FrontendError;
 
 pub struct ClientConn {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     read_buf: BytesMut,
     pub out: BytesMut,
     max_message: usize,
+    /// The client's address, for access rules (unspecified if the socket could not say).
+    peer: IpAddr,
+    /// The user's share of `limits.max_connections_per_user`, held while the session lasts.
+    pub user_slot: Option<UserSlot>,
 }
 
 impl ClientConn {
     pub fn new(stream: TcpStream, max_message: usize) -> Self {
+        let peer = stream
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         ClientConn {
-            stream,
+            peer,
+            user_slot: None,
+            stream: MaybeTls::Plain(stream),
             read_buf: BytesMut::with_capacity(8 * 1024),
             out: BytesMut::with_capacity(8 * 1024),
             max_message,
         }
+    }
+
+    /// Encrypts when TLS is configured, else declines with 'N' and the client may go on in
+    /// plain text (or give up, if it insists on TLS).
+    pub async fn answer_ssl_request(&mut self, tls: &ClientTls) -> Result<(), FrontendError> {
+        match tls.acceptor() {
+            Some(acceptor) if !self.is_encrypted() => Ok(self.start_tls(acceptor).await?),
+            _ => self.decline_encryption().await,
+        }
+    }
+
+    /// Answers an SSLRequest or GSSENCRequest with 'N'.
+    pub async fn decline_encryption(&mut self) -> Result<(), FrontendError> {
+        self.stream
+            .write_all(b"N")
+            .await
+            .map_err(|_| FrontendError::ClientGone)
+    }
+
+    /// With `tls.mode = "require"`, a client that starts up in plain text is refused.
+    pub fn check_encryption(&self, tls: &ClientTls) -> Result<(), FrontendError> {
+        if tls.required() && !self.is_encrypted() {
+            return Err(FrontendError::refuse(
+                SqlState::INVALID_AUTHORIZATION,
+                "pgsplit accepts encrypted connections only: connect with TLS (sslmode=require)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The access rules decide whether this login may go on to authentication (28000 if not).
+    pub fn check_access(
+        &self,
+        rules: &[AccessRule],
+        params: &StartupParams,
+    ) -> Result<(), FrontendError> {
+        let login = Login {
+            user: params.user().unwrap_or_default(),
+            database: params.database().unwrap_or_default(),
+            address: self.peer,
+        };
+        crate::access::check(rules, &login)
+            .map_err(|message| FrontendError::refuse(SqlState::INVALID_AUTHORIZATION, message))
+    }
+
+    /// Answers an SSLRequest with 'S' and runs the TLS handshake. Nothing the client sent
+    /// before the handshake may be read as if it came through it (CVE-2021-23214), so bytes
+    /// already buffered are a protocol violation.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> Result<(), ProtocolError> {
+        if !self.read_buf.is_empty() {
+            return Err(ProtocolError::BadStartupPacket(
+                "data received before the TLS handshake".into(),
+            ));
+        }
+        self.stream.write_all(b"S").await?;
+        let tcp = self.stream.take_plain()?;
+        let tls = acceptor.accept(tcp).await?;
+        self.stream = MaybeTls::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// A whole message already in the buffer, if there is one.
@@ -68,5 +151,51 @@ impl ClientConn {
     pub async fn send_error(&mut self, e: &ErrorFields) {
         self.writer().error_response(e);
         let _ = self.flush().await;
+    }
+}
+
+/// How long pgsplit waits on a silent client: `idle_in_transaction` inside a transaction block,
+/// `client_idle` outside one; nothing while the client waits on a server.
+#[derive(Clone, Copy)]
+pub struct IdleLimit {
+    after: Option<Duration>,
+    in_transaction: bool,
+}
+
+impl IdleLimit {
+    pub fn of(timeouts: &Timeouts, work_in_flight: bool, transaction_status: u8) -> Self {
+        let in_transaction = transaction_status != b'I';
+        let after = match (work_in_flight, in_transaction) {
+            (true, _) => None,
+            (false, true) => Some(timeouts.idle_in_transaction),
+            (false, false) => Some(timeouts.client_idle),
+        };
+        IdleLimit {
+            after: after.filter(|d| !d.is_zero()),
+            in_transaction,
+        }
+    }
+
+    /// Resolves when the limit has passed; never when there is none.
+    pub async fn elapsed(self) {
+        match self.after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// What the client is told, as PostgreSQL words it (FATAL, then the connection closes).
+    pub fn error(self) -> FrontendError {
+        if self.in_transaction {
+            FrontendError::refuse(
+                SqlState("25P03"),
+                "terminating connection due to idle-in-transaction timeout",
+            )
+        } else {
+            FrontendError::refuse(
+                SqlState("57P05"),
+                "terminating connection due to idle-session timeout",
+            )
+        }
     }
 }

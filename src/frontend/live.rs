@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use crate::access::AuthQuery;
 use crate::cache::{ResultCache, TableRules};
 use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::route::balance::Balancer;
 use crate::route::classify::{Classifier, FunctionPolicy};
+use crate::tls::{ClientTls, ServerTls};
 
 use super::users::{self, ClientUser};
 
@@ -20,6 +22,11 @@ pub struct Live {
     /// size alone), and the tables it may hold.
     pub cache: Option<Arc<ResultCache>>,
     pub cache_rules: TableRules,
+    /// TLS towards clients and servers, with the certificate files read when this was built.
+    pub client_tls: ClientTls,
+    pub server_tls: ServerTls,
+    /// Reads the passwords of users not in `users` from the primary, when configured.
+    pub auth_query: Option<Arc<AuthQuery>>,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
     balancers: HashMap<String, Arc<Balancer>>,
@@ -29,6 +36,15 @@ impl Live {
     /// Builds everything from a validated config, reusing what `previous` had that still fits.
     pub fn build(config: Config, previous: Option<&Live>) -> Result<Live, String> {
         let users = users::prepare_users(&config.users)?;
+        let client_tls = ClientTls::load(&config.tls)?;
+        let server_tls = ServerTls::load(&config.tls)?;
+        let auth_query = match previous {
+            Some(p) if p.config.auth_query == config.auth_query => p.auth_query.clone(),
+            _ => config
+                .auth_query
+                .clone()
+                .map(|settings| Arc::new(AuthQuery::new(settings, config.timeouts.connect))),
+        };
         let classifier = match previous {
             Some(p) if p.config.routing == config.routing => Arc::clone(&p.classifier),
             _ => Arc::new(Classifier::new(
@@ -66,6 +82,9 @@ impl Live {
             cache_rules,
             config,
             users,
+            client_tls,
+            server_tls,
+            auth_query,
             classifier,
             balancers,
         })

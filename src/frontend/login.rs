@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::auth::{AuthError, ScramServer, parse_sasl_initial_response};
+use crate::access::AuthQuery;
+use crate::auth::{AuthError, ScramKeys, ScramServer, parse_sasl_initial_response};
+use crate::config::{AuthMethod, UserConfig};
 use crate::protocol::{
     Frame, SqlState, StartupPacket, StartupParams, read_cstr, read_startup_packet, tag,
 };
@@ -25,6 +27,9 @@ pub enum Opening {
 pub struct ServerCredentials {
     pub user: String,
     pub password: Option<String>,
+    /// What the client's SCRAM exchange proved (auth_query users): logs in to servers that
+    /// hold the same verifier.
+    pub scram_keys: Option<ScramKeys>,
 }
 
 /// Reads packets until a StartupMessage (answering SSL and GSS requests with 'N') or a
@@ -36,19 +41,16 @@ pub async fn read_opening(
     // A client may ask for GSS and then SSL before starting up; more is a loop to refuse.
     for _ in 0..3 {
         match read_startup_packet(&mut client.stream).await? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                use tokio::io::AsyncWriteExt;
-                client
-                    .stream
-                    .write_all(b"N")
-                    .await
-                    .map_err(|_| FrontendError::ClientGone)?;
+            StartupPacket::SslRequest => {
+                client.answer_ssl_request(&shared.live().client_tls).await?
             }
+            StartupPacket::GssEncRequest => client.decline_encryption().await?,
             StartupPacket::Cancel(key) => {
                 shared.cancels.cancel(key, Duration::from_secs(5)).await;
                 return Ok(Opening::Cancelled);
             }
             StartupPacket::Startup { minor, params } => {
+                client.check_encryption(&shared.live().client_tls)?;
                 check_startup(client, minor, &params).await?;
                 return Ok(Opening::Session(params));
             }
@@ -90,59 +92,127 @@ async fn check_startup(
     Ok(())
 }
 
-/// Authenticates the client against the configured users, or, with none configured, leaves the
-/// verdict to the server (`None` password until the server asks for one).
+/// Authenticates the client, then takes one of its user's connection slots (53300 when the
+/// user has `limits.max_connections_per_user` sessions open already).
 pub async fn authenticate(
     client: &mut ClientConn,
     shared: &Shared,
     params: &StartupParams,
 ) -> Result<ServerCredentials, FrontendError> {
+    let credentials = authenticate_user(client, shared, params).await?;
     let user = params.user().unwrap_or_default();
-    if shared.live().users.is_empty() {
+    let limit = shared.live().config.limits.max_connections_per_user;
+    client.user_slot = Some(shared.user_slots.acquire(user, limit).ok_or_else(|| {
+        FrontendError::refuse(
+            SqlState::TOO_MANY_CONNECTIONS,
+            format!("too many connections for user \"{user}\" (limit {limit})"),
+        )
+    })?);
+    Ok(credentials)
+}
+
+/// Checks the client against the configured users, then against auth_query, or, with neither
+/// configured, leaves the verdict to the server (`None` password until the server asks for one).
+async fn authenticate_user(
+    client: &mut ClientConn,
+    shared: &Shared,
+    params: &StartupParams,
+) -> Result<ServerCredentials, FrontendError> {
+    let user = params.user().unwrap_or_default();
+    let live = shared.live();
+    client.check_access(&live.config.access, params)?;
+    if let Some(configured) = live.users.get(user) {
+        verify_client(client, configured).await?;
+        return Ok(configured.server_credentials());
+    }
+    if let Some(lookup) = &live.auth_query {
+        let database = params.database().unwrap_or_default();
+        return authenticate_by_query(client, shared, lookup, user, database).await;
+    }
+    if live.users.is_empty() {
         return Ok(ServerCredentials {
             user: user.to_string(),
             password: None,
+            scram_keys: None,
         });
     }
-    let live = shared.live();
-    let Some(configured) = live.users.get(user) else {
-        // PostgreSQL does not reveal whether a user exists: same answer as a wrong password.
-        return Err(wrong_password(user));
-    };
-    verify_client(client, configured).await?;
-    Ok(configured.server_credentials())
+    // PostgreSQL does not reveal whether a user exists: same answer as a wrong password.
+    Err(wrong_password(user))
 }
 
-async fn verify_client(client: &mut ClientConn, user: &ClientUser) -> Result<(), FrontendError> {
-    let ok = match &user.secret {
-        UserSecret::Trust => true,
+/// Checks the client against the password stored on the primary; the servers then see the
+/// client's own proof (SCRAM pass-through).
+async fn authenticate_by_query(
+    client: &mut ClientConn,
+    shared: &Shared,
+    lookup: &AuthQuery,
+    user: &str,
+    database: &str,
+) -> Result<ServerCredentials, FrontendError> {
+    let primary = shared
+        .topology
+        .load()
+        .cluster_for_database(database)
+        .primary
+        .addr
+        .clone();
+    let secret = lookup
+        .secret(user, &primary)
+        .await
+        .map_err(|e| FrontendError::refuse(SqlState::CONNECTION_FAILURE, e))?
+        .ok_or_else(|| wrong_password(user))?;
+    let auth = if secret.starts_with("md5") {
+        AuthMethod::Md5
+    } else {
+        AuthMethod::ScramSha256
+    };
+    let stored = UserConfig {
+        name: user.to_string(),
+        password: Some(secret.to_string()),
+        auth,
+        server_user: None,
+        server_password: None,
+    };
+    let users = super::users::prepare_users(std::slice::from_ref(&stored))
+        .map_err(|_| wrong_password(user))?;
+    let found = users.get(user).ok_or_else(|| wrong_password(user))?;
+    let scram_keys = verify_client(client, found).await?;
+    Ok(ServerCredentials {
+        scram_keys,
+        ..found.server_credentials()
+    })
+}
+
+/// Ok with what a SCRAM exchange proved (None for the other methods), or 28P01.
+async fn verify_client(
+    client: &mut ClientConn,
+    user: &ClientUser,
+) -> Result<Option<ScramKeys>, FrontendError> {
+    let proven = match &user.secret {
+        UserSecret::Trust => Some(None),
         UserSecret::Cleartext(expected) => {
             let given = ask_cleartext_password(client).await?;
-            crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes())
+            crate::auth::constant_time_eq(given.as_bytes(), expected.as_bytes()).then_some(None)
         }
         UserSecret::Md5(secret) => {
             let salt: [u8; 4] = rand::random();
             client.writer().authentication(5, &salt);
             let answer = read_password_message(client).await?;
             let response = read_cstr(answer.body()).map_or(&b""[..], |(s, _)| s.as_bytes());
-            crate::auth::md5_verify(secret, &user.name, salt, response)
+            crate::auth::md5_verify(secret, &user.name, salt, response).then_some(None)
         }
-        UserSecret::Scram(verifier) => {
-            scram_exchange(client, ScramServer::new(verifier.clone())).await?
-        }
+        UserSecret::Scram(verifier) => scram_exchange(client, ScramServer::new(verifier.clone()))
+            .await?
+            .map(Some),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(wrong_password(&user.name))
-    }
+    proven.ok_or_else(|| wrong_password(&user.name))
 }
 
-/// Runs SCRAM-SHA-256 to the end; Ok(false) for a wrong password.
+/// Runs SCRAM-SHA-256 to the end: what the client proved, or None for a wrong password.
 async fn scram_exchange(
     client: &mut ClientConn,
     mut scram: ScramServer,
-) -> Result<bool, FrontendError> {
+) -> Result<Option<ScramKeys>, FrontendError> {
     client.writer().authentication_sasl(&["SCRAM-SHA-256"]);
     let first = read_password_message(client).await?;
     let (mechanism, data) = parse_sasl_initial_response(first.body()).map_err(auth_refusal)?;
@@ -158,9 +228,9 @@ async fn scram_exchange(
     match scram.client_final(last.body()) {
         Ok(server_final) => {
             client.writer().authentication(12, &server_final);
-            Ok(true)
+            Ok(scram.proven_keys())
         }
-        Err(AuthError::WrongPassword) => Ok(false),
+        Err(AuthError::WrongPassword) => Ok(None),
         Err(e) => Err(auth_refusal(e)),
     }
 }

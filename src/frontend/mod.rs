@@ -56,6 +56,8 @@ pub struct Shared {
     /// The WAL follower, with `cache.invalidation = "wal"`.
     pub wal_follower: std::sync::OnceLock<Arc<crate::cache::wal::WalFollower>>,
     client_slots: Arc<Semaphore>,
+    /// Open sessions per user, for `limits.max_connections_per_user`.
+    user_slots: crate::access::UserSlots,
     shutting_down: AtomicBool,
     /// Set by the console's PAUSE, cleared by RESUME: sessions wait for RESUME before they start
     /// a new unit of work (PgBouncer's PAUSE), so servers can be restarted under idle clients.
@@ -77,6 +79,7 @@ impl Shared {
             route_counters: RouteCounters::default(),
             metrics: crate::metrics::Metrics::default(),
             client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
+            user_slots: crate::access::UserSlots::default(),
             shutting_down: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             shutdown_tx,

@@ -20,7 +20,7 @@ use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
 use super::cancel::CancelHandle;
-use super::client::ClientConn;
+use super::client::{ClientConn, IdleLimit};
 use super::commands::{is_pgsplit_setting, startup_hints};
 use super::console::Console;
 use super::error::FrontendError;
@@ -284,6 +284,11 @@ impl Session {
             let watch_health = self.pending > 0 && self.server.is_some();
             // A shutdown waits for the transaction in progress, not only the statement.
             let between_transactions = self.pending == 0 && self.transaction_status() == b'I';
+            let idle = IdleLimit::of(
+                &self.shared.live().config.timeouts,
+                self.pending > 0,
+                self.transaction_status(),
+            );
             let server = self.server.as_mut().map(|a| &mut a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
@@ -309,6 +314,7 @@ impl Session {
                         self.server_failed(client, error).await?;
                     }
                 }
+                _ = idle.elapsed() => return Err(idle.error()),
                 _ = super::stopping(&mut shutdown), if between_transactions => {
                     return Err(FrontendError::refuse(SqlState::ADMIN_SHUTDOWN, "terminating connection because pgsplit is shutting down"));
                 }

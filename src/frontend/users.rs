@@ -71,6 +71,7 @@ fn prepare(u: &UserConfig) -> Result<ClientUser, String> {
         server: ServerCredentials {
             user: u.server_user.clone().unwrap_or_else(|| u.name.clone()),
             password: u.server_password.clone().or(plain),
+            scram_keys: None,
         },
     })
 }

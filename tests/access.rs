@@ -1,0 +1,184 @@
+//! Access rules: the first rule matching user, database and client address decides; a login no
+//! rule allows gets 28000 naming user, database and address; a wrong password stays 28P01.
+//! auth_query: a role's SCRAM verifier read from the primary checks the client, whose proof then
+//! logs pgsplit in to the server (which demands SCRAM of that role).
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::cluster;
+use common::load::{bounded, sqlstate};
+use common::proxy::{TestProxy, start_proxy};
+use pgsplit::config::Config;
+use pgsplit::localcluster::{APP_SCRAM_PASSWORD, APP_SCRAM_USER};
+
+/// pgsplit in front of the shared primary with `settings` added to the file.
+fn proxy_with(settings: &str) -> TestProxy {
+    let toml = format!(
+        "{settings}\n\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
+        cluster().primary().addr()
+    );
+    start_proxy(Config::from_toml(&toml, "access test config").expect("valid test config"))
+}
+
+fn proxy_with_rules() -> &'static TestProxy {
+    static PROXY: OnceLock<TestProxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        proxy_with(
+            r#"
+            [[users]]
+            name = "alice"
+            password = "alice secret"
+            server_user = "postgres"
+
+            [[users]]
+            name = "mallory"
+            password = "mallory secret"
+            server_user = "postgres"
+
+            [[access]]
+            users = ["mallory"]
+            action = "reject"
+
+            [[access]]
+            databases = ["postgres"]
+            addresses = ["127.0.0.0/8", "::1/128"]
+            action = "allow"
+
+            [[access]]
+            addresses = ["10.0.0.0/8"]
+            action = "allow"
+            "#,
+        )
+    })
+}
+
+async fn login(user: &str, database: &str, password: &str) -> Result<(), tokio_postgres::Error> {
+    let connstr = format!(
+        "{} password='{password}'",
+        proxy_with_rules().connstr(user, database)
+    );
+    let client = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await?;
+    client.simple_query("SELECT 1").await.map(|_| ())
+}
+
+#[tokio::test]
+async fn an_allowed_login_works() {
+    login("alice", "postgres", "alice secret")
+        .await
+        .expect("alice may reach postgres from loopback");
+}
+
+#[tokio::test]
+async fn a_rejected_user_gets_28000_before_any_password() {
+    let err = login("mallory", "postgres", "mallory secret")
+        .await
+        .expect_err("mallory is rejected");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
+    assert!(
+        format!("{err:?}")
+            .contains("no access rule allows user \\\"mallory\\\" to database \\\"postgres\\\""),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_database_no_rule_allows_gets_28000_naming_the_address() {
+    let err = login("alice", "template1", "alice secret")
+        .await
+        .expect_err("no rule allows template1 from loopback");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28000"), "{err:?}");
+    assert!(format!("{err:?}").contains("from 127.0.0.1"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_still_28p01() {
+    let err = login("alice", "postgres", "wrong")
+        .await
+        .expect_err("wrong password");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+}
+
+fn proxy_with_auth_query() -> &'static TestProxy {
+    static PROXY: OnceLock<TestProxy> = OnceLock::new();
+    PROXY.get_or_init(|| proxy_with("[auth_query]\nuser = \"postgres\"\ncache_ttl = \"2s\""))
+}
+
+async fn login_by_query(user: &str, password: &str) -> Result<String, tokio_postgres::Error> {
+    let connstr = format!(
+        "{} password='{password}'",
+        proxy_with_auth_query().connstr(user, "postgres")
+    );
+    let client = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await?;
+    let row = client.query_one("SELECT current_user::text", &[]).await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn auth_query_checks_scram_against_the_primary_and_passes_the_proof_on() {
+    for _ in 0..2 {
+        // The second login uses the cached verifier.
+        let user = login_by_query(APP_SCRAM_USER, APP_SCRAM_PASSWORD)
+            .await
+            .expect("SCRAM login via auth_query");
+        assert_eq!(user, APP_SCRAM_USER);
+    }
+    let err = login_by_query(APP_SCRAM_USER, "wrong")
+        .await
+        .expect_err("wrong password");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+    let err = login_by_query("no_such_role", "whatever")
+        .await
+        .expect_err("unknown role");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+}
+
+/// Secrets given to pgsplit (a user's password, auth_query's password, the admin token) and
+/// used by logins never show in `/metrics`, `/api/status` or the dashboard.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_admin_endpoints() {
+    const PASSWORD: &str = "pw-3f9a1c";
+    const AUTH_QUERY_PASSWORD: &str = "aq-77d2e0";
+    const TOKEN: &str = "tok-5b6c8e";
+    let proxy = proxy_with(&format!(
+        r#"
+        admin = "127.0.0.1:9"
+        admin_token = "{TOKEN}"
+
+        [[users]]
+        name = "carol"
+        password = "{PASSWORD}"
+        server_user = "postgres"
+
+        [auth_query]
+        user = "postgres"
+        password = "{AUTH_QUERY_PASSWORD}"
+        "#
+    ));
+    for password in [PASSWORD, "wrong"] {
+        let connstr = format!(
+            "{} password='{password}'",
+            proxy.connstr("carol", "postgres")
+        );
+        let _ = bounded("login", Duration::from_secs(10), common::connect(&connstr)).await;
+    }
+    let _ = login_by_query(APP_SCRAM_USER, APP_SCRAM_PASSWORD).await;
+    let admin = proxy.admin.expect("admin server").to_string();
+    let bearer = format!("Bearer {TOKEN}");
+    for path in ["/metrics", "/api/status", "/"] {
+        let (status, body) = common::process::http_with(
+            &admin,
+            "GET",
+            path,
+            &[("Authorization", &bearer)],
+            Duration::from_secs(10),
+        )
+        .expect("admin answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        for secret in [PASSWORD, AUTH_QUERY_PASSWORD, TOKEN, APP_SCRAM_PASSWORD] {
+            assert!(!body.contains(secret), "{path} shows a secret");
+        }
+    }
+}
