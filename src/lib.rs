@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod events;
+pub mod fanout;
 pub mod frontend;
 pub mod hint;
 pub mod localcluster;

@@ -68,6 +68,8 @@ pub struct Config {
     pub console: ConsoleSettings,
     pub log: LogSettings,
     pub cache: CacheSettings,
+    /// Tables sharded by key over clusters (each shard a cluster), if any.
+    pub sharding: Option<crate::shard::config::ShardingConfig>,
     /// At least one cluster; the first one serves databases no other cluster lists.
     pub clusters: Vec<ClusterConfig>,
     /// Users pgsplit authenticates itself. Empty: pass-through authentication.

@@ -55,6 +55,8 @@ pub(crate) struct RawConfig {
     pub log: LogSettings,
     #[serde(default)]
     pub cache: CacheSettings,
+    #[serde(default)]
+    pub sharding: Option<crate::shard::config::ShardingConfig>,
     /// Absent means none; validation then says at least one is needed, which reads better than
     /// serde's "missing field".
     #[serde(default)]
@@ -248,6 +250,7 @@ impl RawConfig {
             console: self.console,
             log: self.log,
             cache: self.cache,
+            sharding: self.sharding,
             clusters: self
                 .clusters
                 .into_iter()

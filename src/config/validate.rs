@@ -31,7 +31,40 @@ pub(crate) fn validate(config: &Config) -> Result<(), Problem> {
     check_console_users(&config.console.users)?;
     security::check_tls(&config.tls)?;
     security::check_access(&config.access)?;
-    security::check_auth_query(config.auth_query.as_ref())
+    security::check_auth_query(config.auth_query.as_ref())?;
+    check_sharding(config)
+}
+
+/// Whether a sharding map places rows on the cluster named `name`.
+fn is_shard(config: &Config, name: &str) -> bool {
+    config
+        .sharding
+        .iter()
+        .flat_map(|s| &s.maps)
+        .any(|map| map.shards.iter().any(|shard| shard == name))
+}
+
+/// The `[sharding]` section against the clusters (directory maps are not reached here).
+fn check_sharding(config: &Config) -> Result<(), Problem> {
+    let Some(sharding) = &config.sharding else {
+        return Ok(());
+    };
+    let clusters: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
+    let unused = |_: &str| tokio_postgres::Config::new();
+    match sharding.build(&clusters, &unused) {
+        Ok(_) => Ok(()),
+        Err(issue) => Err(Problem::new(key_path(&issue.path), issue.message)),
+    }
+}
+
+fn key_path(parts: &[crate::shard::config::PathPart]) -> KeyPath {
+    use crate::shard::config::PathPart;
+    parts
+        .iter()
+        .fold(KeyPath::default(), |path, part| match part {
+            PathPart::Key(key) => path.key(key),
+            PathPart::Index(index) => path.index(*index),
+        })
 }
 
 fn check_settings(config: &Config) -> Result<(), Problem> {
@@ -117,8 +150,8 @@ fn check_clusters(config: &Config) -> Result<(), Problem> {
         check_name(&cluster.name, path.key("name"), "a cluster", false)?;
         check_weights(cluster, path.key("load_balancing"))?;
         // The first cluster is the default; an empty list anywhere else would make a cluster
-        // nothing can reach.
-        if i > 0 && cluster.databases.is_empty() {
+        // nothing can reach, unless it is a shard (reached by key).
+        if i > 0 && cluster.databases.is_empty() && !is_shard(config, &cluster.name) {
             return Err(Problem::new(
                 path.key("databases"),
                 format!(

@@ -152,9 +152,10 @@ impl Session {
             return false;
         };
         let topology = self.shared.topology.load();
-        let settings = live.consistency(&topology.cluster_for_database(&self.database).name);
+        let cluster = &self.unit_cluster_in(&topology).name;
+        let settings = live.consistency(cluster);
         let wanted = work.hints.or(&self.local_hints.or(&self.hints));
-        let (freshness, primary_only) = self.freshness(&wanted, settings);
+        let (freshness, primary_only) = self.freshness(&wanted, cluster, settings);
         if primary_only.is_some() {
             return false; // strong reads and route=primary see the primary, not a copy
         }
@@ -189,6 +190,25 @@ impl Session {
             stamp: 0,
         });
         false
+    }
+
+    /// The WAL position a read sent now to the attached node reflects at least: what the node
+    /// had replayed when last polled, and on the primary also the session's own last commit
+    /// there (the primary has every commit made before the read began).
+    pub(super) fn fill_stamp(&self) -> Option<u64> {
+        let node = &self.server.as_ref()?.route.node;
+        let polled = node
+            .stats
+            .replay_lsn
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let own = if node.role() == crate::topology::Role::Primary {
+            let topology = self.shared.topology.load();
+            super::sharding::cluster_of_node(&topology, &node.name)
+                .map_or(0, |cluster| self.causal_for(&cluster))
+        } else {
+            0
+        };
+        Some(polled.max(own))
     }
 
     /// Keeps what a filling read's server sends; anything but rows ends the fill.
@@ -248,7 +268,11 @@ impl Session {
     /// A write committed at WAL position `lsn` (0 if unknown): drop what it made stale, before
     /// its client sees the commit, here and on the other instances.
     pub(super) fn invalidate(&self, scope: Option<WriteScope>, lsn: u64) {
-        let Some(cache) = self.shared.live().cache.clone() else {
+        let live = self.shared.live();
+        if let (Some(sharding), Some(WriteScope::Tables(tables))) = (&live.sharding, &scope) {
+            sharding.tables_written(tables);
+        }
+        let Some(cache) = live.cache.clone() else {
             return;
         };
         let channel = self.shared.invalidation.get();

@@ -88,8 +88,8 @@ impl Session {
     /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
     fn show_setting(&self, setting: Setting) -> String {
         if setting == Setting::CausalToken {
-            return if self.causal_lsn > 0 {
-                format_lsn(self.causal_lsn)
+            return if self.causal_token > 0 {
+                format_lsn(self.causal_token)
             } else {
                 String::new()
             };

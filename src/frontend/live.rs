@@ -10,6 +10,7 @@ use crate::cache::{ResultCache, TableRules};
 use crate::config::{Config, ConsistencyConfig, LoadBalancing};
 use crate::route::balance::Balancer;
 use crate::route::classify::{Classifier, FunctionPolicy};
+use crate::shard::map::Sharding;
 use crate::tls::{ClientTls, ServerTls};
 
 use super::users::{self, ClientUser};
@@ -27,6 +28,8 @@ pub struct Live {
     pub server_tls: ServerTls,
     /// Reads the passwords of users not in `users` from the primary, when configured.
     pub auth_query: Option<Arc<AuthQuery>>,
+    /// Tables sharded by key, when `[sharding]` is configured.
+    pub sharding: Option<Arc<Sharding>>,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
     balancers: HashMap<String, Arc<Balancer>>,
@@ -77,9 +80,11 @@ impl Live {
                 .map(|t| (t.name.clone(), t.ttl.unwrap_or(config.cache.default_ttl))),
         )
         .with_default_ttl(config.cache.default_ttl);
+        let sharding = build_sharding(&config)?;
         Ok(Live {
             cache,
             cache_rules,
+            sharding,
             config,
             users,
             client_tls,
@@ -111,4 +116,31 @@ impl Live {
                 |c| &c.consistency,
             )
     }
+}
+
+/// The checked `[sharding]` section; a directory map reaches its cluster's primary as the
+/// monitor does (its user, password and database).
+fn build_sharding(config: &Config) -> Result<Option<Arc<Sharding>>, String> {
+    let Some(section) = &config.sharding else {
+        return Ok(None);
+    };
+    let names: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
+    let connection_for = |cluster: &str| {
+        let mut pg = tokio_postgres::Config::new();
+        if let Some(c) = config.clusters.iter().find(|c| c.name == cluster) {
+            pg.host(&c.primary.host).port(c.primary.port);
+        }
+        pg.user(&config.monitor.user)
+            .dbname(&config.monitor.database)
+            .application_name("pgsplit shard directory")
+            .connect_timeout(config.timeouts.connect);
+        if let Some(password) = &config.monitor.password {
+            pg.password(password);
+        }
+        pg
+    };
+    section
+        .build(&names, &connection_for)
+        .map(|sharding| Some(Arc::new(sharding)))
+        .map_err(|issue| issue.to_string())
 }

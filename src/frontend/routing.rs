@@ -6,6 +6,7 @@ use crate::hint::{Consistency, Hints, RouteHint};
 use crate::protocol::SqlState;
 use crate::route::classify::Access;
 use crate::route::{self, Reason, Route};
+use crate::topology::{Cluster, Topology};
 
 use super::error::FrontendError;
 use super::session::Session;
@@ -15,12 +16,30 @@ impl Session {
     /// The routing decision for a unit that needs a server.
     pub(super) fn decide(&self, work: &Work) -> Route {
         let topology = self.shared.topology.load();
-        let cluster = topology.cluster_for_database(&self.database);
+        let cluster = self.unit_cluster_in(&topology);
+        self.decide_in(cluster, work)
+    }
+
+    /// The cluster the unit goes to: the shard sharding picked, else the database's cluster.
+    pub(super) fn unit_cluster_in<'t>(&self, topology: &'t Topology) -> &'t Cluster {
+        self.unit_cluster
+            .as_ref()
+            .and_then(|name| topology.clusters.iter().find(|c| &c.name == name))
+            .unwrap_or_else(|| topology.cluster_for_database(&self.database))
+    }
+
+    /// The session's causal WAL position on `cluster` (0: no write there yet).
+    pub(super) fn causal_for(&self, cluster: &str) -> u64 {
+        self.causal.get(cluster).copied().unwrap_or(0)
+    }
+
+    /// The routing decision for a unit on one cluster.
+    pub(super) fn decide_in(&self, cluster: &Cluster, work: &Work) -> Route {
         let live = self.shared.live();
         let balancer = live.balancer(&cluster.name);
         let settings = live.consistency(&cluster.name);
         let wanted = work.hints.or(&self.local_hints.or(&self.hints));
-        let (freshness, mut primary_only) = self.freshness(&wanted, settings);
+        let (freshness, mut primary_only) = self.freshness(&wanted, &cluster.name, settings);
         if self.force_primary {
             primary_only = Some(Reason::Retry);
         }
@@ -50,8 +69,10 @@ impl Session {
     pub(super) fn freshness(
         &self,
         wanted: &Hints,
+        cluster: &str,
         settings: &ConsistencyConfig,
     ) -> (route::Freshness, Option<Reason>) {
+        let causal_lsn = self.causal_for(cluster);
         let mode = match wanted.route {
             // route=replica asks for any replica within the lag limit, own writes or not.
             Some(RouteHint::Replica) => Consistency::Eventual,
@@ -71,12 +92,12 @@ impl Session {
         let after = wanted.after.unwrap_or(0);
         let min_lsn = match mode {
             Consistency::Eventual | Consistency::Strong => after,
-            Consistency::ReadYourWrites => after.max(self.causal_lsn),
+            Consistency::ReadYourWrites => after.max(causal_lsn),
             Consistency::Bounded(bound) => {
                 max_lag = max_lag.min(bound);
-                after.max(self.causal_lsn)
+                after.max(causal_lsn)
             }
-            Consistency::Monotonic => after.max(self.causal_lsn).max(self.read_floor),
+            Consistency::Monotonic => after.max(causal_lsn).max(self.read_floor),
         };
         let freshness = route::Freshness {
             max_lag,
@@ -92,7 +113,7 @@ impl Session {
         let route = self.decide(work);
         let topology = self.shared.topology.load();
         let live = self.shared.live();
-        let settings = live.consistency(&topology.cluster_for_database(&self.database).name);
+        let settings = live.consistency(&self.unit_cluster_in(&topology).name);
         let wait = match route.reason {
             Reason::ReplicaLag => match settings.lag_fallback {
                 LagFallback::Primary => return Ok(route),

@@ -27,6 +27,7 @@ use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Screened};
+use super::sharding::ShardTarget;
 use super::state::{SessionState, UnitOutcome};
 use super::work::{self, Work};
 
@@ -139,9 +140,16 @@ pub struct Session {
     pub(super) identity_confirmed: bool,
     /// Where the last balanced read went: statement preparation follows it there.
     pub(super) last_read_node: Option<Arc<Node>>,
-    /// The WAL position at or after the session's last committed write (0: none yet). A
-    /// replica serves the session's reads only once it has replayed this far.
-    pub(super) causal_lsn: u64,
+    /// The WAL position at or after the session's last committed write, per cluster (a shard
+    /// has WAL positions of its own). A replica serves the session's reads only once it has
+    /// replayed this far.
+    pub(super) causal: std::collections::HashMap<String, u64>,
+    /// The last of those positions, as the client's causal token says (0: none yet).
+    pub(super) causal_token: u64,
+    /// The cluster the unit being dispatched goes to, when sharding picked one.
+    pub(super) unit_cluster: Option<String>,
+    /// A sharded session's `BEGIN`, held until a statement picks the shard.
+    pub(super) deferred_begin: Option<String>,
     /// A unit since the last transaction end wrote: its commit needs a new causal token.
     pub(super) wrote: bool,
     /// The session's `pgsplit.*` settings (from SET or the startup packet).
@@ -210,7 +218,10 @@ impl Session {
             discard_until_sync: false,
             identity_confirmed,
             last_read_node: None,
-            causal_lsn: 0,
+            causal: Default::default(),
+            causal_token: 0,
+            unit_cluster: None,
+            deferred_begin: None,
             wrote: false,
             hints,
             local_hints: Hints::default(),
@@ -411,6 +422,26 @@ impl Session {
                 .writer()
                 .notice_response(&ErrorFields::warning(warning.to_string()));
         }
+        if self.defer_begin(client, &frames, &work) || self.end_empty_transaction(client, &work) {
+            return Ok(());
+        }
+        let target = self.shard_target(&frames, &work).await;
+        match target.and_then(|t| self.check_same_shard(&t).map(|()| t)) {
+            Err(e) => return self.fail_unit(client, e, &frames),
+            Ok(ShardTarget::FanOut { clusters, sql }) => {
+                self.settle(client).await?;
+                return match self.gather(&clusters, &sql, &work).await {
+                    Ok(answer) => {
+                        client.out.extend_from_slice(&answer);
+                        client.writer().ready_for_query(self.transaction_status());
+                        Ok(())
+                    }
+                    Err(e) => self.fail_unit(client, e, &frames),
+                };
+            }
+            Ok(ShardTarget::Cluster(cluster)) => self.unit_cluster = Some(cluster),
+            Ok(ShardTarget::Anywhere) => self.unit_cluster = None,
+        }
         if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
             return Ok(());
         }
@@ -418,20 +449,14 @@ impl Session {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
         }
-        if let (Some(fill), Some(attached)) = (self.fill.as_mut(), &self.server) {
-            let node = &attached.route.node;
-            let polled = node
-                .stats
-                .replay_lsn
-                .load(std::sync::atomic::Ordering::Relaxed);
-            // The primary has every commit made before the read began, this session's last
-            // one included: its answer is at least as new as the session's causal token.
-            let own = if node.role() == crate::topology::Role::Primary {
-                self.causal_lsn
-            } else {
-                0
-            };
-            fill.stamp = polled.max(own);
+        if let Err(e) = self.start_deferred_transaction().await {
+            self.fill = None;
+            return self.fail_unit(client, e, &frames);
+        }
+        if let Some(stamp) = self.fill_stamp()
+            && let Some(fill) = self.fill.as_mut()
+        {
+            fill.stamp = stamp;
         }
         self.prepared_on = match &self.server {
             Some(attached)
@@ -524,9 +549,14 @@ impl Session {
     }
 
     pub(super) fn transaction_status(&self) -> u8 {
+        let held_begin = if self.deferred_begin.is_some() {
+            b'T'
+        } else {
+            b'I'
+        };
         self.server
             .as_ref()
-            .map_or(b'I', |a| a.checkout.conn.tx_status)
+            .map_or(held_begin, |a| a.checkout.conn.tx_status)
     }
 
     /// COPY data goes straight to the server running the COPY.
@@ -699,8 +729,17 @@ impl Session {
         let writes = self.committed_writes.take();
         self.invalidate(writes, committed_at);
         asked?;
-        if committed_at > self.causal_lsn {
-            self.causal_lsn = committed_at;
+        let cluster = self.server.as_ref().and_then(|attached| {
+            super::sharding::cluster_of_node(
+                &self.shared.topology.load(),
+                &attached.route.node.name,
+            )
+        });
+        if let Some(cluster) = cluster
+            && committed_at > self.causal_for(&cluster)
+        {
+            self.causal.insert(cluster, committed_at);
+            self.causal_token = committed_at;
             client
                 .writer()
                 .parameter_status("pgsplit.causal_token", &format_lsn(committed_at));

@@ -23,25 +23,56 @@ const HINT_SETTINGS: [Setting; 4] = [
 pub fn parse_hints(sql: &str) -> (Hints, Vec<HintWarning>) {
     let mut hints = Hints::default();
     let mut warnings = Vec::new();
-    for comment in LeadingComments::new(sql) {
-        let Ok(text) = comment else {
-            return (Hints::default(), Vec::new());
-        };
-        let Some(pairs) = strip_prefix_ignore_case(text.trim_start(), "pgsplit:") else {
-            continue;
-        };
-        // Empty pieces (a trailing comma, ", ,") are no mistake worth a warning.
-        for pair in pairs
-            .split(',')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-        {
-            if let Err(warning) = apply_pair(pair, &mut hints) {
-                warnings.push(warning);
-            }
+    let Some(pairs) = hint_pairs(sql) else {
+        return (Hints::default(), Vec::new());
+    };
+    for pair in pairs {
+        if let Err(warning) = apply_pair(pair, &mut hints) {
+            warnings.push(warning);
         }
     }
     (hints, warnings)
+}
+
+/// Where a statement on sharded tables goes, by hint: `shard=<number or cluster name>`, or
+/// `shard_key=<value>` (the key's shard under the map of the statement's sharded table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardHint {
+    Shard(String),
+    Key(String),
+}
+
+/// The statement's shard hint, if any (the last one given wins).
+pub fn shard_hint(sql: &str) -> Option<ShardHint> {
+    hint_pairs(sql)?.into_iter().rev().find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        let value = unquote(value.trim()).into_owned();
+        match key.trim().to_ascii_lowercase().as_str() {
+            "shard" => Some(ShardHint::Shard(value)),
+            "shard_key" => Some(ShardHint::Key(value)),
+            _ => None,
+        }
+    })
+}
+
+/// The `key=value` pieces of the `pgsplit:` comments before `sql`'s first token; None for an
+/// unterminated comment (the server will reject the statement anyway).
+fn hint_pairs(sql: &str) -> Option<Vec<&str>> {
+    let mut pairs = Vec::new();
+    for comment in LeadingComments::new(sql) {
+        let text = comment.ok()?;
+        let Some(found) = strip_prefix_ignore_case(text.trim_start(), "pgsplit:") else {
+            continue;
+        };
+        // Empty pieces (a trailing comma, ", ,") are no mistake worth a warning.
+        pairs.extend(
+            found
+                .split(',')
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty()),
+        );
+    }
+    Some(pairs)
 }
 
 /// Applies one `key=value` pair (keys in any case; values may be single-quoted, as
@@ -49,6 +80,10 @@ pub fn parse_hints(sql: &str) -> (Hints, Vec<HintWarning>) {
 fn apply_pair(pair: &str, hints: &mut Hints) -> Result<(), HintWarning> {
     if let Some(result) = apply_cache_pair(pair, hints) {
         return result;
+    }
+    let key = pair.split_once('=').map_or(pair, |(key, _)| key).trim();
+    if key.eq_ignore_ascii_case("shard") || key.eq_ignore_ascii_case("shard_key") {
+        return Ok(()); // read by `shard_hint`
     }
     let (key, value) = pair
         .split_once('=')
@@ -83,7 +118,7 @@ fn apply_pair(pair: &str, hints: &mut Hints) -> Result<(), HintWarning> {
 
 fn known_keys() -> String {
     let mut keys: Vec<&str> = HINT_SETTINGS.map(Setting::key).to_vec();
-    keys.extend(["cache", "ttl"]);
+    keys.extend(["cache", "ttl", "shard", "shard_key"]);
     keys.join(", ")
 }
 

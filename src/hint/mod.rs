@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use command::{SessionCommand, session_command};
-pub use comment::parse_hints;
+pub use comment::{ShardHint, parse_hints, shard_hint};
 pub use setting::{Setting, SettingValue, parse_setting_value, setting_from_name};
 
 /// How fresh the data a read sees must be.

@@ -84,6 +84,11 @@ impl Directory {
         self.cache.invalidate(key).await;
     }
 
+    /// The table's name, as configured.
+    pub fn table(&self) -> &str {
+        &self.spec.table
+    }
+
     /// Forgets every key, after the table changed in ways not known key by key.
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();

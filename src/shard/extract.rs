@@ -89,6 +89,18 @@ pub fn extract(statement: &Statement, tables: &HashMap<String, ShardedTable>) ->
     found.map_or(Extraction::NoKey, Extraction::Keys)
 }
 
+/// The sharded tables `statement` names (unqualified, as PostgreSQL resolves them), in order of
+/// mention, repeats included.
+pub fn sharded_tables(
+    statement: &Statement,
+    tables: &HashMap<String, ShardedTable>,
+) -> Vec<String> {
+    sharded_mentions(statement, tables)
+        .into_iter()
+        .map(|mention| mention.name)
+        .collect()
+}
+
 /// A sharded table the statement names, with what is needed to read its key.
 struct Mention<'a> {
     /// Unqualified, as PostgreSQL stores it.
@@ -267,7 +279,7 @@ fn is_key_column(expr: &Expr, scope: &Scope<'_>) -> bool {
 
 /// A literal number or string, a negative number, a parameter, or a string or parameter cast
 /// to a type (`'…'::uuid`, `$1::int8`). A cast number is left out: `5.7::int` is 6.
-fn literal_or_param(expr: &Expr) -> Option<KeyRef> {
+pub fn literal_or_param(expr: &Expr) -> Option<KeyRef> {
     match expr {
         Expr::Nested(inner) => literal_or_param(inner),
         Expr::Value(value) => match &value.value {

@@ -108,4 +108,19 @@ impl Sharding {
         };
         Some(placed.map(|shard| named.shards[shard].as_str()))
     }
+
+    /// A write to `tables` committed: directory maps reading one of them forget what they
+    /// cached, so a key moved to another shard is looked up again.
+    pub fn tables_written(&self, tables: &[String]) {
+        let relation = |name: &str| name.rsplit('.').next().unwrap_or(name).to_lowercase();
+        for named in &self.maps {
+            if let ShardMap::Directory(directory) = &named.map
+                && tables
+                    .iter()
+                    .any(|t| relation(t) == relation(directory.table()))
+            {
+                directory.invalidate_all();
+            }
+        }
+    }
 }

@@ -278,13 +278,15 @@ fn malformed_pairs_warn_and_the_rest_still_apply() {
 fn unknown_keys_warn() {
     assert_eq!(
         warnings("/* pgsplit: rout=primary, route=replica */ SELECT 1"),
-        [r#"unknown pgsplit hint "rout" (known: route, consistency, max_lag, after, cache, ttl)"#]
+        [
+            r#"unknown pgsplit hint "rout" (known: route, consistency, max_lag, after, cache, ttl, shard, shard_key)"#
+        ]
     );
     // Read-only, so no hint.
     assert_eq!(
         warnings("/* pgsplit: causal_token=0/1 */ SELECT 1"),
         [
-            r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after, cache, ttl)"#
+            r#"unknown pgsplit hint "causal_token" (known: route, consistency, max_lag, after, cache, ttl, shard, shard_key)"#
         ]
     );
     assert_eq!(
@@ -604,4 +606,20 @@ fn cache_hints() {
     );
     assert_eq!(warnings("/* pgsplit: cache=maybe */ SELECT 1").len(), 1);
     assert_eq!(warnings("/* pgsplit: ttl=soon */ SELECT 1").len(), 1);
+}
+
+#[test]
+fn shard_hints_name_a_shard_or_a_key() {
+    use crate::hint::{ShardHint, shard_hint};
+    assert_eq!(
+        shard_hint("/* pgsplit: shard=2 */ SELECT 1"),
+        Some(ShardHint::Shard("2".into()))
+    );
+    assert_eq!(
+        shard_hint("/* pgsplit: route=primary, shard_key='a b' */ UPDATE t SET v = 1"),
+        Some(ShardHint::Key("a b".into()))
+    );
+    assert_eq!(shard_hint("SELECT 1 /* pgsplit: shard=2 */"), None);
+    let (_, warnings) = crate::hint::parse_hints("/* pgsplit: shard=2, shard_key=7 */ SELECT 1");
+    assert!(warnings.is_empty(), "{warnings:?}");
 }
