@@ -426,7 +426,24 @@ fn columns(row_description: &[u8]) -> Vec<(String, u32, i16, i32, i16)> {
     out
 }
 
-/// DataRow bodies as comparable text.
+/// DataRow bodies as readable text: values joined by `|`, NULL shown as `NULL`.
 fn texts(rows: &[Bytes]) -> Vec<String> {
-    rows.iter().map(|row| format!("{row:?}")).collect()
+    rows.iter().map(|row| row_text(row)).collect()
+}
+
+fn row_text(row: &[u8]) -> String {
+    let mut rest = &row[2..];
+    let mut values = Vec::new();
+    while rest.len() >= 4 {
+        let len = i32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        rest = &rest[4..];
+        match usize::try_from(len) {
+            Ok(len) => {
+                values.push(String::from_utf8_lossy(&rest[..len]).into_owned());
+                rest = &rest[len..];
+            }
+            Err(_) => values.push("NULL".into()),
+        }
+    }
+    values.join("|")
 }
