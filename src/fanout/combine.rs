@@ -137,7 +137,7 @@ fn total<'a>(
             oid::INT8 => text(value)?.parse().ok().map(Total::Int),
             oid::NUMERIC => Numeric::parse(text(value)?).map(Total::Numeric),
             oid::FLOAT8 => float::parse(text(value)?).map(Total::Float8),
-            oid::FLOAT4 => float::parse(text(value)?).map(|f| Total::Float4(f as f32)),
+            oid::FLOAT4 => float::parse(text(value)?).map(Total::Float4),
             other => {
                 return Err(Refusal::unsupported(format!(
                     "sum of type oid {other} cannot be merged across shards"

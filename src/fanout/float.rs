@@ -5,20 +5,22 @@
 
 use std::cmp::Ordering;
 
-/// Parses PostgreSQL's float text (`NaN`, `Infinity`, `-Infinity` included).
-pub fn parse(text: &str) -> Option<f64> {
-    match text {
-        "NaN" => Some(f64::NAN),
-        "Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
+/// Parses PostgreSQL's float text (`NaN`, `Infinity`, `-Infinity` included) straight into the
+/// column's own width, so a `real` is never rounded twice.
+pub fn parse<F: std::str::FromStr>(text: &str) -> Option<F> {
+    let spelled = match text {
+        "Infinity" => "inf",
+        "-Infinity" => "-inf",
+        "NaN" => "NaN",
         _ if text
             .bytes()
             .all(|b| b.is_ascii_digit() || b"+-.e".contains(&b)) =>
         {
-            text.parse().ok()
+            text
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    spelled.parse().ok()
 }
 
 /// PostgreSQL's float order: NaN equals NaN and sorts above everything; -0 equals 0.
@@ -129,8 +131,11 @@ mod tests {
     #[test]
     fn parses_and_orders_like_postgres() {
         assert_eq!(parse("1e+15"), Some(1e15));
-        assert!(parse("NaN").is_some_and(f64::is_nan));
-        assert_eq!(parse("inf"), None);
+        assert_eq!(parse::<f32>("1.1"), Some(1.1f32));
+        assert_eq!(parse("-Infinity"), Some(f64::NEG_INFINITY));
+        assert!(parse::<f64>("NaN").is_some_and(f64::is_nan));
+        assert_eq!(parse::<f64>("inf"), None);
+        assert_eq!(parse::<f64>("nan"), None);
         assert_eq!(compare(f64::NAN, f64::INFINITY), Ordering::Greater);
         assert_eq!(compare(f64::NAN, f64::NAN), Ordering::Equal);
         assert_eq!(compare(-0.0, 0.0), Ordering::Equal);

@@ -167,3 +167,105 @@ fn compare_keys(a: &[Option<Key>], b: &[Option<Key>], order: &[SortKey]) -> Orde
     }
     Ordering::Equal
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::fanout::plan;
+
+    fn field(name: &str, type_oid: u32, format: i16) -> Field {
+        Field {
+            name: name.into(),
+            table_oid: 0,
+            column: 0,
+            type_oid,
+            type_len: -1,
+            type_modifier: -1,
+            format,
+        }
+    }
+
+    fn answer(fields: &[Field], rows: &[&[Option<&str>]]) -> ShardAnswer {
+        ShardAnswer {
+            row_description: wire::encode_row_description(fields),
+            rows: rows
+                .iter()
+                .map(|row| {
+                    let values: Vec<Value> = row
+                        .iter()
+                        .map(|v| v.map(|t| Bytes::from(t.to_string())))
+                        .collect();
+                    wire::encode_data_row(&values)
+                })
+                .collect(),
+            command_tag: format!("SELECT {}", rows.len()),
+        }
+    }
+
+    fn texts(merged: &Merged, columns: usize) -> Vec<Vec<Option<String>>> {
+        merged
+            .rows
+            .iter()
+            .map(|row| {
+                wire::parse_data_row(row, columns)
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| v.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorts_with_nulls_then_applies_offset_and_limit_and_drops_hidden_columns() {
+        let plan = plan("SELECT n FROM t ORDER BY n DESC LIMIT 2 OFFSET 1").unwrap();
+        let fields = [
+            field("n", oid::INT4, 0),
+            field("pgsplit_sort_0", oid::INT4, 0),
+        ];
+        let answers = vec![
+            answer(
+                &fields,
+                &[&[Some("9"), Some("9")], &[Some("10"), Some("10")]],
+            ),
+            answer(&fields, &[&[None, None], &[Some("2"), Some("2")]]),
+        ];
+        let merged = merge(&plan, answers).unwrap();
+        // DESC puts NULLs first: NULL, 10, 9, 2 -> offset 1, limit 2.
+        assert_eq!(
+            texts(&merged, 1),
+            vec![vec![Some("10".into())], vec![Some("9".into())]]
+        );
+        assert_eq!(merged.command_tag, "SELECT 2");
+        let described = wire::parse_row_description(&merged.row_description).unwrap();
+        assert_eq!(described, vec![fields[0].clone()]);
+    }
+
+    #[test]
+    fn avg_is_described_as_numeric_and_binary_or_mismatched_answers_are_refused() {
+        let plan = plan("SELECT avg(x) FROM t").unwrap();
+        let fields = [
+            field("avg", oid::INT8, 0),
+            field("pgsplit_avg_count_0", oid::INT8, 0),
+        ];
+        let merged = merge(&plan, vec![answer(&fields, &[&[Some("3"), Some("2")]])]).unwrap();
+        let described = wire::parse_row_description(&merged.row_description).unwrap();
+        assert_eq!(
+            (described[0].name.as_str(), described[0].type_oid),
+            ("avg", oid::NUMERIC)
+        );
+        assert_eq!(
+            texts(&merged, 1),
+            vec![vec![Some("1.5000000000000000".into())]]
+        );
+
+        let binary = [field("avg", oid::INT8, 1), field("c", oid::INT8, 1)];
+        assert!(merge(&plan, vec![answer(&binary, &[])]).is_err());
+        let other = [field("avg", oid::NUMERIC, 0), field("c", oid::INT8, 0)];
+        let refusal = merge(&plan, vec![answer(&fields, &[]), answer(&other, &[])]).unwrap_err();
+        assert!(refusal.message.contains("different column types"));
+        assert!(merge(&plan, vec![]).is_err());
+    }
+}
