@@ -486,3 +486,50 @@ async fn held_by(setup: &Setup, shard: usize, tenant: &str) -> usize {
     .expect("read")
     .len()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_replicated_tables_reach_every_shard() {
+    let client = sharded().await;
+    let setup = setup();
+    client
+        .batch_execute("INSERT INTO countries VALUES ('nl', 'Netherlands')")
+        .await
+        .expect("a replicated insert");
+    client
+        .batch_execute("UPDATE countries SET name = 'Nederland' WHERE code = 'nl'")
+        .await
+        .expect("a replicated update");
+    for shard in &setup.shards {
+        let direct = common::connect(&shard.primary().connstr("postgres", "postgres"))
+            .await
+            .expect("shard");
+        let copy = rows(&direct, "SELECT name FROM countries WHERE code = 'nl'")
+            .await
+            .expect("read the copy");
+        assert_eq!(copy, vec![vec![Some("Nederland".to_string())]]);
+    }
+    // Its own write is read back at once, from whichever shard serves the read.
+    let read = rows(&client, "SELECT name FROM countries WHERE code = 'nl'")
+        .await
+        .expect("read");
+    assert_eq!(read, vec![vec![Some("Nederland".to_string())]]);
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute("SELECT * FROM users WHERE id = 1")
+        .await
+        .expect("first statement");
+    let e = client
+        .batch_execute("DELETE FROM countries WHERE code = 'nl'")
+        .await
+        .expect_err("a replicated write inside a one-shard transaction");
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("replicated table")),
+        "{e:?}"
+    );
+    client.batch_execute("ROLLBACK").await.expect("rollback");
+    client
+        .batch_execute("DELETE FROM countries WHERE code = 'nl'")
+        .await
+        .expect("a replicated delete");
+}

@@ -430,14 +430,13 @@ impl Session {
             Err(e) => return self.fail_unit(client, e, &frames),
             Ok(ShardTarget::FanOut { clusters, sql }) => {
                 self.settle(client).await?;
-                return match self.gather(&clusters, &sql, &work).await {
-                    Ok(answer) => {
-                        client.out.extend_from_slice(&answer);
-                        client.writer().ready_for_query(self.transaction_status());
-                        Ok(())
-                    }
-                    Err(e) => self.fail_unit(client, e, &frames),
-                };
+                let answer = self.gather(&clusters, &sql, &work).await;
+                return self.answer_from_shards(client, answer, &frames);
+            }
+            Ok(ShardTarget::Everywhere { clusters, sql }) => {
+                self.settle(client).await?;
+                let answer = self.write_everywhere(&clusters, &sql, &work).await;
+                return self.answer_from_shards(client, answer, &frames);
             }
             Ok(ShardTarget::Cluster(cluster)) => self.unit_cluster = Some(cluster),
             Ok(ShardTarget::Anywhere) => self.unit_cluster = None,
@@ -546,6 +545,23 @@ impl Session {
         }
         self.release_if_idle();
         Ok(())
+    }
+
+    /// Answers a unit that ran on several shards: their combined answer, or the error.
+    fn answer_from_shards(
+        &mut self,
+        client: &mut ClientConn,
+        answer: Result<BytesMut, FrontendError>,
+        frames: &[Frame],
+    ) -> Result<(), FrontendError> {
+        match answer {
+            Ok(answer) => {
+                client.out.extend_from_slice(&answer);
+                client.writer().ready_for_query(self.transaction_status());
+                Ok(())
+            }
+            Err(e) => self.fail_unit(client, e, frames),
+        }
     }
 
     pub(super) fn transaction_status(&self) -> u8 {

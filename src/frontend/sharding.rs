@@ -34,6 +34,8 @@ pub(super) enum ShardTarget {
     Cluster(String),
     /// A single read with no single shard: run `sql` on every one of these clusters and merge.
     FanOut { clusters: Vec<String>, sql: String },
+    /// A write to replicated tables: run `sql` on every shard's primary.
+    Everywhere { clusters: Vec<String>, sql: String },
 }
 
 /// The SQL texts a unit runs, and the parameters bound for them.
@@ -79,12 +81,13 @@ impl Session {
                 target = combine(target, found)?;
             }
         }
-        if let ShardTarget::FanOut { .. } = &target {
-            let single_read = statements == 1
+        if let ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. } = &target {
+            let reads = work.access() == crate::route::classify::Access::Read;
+            let fits = statements == 1
                 && unit.simple
-                && work.access() == crate::route::classify::Access::Read;
-            if !single_read {
-                return Err(refuse_fan_out(&unit.texts));
+                && reads == matches!(target, ShardTarget::FanOut { .. });
+            if !fits {
+                return Err(refuse_multi_shard(&unit.texts, &target));
             }
         }
         Ok(target)
@@ -188,6 +191,12 @@ impl Session {
                     "a read of every shard cannot run inside a transaction on shard \"{current}\": name the sharding key in its WHERE clause"
                 ),
             )),
+            ShardTarget::Everywhere { .. } => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "a write to a replicated table goes to every shard and cannot run inside a transaction on shard \"{current}\": write it outside the transaction"
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -284,10 +293,38 @@ fn unsharded_target(
         std::ops::ControlFlow::<()>::Continue(())
     });
     if names_default {
-        ShardTarget::Cluster(default_cluster)
-    } else {
-        ShardTarget::Anywhere
+        return ShardTarget::Cluster(default_cluster);
     }
+    let writes = !matches!(statement, Statement::Query(_));
+    if writes && names_replicated(sharding, statement) {
+        return ShardTarget::Everywhere {
+            clusters: all_shards(sharding),
+            sql: statement.to_string(),
+        };
+    }
+    ShardTarget::Anywhere
+}
+
+fn names_replicated(sharding: &Sharding, statement: &Statement) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_relations(statement, |name| {
+        if let Some(table) = name.0.last().and_then(|p| p.as_ident()) {
+            found |= sharding.replicated.contains(&table.value.to_lowercase());
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+/// Every cluster any map places rows on, in map order.
+fn all_shards(sharding: &Sharding) -> Vec<String> {
+    let mut clusters: Vec<String> = Vec::new();
+    for cluster in sharding.maps.iter().flat_map(|m| &m.shards) {
+        if !clusters.contains(cluster) {
+            clusters.push(cluster.clone());
+        }
+    }
+    clusters
 }
 
 async fn keys_target(
@@ -523,7 +560,8 @@ fn combine(a: ShardTarget, b: ShardTarget) -> Result<ShardTarget, FrontendError>
                 "these statements belong to two shards (\"{x}\" and \"{y}\"); send them separately, outside one transaction"
             ),
         )),
-        (fan @ ShardTarget::FanOut { .. }, _) | (_, fan @ ShardTarget::FanOut { .. }) => Ok(fan),
+        (many @ (ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. }), _)
+        | (_, many @ (ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. })) => Ok(many),
     }
 }
 
@@ -574,13 +612,17 @@ fn cross_shard_write(sharding: &Sharding, table: &str) -> FrontendError {
     )
 }
 
-fn refuse_fan_out(texts: &[&str]) -> FrontendError {
-    let what = if texts.len() > 1 || texts.first().is_some_and(|t| t.contains(';')) {
-        "a read of every shard must be a single statement"
-    } else {
-        "a read of every shard needs the simple query protocol; name the sharding key to use the extended one"
+fn refuse_multi_shard(texts: &[&str], target: &ShardTarget) -> FrontendError {
+    let what = match target {
+        ShardTarget::Everywhere { .. } => "a write to a replicated table (run on every shard)",
+        _ => "a read of every shard",
     };
-    FrontendError::refuse(SqlState::FEATURE_NOT_SUPPORTED, what)
+    let why = if texts.len() > 1 || texts.first().is_some_and(|t| t.contains(';')) {
+        "must be a single statement"
+    } else {
+        "needs the simple query protocol (or name the sharding key)"
+    };
+    FrontendError::refuse(SqlState::FEATURE_NOT_SUPPORTED, format!("{what} {why}"))
 }
 
 /// The texts a unit runs (a Query's, or the statement an Execute runs) and its Bind.
