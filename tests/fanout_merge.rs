@@ -325,7 +325,9 @@ async fn connect(database: &str) -> ServerConn {
             ("database".into(), database.into()),
         ],
         password: None,
+        scram_keys: None,
         timeout: TIMEOUT,
+        tls: Default::default(),
     };
     ServerConn::connect(&spec).await.expect("connect")
 }
