@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Sharding tools.
+    Shard {
+        #[command(subcommand)]
+        action: ShardAction,
+    },
     /// Starts a local primary with 3 streaming replicas and pgsplit in front of them.
     Demo {
         /// Where the demo's servers keep their data (default: a new temporary directory).
@@ -60,6 +65,25 @@ enum Command {
         /// Port for pgsplit on 127.0.0.1.
         #[arg(long, default_value_t = 6432)]
         port: u16,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShardAction {
+    /// How many keys (or, with --from-data, rows) would move if SHARD joined the config's hash
+    /// and consistent-hash maps.
+    Plan {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cluster to add as a shard.
+        #[arg(long)]
+        add: String,
+        /// Sampled keys per map (without --from-data).
+        #[arg(long, default_value_t = 100_000)]
+        sample: u64,
+        /// Read the sharded tables' keys from every shard's primary instead of sampling.
+        #[arg(long)]
+        from_data: bool,
     },
 }
 
@@ -83,6 +107,15 @@ fn main() -> ExitCode {
             load_config(config, &overrides).and_then(|config| run(config, overrides))
         }
         Command::Check { config } => check(&config),
+        Command::Shard {
+            action:
+                ShardAction::Plan {
+                    config,
+                    add,
+                    sample,
+                    from_data,
+                },
+        } => shard_plan(&config, &add, sample, from_data),
         Command::Demo { dir, port } => {
             runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port)))
         }
@@ -123,6 +156,23 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     print!("{}", config.topology_report());
     println!("{}: OK", path.display());
+    Ok(())
+}
+
+fn shard_plan(
+    path: &std::path::Path,
+    add: &str,
+    sample: u64,
+    from_data: bool,
+) -> Result<(), String> {
+    use pgsplit::shard::plan::{data_report, sample_report};
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let report = if from_data {
+        runtime()?.block_on(data_report(&config, add))?
+    } else {
+        sample_report(&config, add, sample)?
+    };
+    print!("{report}");
     Ok(())
 }
 

@@ -533,3 +533,42 @@ async fn writes_to_replicated_tables_reach_every_shard() {
         .await
         .expect("a replicated delete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_plan_counts_the_rows_a_new_shard_would_take() {
+    let _ = sharded().await;
+    let setup = setup();
+    let file = std::env::temp_dir()
+        .join(common::unique_name("shard_plan"))
+        .with_extension("toml");
+    std::fs::write(&file, config_text(&setup.shards)).expect("write the config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pgsplit"))
+        .args(["shard", "plan", "--config"])
+        .arg(&file)
+        .args(["--add", "shard_d", "--from-data"])
+        .output()
+        .expect("run pgsplit shard plan");
+    let _ = std::fs::remove_file(&file);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let users = report
+        .lines()
+        .find(|l| l.starts_with("table \"users\""))
+        .unwrap_or_else(|| panic!("no line for users: {report}"));
+    assert!(
+        users.contains(&format!("of {USERS} rows would move")),
+        "{users}"
+    );
+    let moved: u64 = users
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    // PostgreSQL's hash modulo 4 instead of 3 keeps a key only where both remainders agree.
+    assert!((USERS as u64 / 2..USERS as u64).contains(&moved), "{users}");
+}

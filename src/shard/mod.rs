@@ -11,6 +11,7 @@ pub mod hash;
 pub mod key;
 pub mod list;
 pub mod map;
+pub mod plan;
 pub mod range;
 pub mod ring;
 
