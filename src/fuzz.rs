@@ -24,8 +24,11 @@ use crate::shard::KeyType;
 use crate::shard::extract::{extract, sharded_tables};
 use crate::shard::map::ShardedTable;
 
+/// A fuzz target: arbitrary bytes in, nothing out, never a panic.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by the name of their libFuzzer binary and corpus directory.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("frontend_messages", frontend_messages),
     ("startup_packet", startup_packet),
     ("hints", hints),
