@@ -17,7 +17,9 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::fanout::{plan, plan_co_located};
-use crate::hint::{Setting, parse_hints, parse_setting_value, session_command, setting_from_name};
+use crate::hint::{
+    Setting, parse_hints, parse_setting_value, session_command, setting_from_name, shard_hint,
+};
 use crate::protocol::{Frame, messages, read_startup_packet, tag, try_frontend_frame};
 use crate::route::classify::{FunctionPolicy, classify};
 use crate::shard::KeyType;
@@ -90,7 +92,7 @@ pub fn startup_packet(data: &[u8]) {
 pub fn hints(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = parse_hints(&text);
-    let _ = crate::hint::shard_hint(&text);
+    let _ = shard_hint(&text);
     let _ = session_command(&text);
     let _ = setting_from_name(&text);
     for setting in Setting::ALL {
