@@ -11,6 +11,7 @@ pub mod demo;
 pub mod events;
 pub mod fanout;
 pub mod frontend;
+pub mod fuzz;
 pub mod hint;
 pub mod localcluster;
 pub mod metrics;

@@ -4,9 +4,11 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::proxy::{TestProxy, cluster_config, start_proxy};
-use pgsplit::config::{AuthMethod, Config, UserConfig};
+use pgsplit::access::AccessAction;
+use pgsplit::config::{AccessRule, AuthMethod, AuthQuerySettings, Config, Token, UserConfig};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// One result set: its column names and rows (NULLs as empty text).
@@ -262,14 +264,14 @@ async fn reload_without_a_file_pause_and_resume() {
     assert_eq!(paused(show(&client, "SHOW CLIENTS").await), "true");
     // A new unit waits while paused, and runs once resumed.
     let held = tokio::spawn(async move { app.simple_query("SELECT 1").await.map(|_| ()) });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !held.is_finished(),
         "a statement ran while pgsplit was paused"
     );
     client.simple_query("RESUME").await.expect("resume");
     assert_eq!(paused(show(&client, "SHOW CLIENTS").await), "false");
-    tokio::time::timeout(std::time::Duration::from_secs(5), held)
+    tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("the held statement runs after RESUME")
         .expect("task")
@@ -277,8 +279,14 @@ async fn reload_without_a_file_pause_and_resume() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn show_config_never_shows_a_secret() {
-    const SECRETS: [&str; 3] = ["app-user-secret", "app-server-secret", "monitor-secret"];
+async fn show_config_shows_security_settings_but_never_a_secret() {
+    const SECRETS: [&str; 5] = [
+        "app-user-secret",
+        "app-server-secret",
+        "monitor-secret",
+        "auth-query-secret",
+        "admin-token-secret",
+    ];
     let mut config: Config = cluster_config();
     config.users = vec![
         user("postgres", AuthMethod::Trust, None, None),
@@ -290,6 +298,22 @@ async fn show_config_never_shows_a_secret() {
         ),
     ];
     config.monitor.password = Some(SECRETS[2].to_string());
+    config.auth_query = Some(AuthQuerySettings {
+        user: "postgres".to_string(),
+        password: Some(SECRETS[3].to_string()),
+        database: "postgres".to_string(),
+        query: "SELECT usename, passwd FROM pg_shadow WHERE usename = $1".to_string(),
+        cache_ttl: Duration::from_secs(10),
+    });
+    config.admin_token = Some(Token(SECRETS[4].to_string()));
+    config.access = vec![AccessRule {
+        users: Vec::new(),
+        databases: Vec::new(),
+        addresses: Vec::new(),
+        action: AccessAction::Allow,
+    }];
+    config.timeouts.client_idle = Duration::from_secs(600);
+    config.limits.max_connections_per_user = 50;
     let proxy = start_proxy(config);
     let client = console(&proxy, "postgres").await.expect("console login");
     let settings = show(&client, "SHOW CONFIG").await;
@@ -302,6 +326,19 @@ async fn show_config_never_shows_a_secret() {
         settings.column(settings.row("console.users"), "value"),
         "postgres"
     );
+    for (key, value) in [
+        ("tls.mode", "disable"),
+        ("tls.server_tls", "disable"),
+        ("access.rules", "1"),
+        ("auth_query.user", "postgres"),
+        ("auth_query.database", "postgres"),
+        ("admin_token", "set"),
+        ("timeouts.client_idle", "10m"),
+        ("timeouts.idle_in_transaction", "0s"),
+        ("limits.max_connections_per_user", "50"),
+    ] {
+        assert_eq!(settings.column(settings.row(key), "value"), value, "{key}");
+    }
     let text = format!("{:?}", settings.rows);
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} shown: {text}");

@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::admin::status::{Status, snapshot};
-use crate::config::Config;
 use crate::protocol::messages::query_text;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, Writer, tag};
 use crate::topology::Role;
@@ -21,6 +20,9 @@ use crate::topology::monitor::format_lsn;
 use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
+
+mod config_table;
+use config_table::config_table;
 
 /// The database name that opens the console.
 pub(super) const DATABASE: &str = "pgsplit";
@@ -657,92 +659,6 @@ fn help_table() -> Table {
     }
 }
 
-/// The main settings as key and value. Built from an explicit list of keys rather than from
-/// the whole config, so that no password, verifier or token can ever slip in: users show
-/// their auth method and server user only, the monitor its user and database.
-fn config_table(config: &Config) -> Table {
-    let duration = |d: Duration| humantime::format_duration(d).to_string();
-    let mut rows = vec![
-        ("listen", config.listen.to_string()),
-        ("admin", opt(config.admin)),
-        ("source", opt(config.source.as_ref().map(|p| p.display()))),
-        ("pool.mode", config.pool.mode.to_string()),
-        (
-            "pool.max_server_connections",
-            config.pool.max_server_connections.to_string(),
-        ),
-        (
-            "pool.checkout_timeout",
-            duration(config.pool.checkout_timeout),
-        ),
-        ("timeouts.connect", duration(config.timeouts.connect)),
-        (
-            "timeouts.client_login",
-            duration(config.timeouts.client_login),
-        ),
-        ("timeouts.shutdown", duration(config.timeouts.shutdown)),
-        (
-            "limits.max_message_size",
-            config.limits.max_message_size.to_string(),
-        ),
-        (
-            "limits.max_client_connections",
-            config.limits.max_client_connections.to_string(),
-        ),
-        (
-            "routing.read_only_functions",
-            config.routing.read_only_functions.join(", "),
-        ),
-        ("monitor.user", config.monitor.user.clone()),
-        ("monitor.database", config.monitor.database.clone()),
-        ("monitor.interval", duration(config.monitor.interval)),
-        ("health.timeout", duration(config.health.timeout)),
-        ("health.ban_after", config.health.ban_after.to_string()),
-        ("health.ban_time", duration(config.health.ban_time)),
-        ("failover.after", duration(config.failover.after)),
-        ("console.users", config.console.users.join(", ")),
-    ]
-    .into_iter()
-    .map(|(key, value)| vec![key.to_string(), value])
-    .collect::<Vec<_>>();
-    rows.extend(config.clusters.iter().flat_map(cluster_rows));
-    rows.extend(config.users.iter().flat_map(|u| {
-        let server_user = u.server_user.clone().unwrap_or_else(|| u.name.clone());
-        [
-            vec![format!("users.{}.auth", u.name), u.auth.to_string()],
-            vec![format!("users.{}.server_user", u.name), server_user],
-        ]
-    }));
-    Table {
-        columns: &["key", "value"],
-        rows,
-    }
-}
-
-fn cluster_rows(cluster: &crate::config::ClusterConfig) -> Vec<Vec<String>> {
-    let key = |name: &str| format!("clusters.{}.{name}", cluster.name);
-    let replicas: Vec<String> = cluster
-        .replicas
-        .iter()
-        .map(|r| format!("{} {}", r.name, r.addr()))
-        .collect();
-    let consistency = &cluster.consistency;
-    vec![
-        vec![key("databases"), cluster.databases.join(", ")],
-        vec![
-            key("primary"),
-            format!("{} {}", cluster.primary.name, cluster.primary.addr()),
-        ],
-        vec![key("replicas"), replicas.join(", ")],
-        vec![key("load_balancing"), cluster.load_balancing.to_string()],
-        vec![key("consistency"), consistency.mode.as_str().to_string()],
-        vec![
-            key("max_lag"),
-            humantime::format_duration(consistency.max_lag).to_string(),
-        ],
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,21 +696,5 @@ mod tests {
                 .contains("invalid ban time")
         );
         assert!(parse("RELOAD now").is_err());
-    }
-
-    #[test]
-    fn the_config_table_never_shows_a_secret() {
-        let config = Config::from_toml(
-            "[monitor]\npassword = \"monitor-secret\"\n\
-             [[clusters]]\nprimary = { addr = \"db:5432\" }\n\
-             [[users]]\nname = \"app\"\npassword = \"user-secret\"\n\
-             server_password = \"server-secret\"\n",
-            "test.toml",
-        )
-        .expect("valid config");
-        let table = config_table(&config);
-        let text: String = table.rows.concat().join(" ");
-        assert!(text.contains("users.app.auth"), "{text}");
-        assert!(!text.contains("secret"), "{text}");
     }
 }
