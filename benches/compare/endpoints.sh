@@ -1,0 +1,181 @@
+# shellcheck shell=bash disable=SC2034 # ENDPOINT_PORT and MAX_CLIENTS belong to compare.sh
+# Endpoints for benches/compare.sh: pgsplit (three configurations), PgBouncer and pgpool-II,
+# each configured on loopback in $WORK and started in the background. Sourced, not run.
+# Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), MAX_CLIENTS,
+# and log/die/track_pid/wait_ready from compare.sh.
+
+# Ports handed out by this script, so two endpoints never get the same one.
+declare -a TAKEN_PORTS=()
+
+# A loopback TCP port nobody listens on (nothing holds it between this check and the bind,
+# but the range is wide and the check immediate).
+free_port() {
+    local port tries=0
+    while ((tries < 200)); do
+        port=$((20000 + RANDOM % 20000))
+        tries=$((tries + 1))
+        [[ " ${TAKEN_PORTS[*]} " == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            TAKEN_PORTS+=("$port")
+            echo "$port"
+            return 0
+        fi
+    done
+    die "no free loopback port found"
+}
+
+# Runs a command as the servers' OS user: PgBouncer refuses to run as root, and so do the
+# PostgreSQL servers the demo starts (as `postgres`).
+as_server_user() {
+    if ((EUID == 0)); then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# The [[clusters]] table of a pgsplit config: the primary and, unless "primary-only", the replicas.
+pgsplit_cluster_toml() {
+    local with_replicas=$1 port
+    echo '[[clusters]]'
+    echo "primary = { name = \"primary\", addr = \"127.0.0.1:$PRIMARY_PORT\" }"
+    if [[ $with_replicas == yes ]]; then
+        echo 'replicas = ['
+        local i=1
+        for port in "${REPLICA_PORTS[@]}"; do
+            echo "  { name = \"replica$i\", addr = \"127.0.0.1:$port\" },"
+            i=$((i + 1))
+        done
+        echo ']'
+    else
+        echo 'replicas = []'
+    fi
+}
+
+# start_pgsplit NAME with_replicas(yes|no) [extra TOML lines...]: sets ENDPOINT_PORT[NAME].
+start_pgsplit() {
+    local name=$1 with_replicas=$2
+    shift 2
+    local port conf="$WORK/$name.toml"
+    port=$(free_port)
+    {
+        echo "listen = \"127.0.0.1:$port\""
+        printf '%s\n' "$@"
+        pgsplit_cluster_toml "$with_replicas"
+    } >"$conf"
+    timeout 10 "$PGSPLIT" check --config "$conf" >"$WORK/$name.check" 2>&1 ||
+        die "$name: invalid config $conf: $(cat "$WORK/$name.check")"
+    "$PGSPLIT" run --config "$conf" >"$WORK/$name.log" 2>&1 &
+    track_pid $! "$name"
+    wait_ready "$name" "$port"
+    ENDPOINT_PORT["$name"]=$port
+}
+
+start_pgbouncer() {
+    local port dir="$WORK/pgbouncer"
+    port=$(free_port)
+    mkdir -p "$dir"
+    echo '"postgres" ""' >"$dir/userlist.txt"
+    cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PRIMARY_PORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+default_pool_size = $MAX_CLIENTS
+max_client_conn = $((MAX_CLIENTS + 50))
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+ignore_startup_parameters = extra_float_digits
+EOF
+    ((EUID == 0)) && chown -R postgres: "$dir"
+    as_server_user pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+    track_pid $! pgbouncer
+    wait_ready pgbouncer "$port"
+    ENDPOINT_PORT["pgbouncer"]=$port
+}
+
+# Streaming-replication mode, reads balanced over the replicas only (weight 0 on the primary).
+start_pgpool() {
+    local port pcp_port dir="$WORK/pgpool" i
+    port=$(free_port)
+    pcp_port=$(free_port)
+    mkdir -p "$dir"
+    {
+        cat <<EOF
+backend_clustering_mode = 'streaming_replication'
+listen_addresses = '127.0.0.1'
+port = $port
+socket_dir = '$dir'
+pcp_listen_addresses = '127.0.0.1'
+pcp_port = $pcp_port
+pcp_socket_dir = '$dir'
+wd_ipc_socket_dir = '$dir'
+pid_file_name = '$dir/pgpool.pid'
+logdir = '$dir'
+log_destination = 'stderr'
+num_init_children = $((MAX_CLIENTS + 4))
+max_pool = 1
+reserved_connections = 0
+enable_pool_hba = off
+pool_passwd = ''
+load_balance_mode = on
+sr_check_period = 10
+sr_check_user = 'postgres'
+sr_check_database = 'postgres'
+health_check_period = 0
+failover_on_backend_error = off
+memory_cache_enabled = off
+use_watchdog = off
+backend_hostname0 = '127.0.0.1'
+backend_port0 = $PRIMARY_PORT
+backend_weight0 = 0
+backend_flag0 = 'DISALLOW_TO_FAILOVER'
+EOF
+        i=1
+        for rport in "${REPLICA_PORTS[@]}"; do
+            echo "backend_hostname$i = '127.0.0.1'"
+            echo "backend_port$i = $rport"
+            echo "backend_weight$i = 1"
+            echo "backend_flag$i = 'DISALLOW_TO_FAILOVER'"
+            i=$((i + 1))
+        done
+    } >"$dir/pgpool.conf"
+    : >"$dir/pcp.conf"
+    ((EUID == 0)) && chown -R postgres: "$dir"
+    as_server_user pgpool -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
+    track_pid $! pgpool
+    wait_ready pgpool "$port"
+    ENDPOINT_PORT["pgpool"]=$port
+}
+
+# Starts every endpoint named in ENDPOINTS (and pgsplit-cache for the cache workload) and
+# drops, with a note on how to install them, the peers this machine lacks.
+start_endpoints() {
+    local wanted=() name
+    ENDPOINT_PORT["direct"]=$PRIMARY_PORT
+    for name in $ENDPOINTS; do
+        case $name in
+        direct) wanted+=(direct) ;;
+        pgsplit) start_pgsplit pgsplit yes && wanted+=(pgsplit) ;;
+        pgsplit-primary) start_pgsplit pgsplit-primary no && wanted+=(pgsplit-primary) ;;
+        pgbouncer | pgpool)
+            local binary=$name
+            if ! command -v "$binary" >/dev/null; then
+                log "skipping $name: not installed (Debian: apt-get install -y ${name/pgpool/pgpool2})"
+                continue
+            fi
+            "start_$name" && wanted+=("$name")
+            ;;
+        *) die "unknown endpoint '$name' in ENDPOINTS" ;;
+        esac
+    done
+    if [[ " $WORKLOADS " == *" cached "* ]]; then
+        start_pgsplit pgsplit-cache yes '[cache]' 'max_bytes = 67108864' 'default_ttl = "600s"'
+    fi
+    ENDPOINTS="${wanted[*]}"
+}
