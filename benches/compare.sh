@@ -35,99 +35,10 @@ RESULTS="$HERE/results"
 WORK=$(mktemp -d /tmp/pgsplit-bench.XXXXXX)
 chmod 755 "$WORK"
 declare -A ENDPOINT_PORT=()
-declare -a PIDS=() PID_NAMES=()
-
-log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Remembers a background process of ours so that cleanup stops it (by its pid, never by name).
-track_pid() {
-    PIDS+=("$1")
-    PID_NAMES+=("$2")
-}
-
-cleanup() {
-    local i pid
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || continue
-        # The demo stops its servers on SIGTERM; give everyone 30 s, then SIGKILL.
-        timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    done
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then
-        log "work directory kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
+# shellcheck source=compare/common.sh
+source "$HERE/compare/common.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-psql_at() { # psql_at PORT DB SQL: one value per line, bounded
-    timeout 30 psql -X -At -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
-}
-
-# Waits (60 s at most) until a PostgreSQL-speaking endpoint answers a query in `bench`.
-wait_ready() {
-    local name=$1 port=$2 deadline=$((SECONDS + 60))
-    until psql_at "$port" bench 'SELECT 1' >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "$name on port $port not ready within 60 s (logs in $WORK)"
-        sleep 0.2
-    done
-    log "$name ready on 127.0.0.1:$port"
-}
-
-build_pgsplit() {
-    log "building pgsplit (release)"
-    (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin pgsplit) || die "cargo build failed"
-    PGSPLIT="${CARGO_TARGET_DIR:-$ROOT/target}/release/pgsplit"
-    [[ -x $PGSPLIT ]] || die "no binary at $PGSPLIT"
-}
-
-# Starts the servers (no proxy) and reads their ports from the demo's JSON line.
-start_cluster() {
-    log "starting a primary and 3 streaming replicas (fsync off)"
-    "$PGSPLIT" demo --no-proxy --json \
-        --server-conf "max_connections = 600" \
-        --server-conf "shared_preload_libraries = 'pg_stat_statements'" \
-        >"$WORK/demo.json" 2>"$WORK/demo.log" &
-    track_pid $! demo
-    local deadline=$((SECONDS + 300)) line
-    until line=$(grep -m1 '"primary"' "$WORK/demo.json" 2>/dev/null); do
-        kill -0 "${PIDS[-1]}" 2>/dev/null || die "the demo exited: $(tail -20 "$WORK/demo.log")"
-        ((SECONDS < deadline)) || die "the cluster did not start within 300 s"
-        sleep 0.5
-    done
-    PRIMARY_PORT=$(sed -E 's/.*"primary":([0-9]+).*/\1/' <<<"$line")
-    read -r -a REPLICA_PORTS <<<"$(sed -E 's/.*"replicas":\[([0-9,]*)\].*/\1/; s/,/ /g' <<<"$line")"
-    NODE_PORTS=("$PRIMARY_PORT" "${REPLICA_PORTS[@]}")
-    log "primary 127.0.0.1:$PRIMARY_PORT, replicas ${REPLICA_PORTS[*]}"
-}
-
-prepare_data() {
-    log "creating database bench, pgbench scale $SCALE"
-    psql_at "$PRIMARY_PORT" postgres 'CREATE DATABASE bench' >/dev/null
-    for db in postgres bench; do
-        psql_at "$PRIMARY_PORT" "$db" 'CREATE EXTENSION pg_stat_statements' >/dev/null
-    done
-    timeout 900 pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres bench \
-        >"$WORK/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(tail -5 "$WORK/pgbench-init.log")"
-    wait_replicas_caught_up
-}
-
-wait_replicas_caught_up() {
-    local lsn port deadline=$((SECONDS + 120))
-    lsn=$(psql_at "$PRIMARY_PORT" postgres 'SELECT pg_current_wal_lsn()')
-    for port in "${REPLICA_PORTS[@]}"; do
-        until [[ $(psql_at "$port" postgres "SELECT pg_last_wal_replay_lsn() >= '$lsn'") == t ]]; do
-            ((SECONDS < deadline)) || die "replica $port did not replay $lsn within 120 s"
-            sleep 0.2
-        done
-    done
-}
 
 # Statements run in `bench` on each node so far (pg_stat_statements, updated as each statement
 # ends). pg_stat_database.xact_commit would be the natural count, but a pooled server connection
@@ -233,8 +144,8 @@ main() {
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     build_pgsplit
     start_cluster
-    prepare_data
-    # shellcheck source=compare/endpoints.sh source-path=SCRIPTDIR
+    prepare_data "$SCALE"
+    # shellcheck source=compare/endpoints.sh
     source "$HERE/compare/endpoints.sh"
     start_endpoints
     log "endpoints: $ENDPOINTS; workloads: $WORKLOADS; clients: $CLIENTS; $ROUNDS rounds of $DURATION s"

@@ -1,28 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # ENDPOINT_PORT and MAX_CLIENTS belong to compare.sh
 # Endpoints for benches/compare.sh: pgsplit (three configurations), PgBouncer and pgpool-II,
 # each configured on loopback in $WORK and started in the background. Sourced, not run.
-# Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), MAX_CLIENTS,
-# and log/die/track_pid/wait_ready from compare.sh.
-
-# Ports handed out by this script, so two endpoints never get the same one.
-declare -a TAKEN_PORTS=()
-
-# A loopback TCP port nobody listens on (nothing holds it between this check and the bind,
-# but the range is wide and the check immediate).
-free_port() {
-    local port tries=0
-    while ((tries < 200)); do
-        port=$((20000 + RANDOM % 20000))
-        tries=$((tries + 1))
-        [[ " ${TAKEN_PORTS[*]} " == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            TAKEN_PORTS+=("$port")
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free loopback port found"
-}
+# Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), MAX_CLIENTS, and
+# log, die, track_pid, wait_ready and free_port from compare/common.sh.
 
 # Runs a command as the servers' OS user: PgBouncer refuses to run as root, and so do the
 # PostgreSQL servers the demo starts (as `postgres`).
