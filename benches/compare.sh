@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Side-by-side pgbench: PostgreSQL directly, pgsplit (reads to replicas), pgsplit with the primary
 # only, PgBouncer (transaction pooling) and pgpool-II (streaming replication, load balancing),
 # on a local primary + 3 streaming replicas with fsync off (`pgsplit demo --no-proxy`).
@@ -13,7 +14,6 @@
 # benches/results/<date>.tsv. Nothing is installed: PgBouncer and pgpool-II are used when
 # present (Debian: apt-get install -y pgbouncer pgpool2) and skipped otherwise.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Where pgsplit spends its CPU on select-only: pgsplit runs under valgrind's callgrind (perf's
 # hardware counters are not available on every machine, virtual ones included) while pgbench
 # sends select-only through it; the top functions, by own cost and with callees, go to stdout
@@ -11,7 +12,6 @@
 # Needs valgrind (Debian: apt-get install -y valgrind). Under callgrind pgsplit runs some 50
 # times slower, so the figures are shares of its instructions, not times.
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
