@@ -61,7 +61,8 @@ pub async fn run(options: DemoOptions) -> Result<(), String> {
         running.run_until_signalled().await;
     }
     if !options.json {
-        println!("Stopping the demo servers ...");
+        let what = if options.no_proxy { "" } else { "pgsplit and " };
+        println!("Stopping {what}the demo servers ...");
     }
     tokio::task::spawn_blocking(move || cluster.stop_all())
         .await

@@ -3,7 +3,7 @@
 # building pgsplit, and the local cluster with its `bench` database. Sourced, not run.
 # Expects ROOT (the repository) and WORK (a scratch directory, removed at exit).
 
-declare -a PIDS=() PID_NAMES=()
+declare -a PIDS=() PID_NAMES=() PID_SIGNALS=()
 
 log() { echo "[${0##*/} $(date +%H:%M:%S)] $*" >&2; }
 die() {
@@ -11,10 +11,12 @@ die() {
     exit 1
 }
 
-# Remembers a background process of ours so that cleanup stops it (by its pid, never by name).
+# track_pid PID NAME [SIGNAL]: remembers a background process of ours so that cleanup stops it,
+# by its pid (never by name), with SIGNAL (default TERM).
 track_pid() {
     PIDS+=("$1")
     PID_NAMES+=("$2")
+    PID_SIGNALS+=("${3:-TERM}")
 }
 
 # Stops our processes, newest first (the demo, which owns the servers, last), then removes WORK.
@@ -22,7 +24,7 @@ cleanup() {
     local i pid
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || continue
+        kill -"${PID_SIGNALS[i]}" "$pid" 2>/dev/null || continue
         # The demo stops its servers on SIGTERM; give everyone 30 s, then SIGKILL.
         timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done

@@ -4,14 +4,19 @@
 # Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), MAX_CLIENTS, and
 # log, die, track_pid, wait_ready and free_port from compare/common.sh.
 
-# Runs a command as the servers' OS user: PgBouncer refuses to run as root, and so do the
-# PostgreSQL servers the demo starts (as `postgres`).
-as_server_user() {
-    if ((EUID == 0)); then
-        runuser -u postgres -- "$@"
-    else
-        "$@"
-    fi
+# The prefix that runs a command as the servers' OS user: PgBouncer refuses to run as root, and
+# so do the PostgreSQL servers the demo starts (as `postgres`). A prefix, not a function, so that
+# `$!` of a background command is runuser's pid and not a subshell's.
+AS_SERVER_USER=()
+((EUID == 0)) && AS_SERVER_USER=(runuser -u postgres --)
+
+# track_daemon NAME PIDFILE SIGNAL: tracks the daemon's own pid (from its pid file), which
+# cleanup stops with SIGNAL; runuser, tracked before it, then exits by itself.
+track_daemon() {
+    local name=$1 pidfile=$2 signal=$3 pid
+    pid=$(head -1 "$pidfile" 2>/dev/null) || die "$name wrote no pid file $pidfile"
+    [[ $pid =~ ^[0-9]+$ ]] || die "$name: unexpected pid file content: $pid"
+    track_pid "$pid" "$name" "$signal"
 }
 
 # The [[clusters]] table of a pgsplit config: the primary and, unless "primary-only", the replicas.
@@ -73,9 +78,11 @@ pidfile = $dir/pgbouncer.pid
 ignore_startup_parameters = extra_float_digits
 EOF
     ((EUID == 0)) && chown -R postgres: "$dir"
-    as_server_user pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
-    track_pid $! pgbouncer
+    "${AS_SERVER_USER[@]}" pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
+    track_pid $! runuser-pgbouncer
     wait_ready pgbouncer "$port"
+    # SIGTERM: PgBouncer's immediate shutdown.
+    track_daemon pgbouncer "$dir/pgbouncer.pid" TERM
     ENDPOINT_PORT["pgbouncer"]=$port
 }
 
@@ -127,9 +134,11 @@ EOF
     } >"$dir/pgpool.conf"
     : >"$dir/pcp.conf"
     ((EUID == 0)) && chown -R postgres: "$dir"
-    as_server_user pgpool -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
-    track_pid $! pgpool
+    "${AS_SERVER_USER[@]}" pgpool -n -f "$dir/pgpool.conf" -F "$dir/pcp.conf" >"$dir/pgpool.log" 2>&1 &
+    track_pid $! runuser-pgpool
     wait_ready pgpool "$port"
+    # SIGINT: pgpool-II's fast shutdown (SIGTERM waits for every client to leave).
+    track_daemon pgpool "$dir/pgpool.pid" INT
     ENDPOINT_PORT["pgpool"]=$port
 }
 
