@@ -65,6 +65,15 @@ enum Command {
         /// Port for pgsplit on 127.0.0.1.
         #[arg(long, default_value_t = 6432)]
         port: u16,
+        /// Start only the servers, without pgsplit (the benchmarks start their own).
+        #[arg(long)]
+        no_proxy: bool,
+        /// Print the ports as one JSON line instead of the welcome text.
+        #[arg(long)]
+        json: bool,
+        /// A postgresql.conf line for every server, e.g. "max_connections = 500"; repeatable.
+        #[arg(long = "server-conf")]
+        server_conf: Vec<String>,
     },
 }
 
@@ -116,8 +125,21 @@ fn main() -> ExitCode {
                     from_data,
                 },
         } => shard_plan(&config, &add, sample, from_data),
-        Command::Demo { dir, port } => {
-            runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(dir, port)))
+        Command::Demo {
+            dir,
+            port,
+            no_proxy,
+            json,
+            server_conf,
+        } => {
+            let options = pgsplit::demo::DemoOptions {
+                dir,
+                port,
+                no_proxy,
+                json,
+                server_conf,
+            };
+            runtime().and_then(|rt| rt.block_on(pgsplit::demo::run(options)))
         }
     };
     match result {
