@@ -1,11 +1,13 @@
 //! Counters and histograms shared by every session, exported at `/metrics` in the OpenMetrics
 //! text format (`crate::admin::metrics` adds the gauges read from the live state at scrape
-//! time). The data path only increments: a family lookup holds a read lock for one hash lookup,
-//! never across an await, and allocates at most the node name of its label set.
+//! time). The data path only increments: a node's series are looked up in their families once
+//! and then kept in the node's [`NodeSlots`], so a unit costs two atomic adds, no lookup and no
+//! allocation.
 //!
 //! CONTRACT for the data path (keep these methods): `route`, `unit_finished`, `error`.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode_registry;
@@ -15,7 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::route::Reason;
+use crate::route::{REASON_COUNT, Reason};
+use crate::topology::Node;
 
 /// Prefix of every metric name pgsplit exports (the registry adds it and the `_`).
 pub const PREFIX: &str = "pgsplit";
@@ -75,6 +78,28 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// A node's series, found in their families on first use (a node may move between
+/// [`Metrics`] of different processes only in tests, where each keeps its own node objects).
+pub struct NodeSlots {
+    routes: [OnceLock<Counter>; REASON_COUNT],
+    duration: OnceLock<Histogram>,
+}
+
+impl fmt::Debug for NodeSlots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NodeSlots")
+    }
+}
+
+impl Default for NodeSlots {
+    fn default() -> Self {
+        NodeSlots {
+            routes: std::array::from_fn(|_| OnceLock::new()),
+            duration: OnceLock::new(),
+        }
+    }
+}
+
 /// The process's metrics.
 pub struct Metrics {
     /// Owns clones of the families below (they share their series), for encoding.
@@ -118,21 +143,28 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A unit of work was routed to `node` for `reason`.
-    pub fn route(&self, node: &str, reason: Reason) {
-        let labels = RouteLabels {
-            node: node.to_owned(),
-            reason: reason.as_str(),
-        };
-        self.routes.get_or_create(&labels).inc();
+    pub fn route(&self, node: &Node, reason: Reason) {
+        node.metric_slots.routes[reason.index()]
+            .get_or_init(|| {
+                let labels = RouteLabels {
+                    node: node.name.clone(),
+                    reason: reason.as_str(),
+                };
+                self.routes.get_or_create(&labels).clone()
+            })
+            .inc();
     }
 
     /// A unit of work on `node` ended after `elapsed` (from dispatch to its ReadyForQuery).
-    pub fn unit_finished(&self, node: &str, elapsed: Duration) {
-        let labels = NodeLabels {
-            node: node.to_owned(),
-        };
-        self.unit_duration
-            .get_or_create(&labels)
+    pub fn unit_finished(&self, node: &Node, elapsed: Duration) {
+        node.metric_slots
+            .duration
+            .get_or_init(|| {
+                let labels = NodeLabels {
+                    node: node.name.clone(),
+                };
+                self.unit_duration.get_or_create(&labels).clone()
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -164,9 +196,15 @@ mod tests {
     #[test]
     fn counts_routes_durations_and_error_classes() {
         let metrics = Metrics::default();
-        metrics.route("replica1", Reason::Write);
-        metrics.route("replica1", Reason::Write);
-        metrics.unit_finished("replica1", Duration::from_millis(3));
+        let node = Node::new(
+            "replica1".into(),
+            "h:1".into(),
+            crate::topology::Role::Replica,
+            1,
+        );
+        metrics.route(&node, Reason::Write);
+        metrics.route(&node, Reason::Write);
+        metrics.unit_finished(&node, Duration::from_millis(3));
         metrics.error("22012");
         let text = encoded(&metrics);
         assert!(

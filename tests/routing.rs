@@ -411,6 +411,23 @@ async fn each_balancing_algorithm_spreads_reads_as_defined() {
         fastest.keys().all(|n| is_replica(n)),
         "least_response_time: {fastest:?}"
     );
+
+    // Sticky: each session stays on one replica; sessions spread over them.
+    let sticky = proxy_with(LoadBalancing::Sticky);
+    let mut homes = HashMap::new();
+    for _ in 0..6 {
+        let session = spread(&sticky, 30).await;
+        assert_eq!(
+            session.len(),
+            1,
+            "sticky keeps a session on one replica: {session:?}"
+        );
+        for node in session.keys() {
+            assert!(is_replica(node), "sticky: {session:?}");
+            *homes.entry(node.clone()).or_insert(0) += 1;
+        }
+    }
+    assert!(homes.len() > 1, "sticky spreads sessions: {homes:?}");
 }
 
 #[tokio::test]

@@ -342,6 +342,11 @@ pub enum LoadBalancing {
     LeastResponseTime,
     /// Always the same candidate for the same client address.
     ClientHash,
+    /// A session keeps reading from its replica while that replica qualifies (fresh enough,
+    /// healthy); a session's first read, or one whose replica stopped qualifying, takes the
+    /// candidate with the fewest statements in flight. Spreads sessions rather than
+    /// statements, which keeps each server's caches warm (pgpool-II's way).
+    Sticky,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -522,13 +527,14 @@ impl fmt::Display for PoolMode {
 
 impl LoadBalancing {
     /// Every algorithm, in the order the documentation lists them.
-    pub const ALL: [LoadBalancing; 6] = [
+    pub const ALL: [LoadBalancing; 7] = [
         Self::RoundRobin,
         Self::Weighted,
         Self::LeastConnections,
         Self::Random,
         Self::LeastResponseTime,
         Self::ClientHash,
+        Self::Sticky,
     ];
 
     /// The name used in the file.
@@ -540,6 +546,7 @@ impl LoadBalancing {
             Self::Random => "random",
             Self::LeastResponseTime => "least_response_time",
             Self::ClientHash => "client_hash",
+            Self::Sticky => "sticky",
         }
     }
 }

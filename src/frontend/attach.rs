@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::backend::{ConnectSpec, ServerConn};
-use crate::pool::{Checkout, PoolKey};
+use crate::pool::{Checkout, PoolHandle, PoolKey};
 use crate::protocol::SqlState;
 use crate::route::classify::{Access, SessionEffect};
 use crate::route::{Reason, Route};
@@ -84,7 +84,7 @@ impl Session {
             key: checkout.conn.key,
         }));
         self.shared.route_counters.record(route.reason);
-        self.shared.metrics.route(&route.node.name, route.reason);
+        self.shared.metrics.route(&route.node, route.reason);
         if matches!(
             route.reason,
             Reason::Balanced(_) | Reason::ReadOnlyTransaction(_)
@@ -101,34 +101,50 @@ impl Session {
 
     pub(super) async fn checkout(&self, route: &Route) -> Result<Checkout, FrontendError> {
         let node = &route.node;
-        let key = PoolKey {
-            node: node.name.clone(),
-            database: self.database.clone(),
-            user: self.credentials.user.clone(),
-            options: self.options.clone(),
-        };
-        let mut startup = vec![
-            ("user".to_string(), self.credentials.user.clone()),
-            ("database".to_string(), self.database.clone()),
-        ];
-        if !self.options.is_empty() {
-            startup.push(("options".to_string(), self.options.clone()));
-        }
-        let spec = ConnectSpec {
-            node: node.name.clone(),
-            addr: node.addr.clone(),
-            startup,
-            password: self.credentials.password.clone(),
-            scram_keys: self.credentials.scram_keys.clone(),
-            timeout: self.shared.live().config.timeouts.connect,
-            tls: self.shared.live().server_tls.clone(),
+        let handle = self.pool_handle(&node.name);
+        // Built only when the pool has no idle connection to lend.
+        let spec = || {
+            let mut startup = vec![
+                ("user".to_string(), self.credentials.user.clone()),
+                ("database".to_string(), self.database.clone()),
+            ];
+            if !self.options.is_empty() {
+                startup.push(("options".to_string(), self.options.clone()));
+            }
+            let live = self.shared.live();
+            ConnectSpec {
+                node: node.name.clone(),
+                addr: node.addr.clone(),
+                startup,
+                password: self.credentials.password.clone(),
+                scram_keys: self.credentials.scram_keys.clone(),
+                timeout: live.config.timeouts.connect,
+                tls: live.server_tls.clone(),
+            }
         };
         // In pass-through mode nobody but the server can check a password: a login gets a
         // connection of its own rather than one another client authenticated.
         let fresh = !self.identity_confirmed;
-        let mut checkout = self.shared.pools.checkout(&key, &spec, fresh).await?;
+        let mut checkout = self.shared.pools.checkout(&handle, spec, fresh).await?;
         sync_settings(&mut checkout.conn, &self.state).await?;
         Ok(checkout)
+    }
+
+    /// The session's pool on `node` (its database, user and options), looked up in the
+    /// process's map once per node and then kept.
+    fn pool_handle(&self, node: &str) -> PoolHandle {
+        let mut handles = self.pool_handles.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = handles.iter().find(|h| h.node() == node) {
+            return handle.clone();
+        }
+        let handle = self.shared.pools.handle(&PoolKey {
+            node: node.to_string(),
+            database: self.database.clone(),
+            user: self.credentials.user.clone(),
+            options: self.options.clone(),
+        });
+        handles.push(handle.clone());
+        handle
     }
 
     /// Routes the unit and borrows a connection for it (unless it stays on the attached one).

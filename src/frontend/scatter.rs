@@ -93,7 +93,7 @@ impl Session {
         let route = self.decide_in(cluster, work);
         let mut checkout = self.checkout(&route).await?;
         self.shared.route_counters.record(route.reason);
-        self.shared.metrics.route(&route.node.name, route.reason);
+        self.shared.metrics.route(&route.node, route.reason);
         let writes = work.access() == crate::route::classify::Access::Write;
         if writes {
             route.node.stats.count_write();

@@ -169,6 +169,8 @@ pub struct Session {
     pub(super) retries: usize,
     /// A read whose answer fills the result cache.
     pub(super) fill: Option<super::caching::Fill>,
+    /// The session's pools, by node, as found so far.
+    pub(super) pool_handles: std::sync::Mutex<Vec<crate::pool::PoolHandle>>,
     /// What the transaction's writes will drop from the cache when it commits.
     pub(super) pending_writes: Option<crate::cache::WriteScope>,
     /// What a commit's writes drop from the cache once its WAL position is known.
@@ -233,6 +235,7 @@ impl Session {
             prepared_on: None,
             unit_text: None,
             fill: None,
+            pool_handles: Default::default(),
             committed_writes: None,
             pending_writes: None,
             shared,
@@ -690,7 +693,7 @@ impl Session {
             let elapsed = work.elapsed();
             self.shared
                 .metrics
-                .unit_finished(&attached.route.node.name, elapsed);
+                .unit_finished(&attached.route.node, elapsed);
             if let Some(text) = self.unit_text.take()
                 && elapsed > self.shared.live().config.log.slow_query
             {

@@ -51,6 +51,19 @@ struct NodePool {
     size: AtomicUsize,
 }
 
+/// One pool, as [`Pools::handle`] found it.
+#[derive(Clone)]
+pub struct PoolHandle {
+    pool: Arc<NodePool>,
+    node: String,
+}
+
+impl PoolHandle {
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}
+
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
 /// which is the safe default when its state is unknown.
 pub struct Checkout {
@@ -68,8 +81,20 @@ impl Pools {
         }
     }
 
+    /// The pool of `key`, for [`Pools::checkout`]; sessions keep it, so the map is searched
+    /// once per session and node rather than once per unit.
+    pub fn handle(&self, key: &PoolKey) -> PoolHandle {
+        PoolHandle {
+            pool: self.pool(key),
+            node: key.node.clone(),
+        }
+    }
+
     fn pool(&self, key: &PoolKey) -> Arc<NodePool> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = pools.get(key) {
+            return Arc::clone(pool);
+        }
         pools
             .entry(key.clone())
             .or_insert_with(|| {
@@ -86,35 +111,45 @@ impl Pools {
     /// An idle connection of the pool (unless `fresh`), or a new one made from `spec`, waiting
     /// at most the checkout timeout for the pool to have room. A fresh connection is how a
     /// pass-through login lets the server itself check the client's password.
+    /// `spec` is called only when a new connection must be opened.
     pub async fn checkout(
         &self,
-        key: &PoolKey,
-        spec: &ConnectSpec,
+        handle: &PoolHandle,
+        spec: impl FnOnce() -> ConnectSpec,
         fresh: bool,
     ) -> Result<Checkout, PoolError> {
-        let pool = self.pool(key);
-        let permit = tokio::time::timeout(
-            self.checkout_timeout(),
-            pool.permits.clone().acquire_owned(),
-        )
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| PoolError::Exhausted {
-            node: key.node.clone(),
-            waited: self.checkout_timeout(),
-            max: self.max_per_pool.load(Ordering::Relaxed),
-        })?;
+        let pool = Arc::clone(&handle.pool);
+        let permit = match pool.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Only a full pool pays for a timer.
+            Err(_) => self.wait_for_permit(handle).await?,
+        };
         let idle = if fresh { None } else { pool.take_live_idle() };
         let conn = match idle {
             Some(conn) => conn,
-            None => ServerConn::connect(spec).await?,
+            None => ServerConn::connect(&spec()).await?,
         };
         Ok(Checkout {
             conn,
             pool,
             _permit: permit,
         })
+    }
+
+    async fn wait_for_permit(
+        &self,
+        handle: &PoolHandle,
+    ) -> Result<OwnedSemaphorePermit, PoolError> {
+        let waited = self.checkout_timeout();
+        tokio::time::timeout(waited, handle.pool.permits.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| PoolError::Exhausted {
+                node: handle.node.clone(),
+                waited,
+                max: self.max_per_pool.load(Ordering::Relaxed),
+            })
     }
 
     /// Returns a connection that is idle outside any transaction; anything else is closed.

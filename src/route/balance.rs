@@ -91,9 +91,12 @@ impl Balancer {
         let index = match self.algorithm {
             LoadBalancing::RoundRobin => self.next_turn() % n,
             LoadBalancing::Weighted => self.weighted(candidates),
-            LoadBalancing::LeastConnections => least_by(candidates, self.next_turn(), |node| {
-                node.stats.in_flight.load(Ordering::Relaxed)
-            }),
+            // A sticky session's first pick (later ones keep its node: see `route::decide`).
+            LoadBalancing::LeastConnections | LoadBalancing::Sticky => {
+                least_by(candidates, self.next_turn(), |node| {
+                    node.stats.in_flight.load(Ordering::Relaxed)
+                })
+            }
             // The thread's own generator: no state shared between sessions to contend on.
             LoadBalancing::Random => rand::random_range(..n),
             LoadBalancing::LeastResponseTime => self.fastest(candidates),

@@ -65,8 +65,8 @@ impl Reason {
         REASON_NAMES[self.index()]
     }
 
-    /// Index into [`RouteCounters`].
-    fn index(self) -> usize {
+    /// Index into [`RouteCounters`] (and a node's metric slots), below [`REASON_COUNT`].
+    pub(crate) fn index(self) -> usize {
         match self {
             Reason::Login => 0,
             Reason::SessionMode => 1,
@@ -92,6 +92,9 @@ impl Reason {
         }
     }
 }
+
+/// How many reasons there are.
+pub(crate) const REASON_COUNT: usize = REASON_NAMES.len();
 
 const REASON_NAMES: [&str; 21] = [
     "login",
@@ -258,7 +261,10 @@ fn is_read_candidate(cluster: &Cluster, node: &Arc<Node>) -> bool {
 
 fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
     let cluster = req.cluster;
-    if let Some(node) = req.reuse
+    let sticky = (req.balancer.algorithm() == LoadBalancing::Sticky)
+        .then_some(req.last_read_node)
+        .flatten();
+    if let Some(node) = req.reuse.or(sticky)
         && is_read_candidate(cluster, node)
         && req.freshness.refuses(node).is_none()
     {

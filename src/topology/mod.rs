@@ -61,6 +61,8 @@ pub struct Node {
     /// replica; 0: never chosen by weight.
     pub weight: u32,
     pub stats: NodeStats,
+    /// Its series in the process's metrics, kept here so the data path needs no lookup.
+    pub metric_slots: crate::metrics::NodeSlots,
 }
 
 /// Live load figures of one node. Updated with single atomic operations, so the data path never
@@ -241,6 +243,7 @@ impl Node {
             role: AtomicU8::new(role.to_u8()),
             weight,
             stats: NodeStats::default(),
+            metric_slots: Default::default(),
         }
     }
 

@@ -147,7 +147,7 @@ fn errors_name_the_exact_line_and_key() {
             3,
             "clusters[0].load_balancing",
             "unknown value `least_conn`, expected one of `round_robin`, `weighted`, \
-             `least_connections`, `random`, `least_response_time`, `client_hash`",
+             `least_connections`, `random`, `least_response_time`, `client_hash`, `sticky`",
         ),
         (
             lines(&[

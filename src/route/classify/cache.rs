@@ -8,6 +8,7 @@ use moka::sync::Cache;
 
 use super::Access;
 use super::functions::FunctionPolicy;
+use super::shape::literal_shape;
 use super::{Classification, SessionEffect, classify};
 
 /// Texts longer than this are classified every time: they are rarely repeated, and one of
@@ -38,7 +39,8 @@ impl Classifier {
         Self { policy, cache }
     }
 
-    /// The classification of `sql`, from the cache when this text was seen before.
+    /// The classification of `sql`, from the cache when this text, or another text of the same
+    /// shape (only its literals differ), was seen before.
     pub fn classify(&self, sql: &str) -> Arc<Classification> {
         let cache = match &self.cache {
             Some(cache) if sql.len() <= MAX_CACHED_TEXT => cache,
@@ -47,10 +49,18 @@ impl Classifier {
         if let Some(hit) = cache.get(sql) {
             return hit;
         }
+        let shape = literal_shape(sql);
+        if let Some(hit) = shape.as_ref().and_then(|shape| cache.get(shape)) {
+            return hit;
+        }
         let class = Arc::new(classify(sql, &self.policy));
         // What did not parse is never cached: the primary decides what it means, each time.
         if class.parsed {
-            cache.insert(sql.to_owned(), Arc::clone(&class));
+            let key = match shape {
+                Some(shape) if literals_do_not_matter(&class) => shape,
+                _ => sql.to_owned(),
+            };
+            cache.insert(key, Arc::clone(&class));
         }
         class
     }
@@ -65,7 +75,12 @@ impl Classifier {
         let mut class = (*self.classify(sql)).clone();
         class.access = Access::Write;
         class.write_reason = Some(reason.to_string());
-        cache.insert(sql.to_owned(), Arc::new(class));
+        let class = Arc::new(class);
+        // Texts of the same shape run the same functions: they write too.
+        if let Some(shape) = literal_shape(sql) {
+            cache.insert(shape, Arc::clone(&class));
+        }
+        cache.insert(sql.to_owned(), class);
     }
 
     /// (entries, weighted bytes) in the cache, for metrics.
@@ -85,6 +100,13 @@ impl std::fmt::Debug for Classifier {
             .field("cached", &self.cache.as_ref().map(Cache::entry_count))
             .finish()
     }
+}
+
+/// Whether every text of this shape classifies alike: literals never change which tables a
+/// statement touches or whether it writes, but they are the values of session effects (`SET x
+/// = 'v'`, `pg_advisory_lock(5)`) and transaction control (`BEGIN ISOLATION LEVEL ...`).
+fn literals_do_not_matter(class: &Classification) -> bool {
+    class.effects.is_empty() && class.tx.is_empty() && class.explain_route.is_none()
 }
 
 /// An estimate of an entry's memory: the text, the classification and what it points to.

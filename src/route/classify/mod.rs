@@ -116,6 +116,7 @@ mod names;
 mod parse;
 mod scope;
 mod session;
+mod shape;
 mod statement;
 mod walker;
 

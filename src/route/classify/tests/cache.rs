@@ -81,3 +81,32 @@ fn cached_versus_uncached_cost() {
         sql.len()
     );
 }
+
+#[test]
+fn texts_that_differ_only_in_literals_share_one_classification() {
+    let classifier = Classifier::new(policy(), 1 << 20);
+    let first = classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 1");
+    let second = classifier.classify("SELECT abalance FROM pgbench_accounts WHERE aid = 99");
+    assert!(Arc::ptr_eq(&first, &second), "one parse for the shape");
+    let update = classifier.classify("UPDATE t SET v = 'a' WHERE id = 1");
+    assert!(Arc::ptr_eq(
+        &update,
+        &classifier.classify("UPDATE t SET v = 'b' WHERE id = 2")
+    ));
+    // Session effects carry their literal: each text keeps its own classification.
+    let utc = classifier.classify("SET timezone = 'UTC'");
+    let paris = classifier.classify("SET timezone = 'Europe/Paris'");
+    assert_ne!(utc.effects, paris.effects);
+    let lock = classifier.classify("SELECT pg_advisory_lock(1)");
+    assert!(!lock.effects.is_empty());
+    assert!(!Arc::ptr_eq(
+        &lock,
+        &classifier.classify("SELECT pg_advisory_lock(2)")
+    ));
+    // A text found to write makes its whole shape a write.
+    classifier.mark_write("SELECT my_func(1)", "function my_func");
+    assert_eq!(
+        classifier.classify("SELECT my_func(2)").access,
+        crate::route::classify::Access::Write
+    );
+}

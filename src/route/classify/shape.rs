@@ -1,0 +1,181 @@
+//! The shape of a statement text: its literals (numbers and quoted strings) replaced by a
+//! placeholder (NUL), so that `... WHERE id = 1` and `... WHERE id = 2` share one classification.
+//! Applications that inline values (pgbench's simple mode, ORMs without prepared statements)
+//! then parse each statement shape once instead of each text.
+//!
+//! Only the lexical level: quoted identifiers, comments and dollar-quoted bodies stay as they
+//! are (a dollar-quoted body is code, such as a DO block, whose meaning its text decides).
+
+/// What replaces every literal: NUL, which no PostgreSQL query text can hold, so a shape never
+/// equals a real text.
+const PLACEHOLDER: char = '\0';
+
+/// The text with its literals replaced, or None when it has none (its shape is itself) or
+/// when it holds something the scan does not follow (an unterminated quote or comment).
+pub fn literal_shape(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut replaced = false;
+    let mut i = 0;
+    // Copies `sql[from..to]` as is.
+    let copy = |out: &mut String, from: usize, to: usize| out.push_str(&sql[from..to]);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let start = i;
+        match b {
+            b'\'' => {
+                i = end_of_quoted(bytes, i + 1, b'\'')?;
+                // E'...', B'...', X'...', U&'...' prefixes stay; only the quoted part goes.
+                out.push(PLACEHOLDER);
+                replaced = true;
+                continue;
+            }
+            b'"' => i = end_of_quoted(bytes, i + 1, b'"')?,
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => i = end_of_block_comment(bytes, i)?,
+            b'$' => i = end_of_dollar(bytes, i)?,
+            b'0'..=b'9' if !continues_word(bytes, i) => {
+                i = end_of_number(bytes, i);
+                out.push(PLACEHOLDER);
+                replaced = true;
+                continue;
+            }
+            _ => i += utf8_len(b),
+        }
+        copy(&mut out, start, i.min(bytes.len()));
+    }
+    replaced.then_some(out)
+}
+
+/// Whether the digit at `i` continues an identifier or a parameter (`t1`, `$1`).
+fn continues_word(bytes: &[u8], i: usize) -> bool {
+    i > 0 && matches!(bytes[i - 1], b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'$' | 0x80..)
+}
+
+fn end_of_number(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() {
+        match bytes[i] {
+            b'0'..=b'9' | b'.' | b'_' => i += 1,
+            b'e' | b'E' if matches!(bytes.get(i + 1), Some(b'0'..=b'9' | b'+' | b'-')) => i += 2,
+            _ => break,
+        }
+    }
+    i
+}
+
+/// Past the closing `quote` (a doubled quote is part of the text); None if unterminated.
+fn end_of_quoted(bytes: &[u8], mut i: usize, quote: u8) -> Option<usize> {
+    while i < bytes.len() {
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return Some(i + 1);
+        }
+        // E'...' strings may escape a quote with a backslash; skipping the escaped byte is
+        // harmless in standard strings too (a backslash before the closing quote is then the
+        // only case it misreads, and that gives None at worst, never a wrong shape).
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    None
+}
+
+/// Past a (nested) block comment; None if unterminated.
+fn end_of_block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    while i + 1 < bytes.len() {
+        match (bytes[i], bytes[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Past `$n` (a parameter) or a whole `$tag$...$tag$` body; None if the body is unterminated.
+fn end_of_dollar(bytes: &[u8], i: usize) -> Option<usize> {
+    let tag_end = bytes[i + 1..]
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80))
+        .map_or(bytes.len(), |n| i + 1 + n);
+    let is_parameter = bytes[i + 1..tag_end].iter().all(u8::is_ascii_digit);
+    if is_parameter || bytes.get(tag_end) != Some(&b'$') {
+        return Some(tag_end.max(i + 1));
+    }
+    let tag = &bytes[i..=tag_end];
+    let body = tag_end + 1;
+    bytes[body..]
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .map(|n| body + n + tag.len())
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shape with `?` for the placeholder, for readable expectations.
+    fn literal_shape(sql: &str) -> Option<String> {
+        super::literal_shape(sql).map(|s| s.replace('\0', "?"))
+    }
+
+    #[test]
+    fn literals_become_placeholders() {
+        assert_eq!(
+            literal_shape("SELECT abalance FROM pgbench_accounts WHERE aid = 4211;").as_deref(),
+            Some("SELECT abalance FROM pgbench_accounts WHERE aid = ?;")
+        );
+        assert_eq!(
+            literal_shape("UPDATE t1 SET v = -1.5e3, s = 'it''s' WHERE id IN (1, 2)").as_deref(),
+            Some("UPDATE t1 SET v = -?, s = ? WHERE id IN (?, ?)")
+        );
+        assert_eq!(
+            literal_shape("SELECT E'a\\'b', x2 FROM \"T 1\" -- 5\n WHERE a = 3").as_deref(),
+            Some("SELECT E?, x2 FROM \"T 1\" -- 5\n WHERE a = ?")
+        );
+    }
+
+    #[test]
+    fn texts_without_literals_or_with_code_keep_their_shape() {
+        assert_eq!(literal_shape("SELECT a FROM t WHERE b = $1"), None);
+        assert_eq!(literal_shape("BEGIN"), None);
+        assert_eq!(
+            literal_shape("DO $body$ BEGIN PERFORM 1; END $body$").as_deref(),
+            None,
+            "a dollar-quoted body is code and stays"
+        );
+        assert_eq!(
+            literal_shape("/* pgsplit: max_lag=5s */ SELECT 1").as_deref(),
+            Some("/* pgsplit: max_lag=5s */ SELECT ?")
+        );
+        assert_eq!(literal_shape("SELECT 'unterminated"), None);
+        assert_eq!(literal_shape("SELECT 1 /* open"), None);
+        assert_eq!(
+            literal_shape("SELECT 'é', 'ü' || é2"),
+            Some("SELECT ?, ? || é2".into())
+        );
+    }
+}
