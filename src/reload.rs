@@ -40,6 +40,7 @@ fn apply(shared: &Shared) -> Result<String, String> {
         live.config.pool.max_server_connections,
         live.config.pool.checkout_timeout,
     );
+    crate::tls::use_for_internal_connections(&live.server_tls);
     shared.live.store(Arc::new(live));
     shared.topology.store(Arc::new(topology));
     if let Some(monitor) = shared.monitor() {

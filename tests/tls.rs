@@ -122,7 +122,9 @@ async fn query_over_tls(connstr: &str, ca: &Path) -> Result<i32, tokio_postgres:
 
 fn tls_config_text(certs: &TestCerts) -> String {
     format!(
-        "admin = \"127.0.0.1:9\"\n\n[tls]\nmode = \"require\"\ncert_file = {:?}\nkey_file = {:?}\n\n\
+        // server_tls "prefer": pgsplit's own connections are one setting per process, and the
+        // other test here checks that they are encrypted.
+        "admin = \"127.0.0.1:9\"\n\n[tls]\nmode = \"require\"\nserver_tls = \"prefer\"\ncert_file = {:?}\nkey_file = {:?}\n\n\
          [[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
         certs.cert.display().to_string(),
         certs.key.display().to_string(),
@@ -260,6 +262,23 @@ async fn server_connections_are_encrypted_and_verified() {
         row.get::<_, bool>(0),
         "pgsplit's server connection is encrypted"
     );
+    // pgsplit's own connections (the node monitor here) are encrypted alike.
+    let monitor_ssl = "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                       WHERE a.application_name = 'pgsplit monitor' AND s.ssl";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client
+        .query_one(monitor_ssl, &[])
+        .await
+        .expect("pg_stat_ssl")
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no encrypted monitor connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A CA that did not sign the server's certificate: verify-full refuses the server.
     let other = make_certs("server_tls_other");

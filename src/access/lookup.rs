@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use moka::future::Cache;
-use tokio_postgres::NoTls;
 
 use crate::config::AuthQuerySettings;
 
@@ -63,7 +62,9 @@ impl AuthQuery {
             config.password(password);
         }
         let failed = |e: tokio_postgres::Error| format!("auth_query on {primary}: {e}");
-        let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+        let (client, connection) = crate::tls::connect_internal(&mut config)
+            .await
+            .map_err(failed)?;
         tokio::spawn(connection);
         let row = client
             .query_opt(&self.settings.query, &[&user])

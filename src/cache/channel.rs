@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::notify::{CHANNEL, Invalidation, Remote};
 use super::store::ResultCache;
@@ -95,8 +95,8 @@ async fn listen(
         Some(cluster) => Arc::clone(&cluster.primary),
         None => return "no cluster".to_string(),
     };
-    let config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, mut connection) = match config.connect(NoTls).await {
+    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
+    let (client, mut connection) = match crate::tls::connect_internal(&mut config).await {
         Ok(connected) => connected,
         Err(e) => return e.to_string(),
     };
@@ -125,7 +125,7 @@ async fn listen(
         tokio::select! {
             Some(payload) = incoming.recv() => apply(end, cache, &payload),
             Some(payload) = queue.recv() => {
-                if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await {
+                if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL as &(dyn tokio_postgres::types::ToSql + Sync), &payload]).await {
                     break e.to_string();
                 }
             }

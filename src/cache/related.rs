@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio_postgres::NoTls;
 
 use super::names::relation;
 use crate::config::MonitorSettings;
@@ -125,8 +124,10 @@ async fn read_catalog(
         Some(cluster) => Arc::clone(&cluster.primary),
         None => return Err("no cluster".into()),
     };
-    let config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
+    let (client, connection) = crate::tls::connect_internal(&mut config)
+        .await
+        .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(connection);
     let rows = client.query(QUERY, &[]).await.map_err(|e| e.to_string());
     driver.abort();

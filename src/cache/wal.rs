@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::names::normalize;
 use super::store::ResultCache;
@@ -127,8 +127,8 @@ async fn follow(
         Some(cluster) => Arc::clone(&cluster.primary),
         None => return Err(Stopped::Error("no cluster".into())),
     };
-    let config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, connection) = config.connect(NoTls).await?;
+    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
+    let (client, connection) = crate::tls::connect_internal(&mut config).await?;
     let driver = tokio::spawn(connection);
     let result = poll_slot(state, cache, &client, poll_interval).await;
     driver.abort();

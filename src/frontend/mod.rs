@@ -89,7 +89,11 @@ impl Shared {
             monitor: std::sync::OnceLock::new(),
             invalidation: std::sync::OnceLock::new(),
             wal_follower: std::sync::OnceLock::new(),
-            live: ArcSwap::from_pointee(Live::build(config, None)?),
+            live: {
+                let live = Live::build(config, None)?;
+                crate::tls::use_for_internal_connections(&live.server_tls);
+                ArcSwap::from_pointee(live)
+            },
         }))
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{KeyType, KeyValue, ShardError};
 
@@ -142,9 +142,8 @@ impl Directory {
     }
 
     async fn connect(&self) -> Result<Client, ShardError> {
-        let (client, connection) = self
-            .connection
-            .connect(NoTls)
+        let mut config = self.connection.clone();
+        let (client, connection) = crate::tls::connect_internal(&mut config)
             .await
             .map_err(|e| self.unavailable(e.to_string()))?;
         tokio::spawn(async move {

@@ -106,6 +106,7 @@ pub async fn data_report(config: &Config, shard: &str) -> Result<String, String>
         .sharding
         .as_ref()
         .ok_or("the config has no [sharding] section")?;
+    crate::tls::use_for_internal_connections(&crate::tls::ServerTls::load(&config.tls)?);
     let mut report = String::new();
     for change in changes(sharding, shard)? {
         for table in sharding.tables.iter().filter(|t| t.map == change.map.name) {
@@ -152,8 +153,7 @@ async fn read_keys(
     if let Some(password) = &config.monitor.password {
         pg.password(password);
     }
-    let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
+    let (client, connection) = crate::tls::connect_internal(&mut pg)
         .await
         .map_err(|e| format!("{cluster}: {e}"))?;
     let driver = tokio::spawn(connection);

@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ClientTlsMode, TlsSettings};
 
-pub use server::ServerTls;
+pub use server::{InternalStream, ServerTls, connect_internal, use_for_internal_connections};
 pub use stream::{ClientStream, MaybeTls, ServerStream};
 
 /// The process's one crypto provider, so nothing depends on a default being installed.

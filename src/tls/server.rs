@@ -2,7 +2,11 @@
 //! certificate (what they promise is privacy from passive listeners), verify-full checks it
 //! against the configured authorities and the host name.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,6 +22,60 @@ use super::{provider, read_certificates};
 pub struct ServerTls {
     pub mode: ServerTlsMode,
     connector: Option<TlsConnector>,
+    /// The same settings for tokio-postgres (pgsplit's own connections).
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The server TLS of the configuration in force, for pgsplit's own connections (node monitor,
+/// invalidation channel, WAL follower, catalog reads, auth_query, shard directories), which
+/// are opened far from any session. Replaced by every applied configuration.
+static INTERNAL: OnceLock<ArcSwap<ServerTls>> = OnceLock::new();
+
+fn internal() -> &'static ArcSwap<ServerTls> {
+    INTERNAL.get_or_init(|| ArcSwap::from_pointee(ServerTls::default()))
+}
+
+/// Makes `tls` the one pgsplit's own connections use from now on.
+pub fn use_for_internal_connections(tls: &ServerTls) {
+    internal().store(Arc::new(tls.clone()));
+}
+
+/// Connects `config` with the configured server TLS (libpq's sslmode: disable, prefer, require;
+/// verify-full checks the certificate against `tls.ca_file` and the host name).
+pub async fn connect_internal(
+    config: &mut tokio_postgres::Config,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, InternalStream>,
+    ),
+    tokio_postgres::Error,
+> {
+    let tls = internal().load_full();
+    config.ssl_mode(match tls.mode {
+        ServerTlsMode::Disable => SslMode::Disable,
+        ServerTlsMode::Prefer => SslMode::Prefer,
+        ServerTlsMode::Require | ServerTlsMode::VerifyFull => SslMode::Require,
+    });
+    let rustls_config = match &tls.config {
+        Some(config) => (**config).clone(),
+        // With sslmode disable the connector is never used; any configuration will do.
+        None => unused_config(),
+    };
+    config.connect(MakeRustlsConnect::new(rustls_config)).await
+}
+
+/// The stream of an internal connection.
+pub type InternalStream =
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
+
+/// A configuration for a connector that is never used (TLS disabled).
+fn unused_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls's default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 impl ServerTls {
@@ -44,9 +102,11 @@ impl ServerTls {
                 )
             }
         };
+        let config = config.map(Arc::new);
         Ok(ServerTls {
             mode: settings.server_tls,
-            connector: config.map(|c| TlsConnector::from(Arc::new(c))),
+            connector: config.clone().map(TlsConnector::from),
+            config,
         })
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use arc_swap::ArcSwap;
 
@@ -229,9 +229,8 @@ impl Watch {
 
     /// A connection to the node, driven by a task that ends with the returned guard.
     async fn connect(&self) -> Result<(Client, AbortOnDrop), tokio_postgres::Error> {
-        let (client, connection) = monitor_config(&self.node, &self.settings, self.connect_timeout)
-            .connect(NoTls)
-            .await?;
+        let mut config = monitor_config(&self.node, &self.settings, self.connect_timeout);
+        let (client, connection) = crate::tls::connect_internal(&mut config).await?;
         Ok((client, AbortOnDrop(tokio::spawn(connection))))
     }
 
