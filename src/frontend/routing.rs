@@ -1,13 +1,16 @@
 //! The routing side of a session: what a unit's hints, the session's settings and the
-//! cluster's consistency ask of a replica, and the fallbacks when none qualifies.
+//! cluster's consistency ask of a replica, the fallbacks when none qualifies, and the causal
+//! token a committed write leaves the session with.
 
 use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback};
 use crate::hint::{Consistency, Hints, RouteHint};
 use crate::protocol::SqlState;
 use crate::route::classify::Access;
 use crate::route::{self, Reason, Route};
+use crate::topology::monitor::{format_lsn, parse_lsn};
 use crate::topology::{Cluster, Topology};
 
+use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
@@ -157,5 +160,52 @@ impl Session {
                 .load(std::sync::atomic::Ordering::Relaxed);
             self.read_floor = self.read_floor.max(seen);
         }
+    }
+
+    /// After a write committed, learns a WAL position at or after its commit record, on the
+    /// connection that committed it (one small round trip per write, none per read), and tells
+    /// the client as ParameterStatus `pgsplit.causal_token` before its commit's ReadyForQuery.
+    pub(super) async fn take_causal_token(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
+        let held = self.held_ready.take();
+        // A transaction that rolled back committed nothing: no new token (end_unit knew).
+        let mut committed_at = 0;
+        let mut asked = Ok(None);
+        if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
+            self.wrote = false;
+            let conn = &mut attached.checkout.conn;
+            asked = conn
+                .run_internal("SELECT pg_current_wal_insert_lsn()::text")
+                .await;
+            if let Ok(Some(position)) = &asked {
+                committed_at = parse_lsn(position).unwrap_or(0);
+            }
+        }
+        // Even when the position could not be learned (then at once, position unknown).
+        let writes = self.committed_writes.take();
+        self.invalidate(writes, committed_at);
+        asked?;
+        let cluster = self.server.as_ref().and_then(|attached| {
+            super::sharding::cluster_of_node(
+                &self.shared.topology.load(),
+                &attached.route.node.name,
+            )
+        });
+        if let Some(cluster) = cluster
+            && committed_at > self.causal_for(&cluster)
+        {
+            self.causal.insert(cluster, committed_at);
+            self.causal_token = committed_at;
+            client
+                .writer()
+                .parameter_status("pgsplit.causal_token", &format_lsn(committed_at));
+        }
+        if let Some(ready) = held {
+            client.out.extend_from_slice(&ready.bytes);
+        }
+        self.release_if_idle();
+        Ok(())
     }
 }

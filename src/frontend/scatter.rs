@@ -8,14 +8,32 @@ use futures_util::future::join_all;
 
 use crate::backend::BackendError;
 use crate::fanout::{Merged, ShardAnswer, merge, plan_co_located};
-use crate::protocol::tag;
+use crate::protocol::{Frame, tag};
 use crate::topology::Cluster;
 
+use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
 
 impl Session {
+    /// Answers a unit that ran on several shards: their combined answer, or the error.
+    pub(super) fn answer_from_shards(
+        &mut self,
+        client: &mut ClientConn,
+        answer: Result<BytesMut, FrontendError>,
+        frames: &[Frame],
+    ) -> Result<(), FrontendError> {
+        match answer {
+            Ok(answer) => {
+                client.out.extend_from_slice(&answer);
+                client.writer().ready_for_query(self.transaction_status());
+                Ok(())
+            }
+            Err(e) => self.fail_unit(client, e, frames),
+        }
+    }
+
     /// Runs `sql` on every cluster of `clusters`: the merged answer's messages (without the
     /// ReadyForQuery), or the first error, or a refusal when it cannot be merged correctly.
     pub(super) async fn gather(

@@ -15,7 +15,6 @@ use crate::pool::Checkout;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
 use crate::route::classify::{Access, SessionEffect, TxControl};
 use crate::route::{Reason, Route};
-use crate::topology::monitor::{format_lsn, parse_lsn};
 use crate::topology::{Node, WorkGuard};
 
 use super::Shared;
@@ -517,7 +516,7 @@ impl Session {
 
     /// Answers a unit that never reached a server with an ErrorResponse, as PostgreSQL would
     /// answer a failed statement, keeping the session alive.
-    fn fail_unit(
+    pub(super) fn fail_unit(
         &mut self,
         client: &mut ClientConn,
         e: FrontendError,
@@ -548,23 +547,6 @@ impl Session {
         }
         self.release_if_idle();
         Ok(())
-    }
-
-    /// Answers a unit that ran on several shards: their combined answer, or the error.
-    fn answer_from_shards(
-        &mut self,
-        client: &mut ClientConn,
-        answer: Result<BytesMut, FrontendError>,
-        frames: &[Frame],
-    ) -> Result<(), FrontendError> {
-        match answer {
-            Ok(answer) => {
-                client.out.extend_from_slice(&answer);
-                client.writer().ready_for_query(self.transaction_status());
-                Ok(())
-            }
-            Err(e) => self.fail_unit(client, e, frames),
-        }
     }
 
     pub(super) fn transaction_status(&self) -> u8 {
@@ -724,50 +706,6 @@ impl Session {
         if !(self.wrote && outcome.status == b'I') {
             self.release_if_idle();
         }
-    }
-
-    /// After a write committed, learns a WAL position at or after its commit record, on the
-    /// connection that committed it (one small round trip per write, none per read), and tells
-    /// the client as ParameterStatus `pgsplit.causal_token` before its commit's ReadyForQuery.
-    async fn take_causal_token(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
-        let held = self.held_ready.take();
-        // A transaction that rolled back committed nothing: no new token (end_unit knew).
-        let mut committed_at = 0;
-        let mut asked = Ok(None);
-        if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
-            self.wrote = false;
-            let conn = &mut attached.checkout.conn;
-            asked = conn
-                .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-                .await;
-            if let Ok(Some(position)) = &asked {
-                committed_at = parse_lsn(position).unwrap_or(0);
-            }
-        }
-        // Even when the position could not be learned (then at once, position unknown).
-        let writes = self.committed_writes.take();
-        self.invalidate(writes, committed_at);
-        asked?;
-        let cluster = self.server.as_ref().and_then(|attached| {
-            super::sharding::cluster_of_node(
-                &self.shared.topology.load(),
-                &attached.route.node.name,
-            )
-        });
-        if let Some(cluster) = cluster
-            && committed_at > self.causal_for(&cluster)
-        {
-            self.causal.insert(cluster, committed_at);
-            self.causal_token = committed_at;
-            client
-                .writer()
-                .parameter_status("pgsplit.causal_token", &format_lsn(committed_at));
-        }
-        if let Some(ready) = held {
-            client.out.extend_from_slice(&ready.bytes);
-        }
-        self.release_if_idle();
-        Ok(())
     }
 
     /// Returns a connection still attached at the end to the pool, reset, in the background
