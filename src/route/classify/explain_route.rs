@@ -41,25 +41,6 @@ fn skip_blanks(mut text: &str) -> &str {
 
 /// `text` (which starts with `/*`) after its matching `*/`.
 fn after_block_comment(text: &str) -> &str {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        match (bytes[i], bytes[i + 1]) {
-            (b'/', b'*') => {
-                depth += 1;
-                i += 2;
-            }
-            (b'*', b'/') => {
-                depth = depth.saturating_sub(1);
-                i += 2;
-                if depth == 0 {
-                    // Both bytes are ASCII, so `i` is a char boundary.
-                    return &text[i..];
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    ""
+    // The comment ends with ASCII `*/`, so the index is a char boundary.
+    super::shape::end_of_block_comment(text.as_bytes(), 0).map_or("", |end| &text[end..])
 }

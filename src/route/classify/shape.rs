@@ -86,8 +86,8 @@ fn end_of_quoted(bytes: &[u8], mut i: usize, quote: u8) -> Option<usize> {
     None
 }
 
-/// Past a (nested) block comment; None if unterminated.
-fn end_of_block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
+/// Past the (nested) block comment that starts at `i`; None if unterminated.
+pub(super) fn end_of_block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
     let mut depth = 0usize;
     while i + 1 < bytes.len() {
         match (bytes[i], bytes[i + 1]) {
@@ -96,7 +96,7 @@ fn end_of_block_comment(bytes: &[u8], mut i: usize) -> Option<usize> {
                 i += 2;
             }
             (b'*', b'/') => {
-                depth -= 1;
+                depth = depth.saturating_sub(1);
                 i += 2;
                 if depth == 0 {
                     return Some(i);
