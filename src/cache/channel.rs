@@ -91,14 +91,11 @@ async fn listen(
     connect_timeout: Duration,
     queue: &mut mpsc::UnboundedReceiver<String>,
 ) -> String {
-    let primary = match topology.load().clusters.first() {
-        Some(cluster) => Arc::clone(&cluster.primary),
-        None => return "no cluster".to_string(),
-    };
-    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, mut connection) = match crate::tls::connect_internal(&mut config).await {
+    let connected =
+        crate::topology::monitor::connect_first_primary(topology, settings, connect_timeout).await;
+    let (client, mut connection) = match connected {
         Ok(connected) => connected,
-        Err(e) => return e.to_string(),
+        Err(e) => return e,
     };
     let (notices, mut incoming) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {

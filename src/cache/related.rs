@@ -120,14 +120,9 @@ async fn read_catalog(
     settings: &MonitorSettings,
     connect_timeout: Duration,
 ) -> Result<Related, String> {
-    let primary = match topology.load().clusters.first() {
-        Some(cluster) => Arc::clone(&cluster.primary),
-        None => return Err("no cluster".into()),
-    };
-    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, connection) = crate::tls::connect_internal(&mut config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (client, connection) =
+        crate::topology::monitor::connect_first_primary(topology, settings, connect_timeout)
+            .await?;
     let driver = tokio::spawn(connection);
     let rows = client.query(QUERY, &[]).await.map_err(|e| e.to_string());
     driver.abort();

@@ -123,12 +123,9 @@ async fn follow(
     connect_timeout: Duration,
     poll_interval: Duration,
 ) -> Result<std::convert::Infallible, Stopped> {
-    let primary = match topology.load().clusters.first() {
-        Some(cluster) => Arc::clone(&cluster.primary),
-        None => return Err(Stopped::Error("no cluster".into())),
-    };
-    let mut config = crate::topology::monitor::monitor_config(&primary, settings, connect_timeout);
-    let (client, connection) = crate::tls::connect_internal(&mut config).await?;
+    let (client, connection) =
+        crate::topology::monitor::connect_first_primary(topology, settings, connect_timeout)
+            .await?;
     let driver = tokio::spawn(connection);
     let result = poll_slot(state, cache, &client, poll_interval).await;
     driver.abort();

@@ -284,14 +284,9 @@ fn unsharded_target(
     statement: &Statement,
     default_cluster: String,
 ) -> ShardTarget {
-    let mut names_default = false;
-    let _ = sqlparser::ast::visit_relations(statement, |name| {
-        if let Some(table) = name.0.last().and_then(|p| p.as_ident()) {
-            let table = table.value.to_lowercase();
-            names_default |= matches!(sharding.placement(&table), Placement::Default(_));
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
+    let names_default = table_names(statement)
+        .iter()
+        .any(|table| matches!(sharding.placement(table), Placement::Default(_)));
     if names_default {
         return ShardTarget::Cluster(default_cluster);
     }
@@ -306,14 +301,25 @@ fn unsharded_target(
 }
 
 fn names_replicated(sharding: &Sharding, statement: &Statement) -> bool {
-    let mut found = false;
+    table_names(statement)
+        .iter()
+        .any(|table| sharding.replicated.contains(table))
+}
+
+/// Every table the statement names (subqueries included), unqualified and lower-cased, without
+/// repeats.
+fn table_names(statement: &Statement) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
     let _ = sqlparser::ast::visit_relations(statement, |name| {
         if let Some(table) = name.0.last().and_then(|p| p.as_ident()) {
-            found |= sharding.replicated.contains(&table.value.to_lowercase());
+            let table = table.value.to_lowercase();
+            if !names.contains(&table) {
+                names.push(table);
+            }
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    found
+    names
 }
 
 /// Every cluster any map places rows on, in map order.
@@ -445,21 +451,15 @@ fn co_located(sharding: &Sharding, statement: &Statement, tables: &[String]) -> 
 /// Tables the statement names that are neither sharded nor replicated: they live on one
 /// shard, so a read that spans shards cannot join them.
 fn single_shard_tables(sharding: &Sharding, statement: &Statement) -> Vec<String> {
-    let mut found = Vec::new();
-    let _ = sqlparser::ast::visit_relations(statement, |name| {
-        if let Some(table) = name.0.last().and_then(|p| p.as_ident()) {
-            let table = table.value.to_lowercase();
-            if matches!(
-                sharding.placement(&table),
+    table_names(statement)
+        .into_iter()
+        .filter(|table| {
+            matches!(
+                sharding.placement(table),
                 Placement::Default(_) | Placement::Unknown
-            ) && !found.contains(&table)
-            {
-                found.push(table);
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    found
+            )
+        })
+        .collect()
 }
 
 /// In a shard-local join, a condition `alias.key = <value>` ANDed into the WHERE clause puts

@@ -328,6 +328,30 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A connection to the first cluster's primary as the monitor connects (its user, database and
+/// password, the configured server TLS), for tasks that follow the primary: the cache's
+/// invalidation channel, WAL follower and catalog reads.
+pub(crate) async fn connect_first_primary(
+    topology: &ArcSwap<Topology>,
+    settings: &MonitorSettings,
+    connect_timeout: Duration,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, crate::tls::InternalStream>,
+    ),
+    String,
+> {
+    let primary = match topology.load().clusters.first() {
+        Some(cluster) => Arc::clone(&cluster.primary),
+        None => return Err("no cluster".into()),
+    };
+    let mut config = monitor_config(&primary, settings, connect_timeout);
+    crate::tls::connect_internal(&mut config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn monitor_config(
     node: &Node,
     settings: &MonitorSettings,
