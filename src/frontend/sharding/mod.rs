@@ -1,0 +1,255 @@
+//! Sharded tables in a session (`[sharding]`): a unit goes to the shard cluster holding the
+//! keys its statements name (literals, or parameters bound in the same unit), and read/write
+//! splitting then applies within that cluster. A read with no key fans out to every shard of
+//! its table (see `fanout`); a write with no key, or a unit or transaction that would touch a
+//! second shard, is refused with an error naming the table and its key.
+//!
+//! A bare `BEGIN` sent as a simple query is answered by pgsplit and run on the server ahead of
+//! the transaction's first statement, once that statement says which shard it belongs to.
+
+mod bind;
+mod joins;
+mod refusal;
+mod target;
+
+use std::collections::HashMap;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::hint::shard_hint;
+use crate::protocol::{Frame, SqlState, messages, tag};
+use crate::topology::Topology;
+
+use super::client::ClientConn;
+use super::error::FrontendError;
+use super::session::Session;
+use super::work::Work;
+
+pub(super) use bind::BindParams;
+use refusal::refuse_multi_shard;
+use target::{combine, hinted_target, statement_target};
+
+/// Where a unit runs in a sharded setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ShardTarget {
+    /// It names no table that decides: wherever the session is (or the database's cluster).
+    Anywhere,
+    /// This cluster holds everything it names.
+    Cluster(String),
+    /// A single read with no single shard: run `sql` on every one of these clusters and merge.
+    FanOut { clusters: Vec<String>, sql: String },
+    /// A write to replicated tables: run `sql` on every shard's primary.
+    Everywhere { clusters: Vec<String>, sql: String },
+}
+
+/// The SQL texts a unit runs, and the parameters bound for them.
+struct UnitText<'a> {
+    texts: Vec<&'a str>,
+    params: Option<BindParams<'a>>,
+    simple: bool,
+}
+
+impl Session {
+    /// Where the unit's statements must run; an error for what cannot run on one shard.
+    pub(super) async fn shard_target(
+        &self,
+        frames: &[Frame],
+        work: &Work,
+    ) -> Result<ShardTarget, FrontendError> {
+        let live = self.shared.live();
+        let Some(sharding) = live.sharding.clone() else {
+            return Ok(ShardTarget::Anywhere);
+        };
+        let Some(unit) = unit_text(frames, &self.state) else {
+            return Ok(ShardTarget::Anywhere);
+        };
+        if let Some(hint) = unit.texts.first().and_then(|text| shard_hint(text)) {
+            return hinted_target(&sharding, hint, unit.texts[0]).await;
+        }
+        let mut target = ShardTarget::Anywhere;
+        let mut statements = 0;
+        for text in &unit.texts {
+            // Text sqlparser cannot read goes where the session is: the server will say why.
+            let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
+                continue;
+            };
+            for statement in &parsed {
+                statements += 1;
+                let found = statement_target(
+                    &sharding,
+                    statement,
+                    unit.params.as_ref(),
+                    self.default_cluster(),
+                )
+                .await?;
+                target = combine(target, found)?;
+            }
+        }
+        if let ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. } = &target {
+            let reads = work.access() == crate::route::classify::Access::Read;
+            let fits = statements == 1
+                && unit.simple
+                && reads == matches!(target, ShardTarget::FanOut { .. });
+            if !fits {
+                return Err(refuse_multi_shard(&unit.texts, &target));
+            }
+        }
+        Ok(target)
+    }
+
+    /// The cluster of tables that are neither sharded nor replicated.
+    fn default_cluster(&self) -> String {
+        let topology = self.shared.topology.load();
+        match self
+            .shared
+            .live()
+            .sharding
+            .as_ref()
+            .and_then(|s| s.default.clone())
+        {
+            Some(default) => default,
+            None => topology.cluster_for_database(&self.database).name.clone(),
+        }
+    }
+
+    /// Holds a bare simple-protocol `BEGIN` of a sharded session until a statement picks the
+    /// shard (answering the client as the server would); true if `frames` was that BEGIN.
+    pub(super) fn defer_begin(
+        &mut self,
+        client: &mut ClientConn,
+        frames: &[Frame],
+        work: &Work,
+    ) -> bool {
+        let bare_begin = self.shared.live().sharding.is_some()
+            && self.server.is_none()
+            && self.deferred_begin.is_none()
+            && matches!(frames, [f] if f.tag == tag::QUERY)
+            && matches!(
+                work.tx.as_slice(),
+                [crate::route::classify::TxControl::Begin { .. }]
+            )
+            && work.effects.is_empty();
+        if !bare_begin {
+            return false;
+        }
+        self.deferred_begin = frames
+            .first()
+            .and_then(|f| messages::query_text(f.body()))
+            .map(str::to_string);
+        client.writer().command_complete("BEGIN");
+        client.writer().ready_for_query(b'T');
+        true
+    }
+
+    /// COMMIT or ROLLBACK of a transaction that never ran a statement: pgsplit answers it.
+    pub(super) fn end_empty_transaction(&mut self, client: &mut ClientConn, work: &Work) -> bool {
+        use crate::route::classify::TxControl;
+        if self.deferred_begin.is_none() || self.server.is_some() {
+            return false;
+        }
+        let tag = match work.tx.as_slice() {
+            [TxControl::Commit] => "COMMIT",
+            [TxControl::Rollback] => "ROLLBACK",
+            _ => return false,
+        };
+        self.deferred_begin = None;
+        client.writer().command_complete(tag);
+        client.writer().ready_for_query(b'I');
+        true
+    }
+
+    /// Runs the held BEGIN on the connection the transaction's first statement got.
+    pub(super) async fn start_deferred_transaction(&mut self) -> Result<(), FrontendError> {
+        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_mut())
+        else {
+            return Ok(());
+        };
+        attached.checkout.conn.run_internal(&begin).await?;
+        Ok(())
+    }
+
+    /// A unit for `target` while the session holds a connection (a transaction, a pin): the
+    /// connection's cluster must be the target's.
+    pub(super) fn check_same_shard(&self, target: &ShardTarget) -> Result<(), FrontendError> {
+        let Some(attached) = &self.server else {
+            return Ok(());
+        };
+        let holds_session = attached.checkout.conn.tx_status != b'I'
+            || self.state.pin().is_some()
+            || self.session_mode();
+        if !holds_session {
+            return Ok(()); // the unit is routed afresh
+        }
+        let topology = self.shared.topology.load();
+        let current = cluster_of_node(&topology, &attached.route.node.name).unwrap_or_default();
+        match target {
+            ShardTarget::Cluster(cluster) if *cluster != current => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard (two-phase commit across shards is not enabled)"
+                ),
+            )),
+            ShardTarget::FanOut { .. } => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "a read of every shard cannot run inside a transaction on shard \"{current}\": name the sharding key in its WHERE clause"
+                ),
+            )),
+            ShardTarget::Everywhere { .. } => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "a write to a replicated table goes to every shard and cannot run inside a transaction on shard \"{current}\": write it outside the transaction"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The name of the cluster a node belongs to (node names are unique across clusters).
+pub(super) fn cluster_of_node(topology: &Topology, node: &str) -> Option<String> {
+    topology
+        .clusters
+        .iter()
+        .find(|c| c.nodes().any(|n| n.name == node))
+        .map(|c| c.name.clone())
+}
+
+/// The texts a unit runs (a Query's, or the statement an Execute runs) and its Bind.
+fn unit_text<'a>(
+    frames: &'a [Frame],
+    state: &'a super::state::SessionState,
+) -> Option<UnitText<'a>> {
+    let mut texts = Vec::new();
+    let mut params = None;
+    let mut parsed: HashMap<&str, &str> = HashMap::new();
+    let mut simple = false;
+    for frame in frames {
+        match frame.tag {
+            tag::QUERY => {
+                simple = true;
+                texts.push(messages::query_text(frame.body())?);
+            }
+            tag::PARSE => {
+                let (name, sql) = messages::parse_message(frame.body())?;
+                parsed.insert(name, sql);
+                texts.push(sql);
+            }
+            tag::BIND => {
+                let (_, statement) = messages::bind_names(frame.body())?;
+                if !parsed.contains_key(statement) {
+                    let parse = state.statements.get(statement)?;
+                    texts.push(messages::parse_message(parse.get(5..)?)?.1);
+                }
+                params = BindParams::read(frame.body());
+            }
+            _ => {}
+        }
+    }
+    (!texts.is_empty()).then_some(UnitText {
+        texts,
+        params,
+        simple,
+    })
+}
