@@ -27,16 +27,7 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let shards: Vec<LocalCluster> = std::thread::scope(|s| {
-            let started: Vec<_> = SHARDS
-                .iter()
-                .map(|_| s.spawn(|| common::private_cluster(1)))
-                .collect();
-            started
-                .into_iter()
-                .map(|h| h.join().expect("a shard starts"))
-                .collect()
-        });
+        let shards = common::shards::start_shards(&SHARDS, 1, &[]);
         let config = Config::from_toml(&config_text(&shards), "sharding test").expect("config");
         let proxy = start_proxy(config);
         Setup { shards, proxy }
@@ -45,13 +36,7 @@ fn setup() -> &'static Setup {
 
 fn config_text(shards: &[LocalCluster]) -> String {
     let mut text = String::from("admin = \"127.0.0.1:0\"\n");
-    for (name, cluster) in SHARDS.iter().zip(shards) {
-        text += &format!(
-            "[[clusters]]\nname = \"{name}\"\nprimary = {{ name = \"{name}_p\", addr = \"{}\" }}\nreplicas = [{{ name = \"{name}_r\", addr = \"{}\" }}]\n",
-            cluster.primary().addr(),
-            cluster.replicas()[0].addr()
-        );
-    }
+    text += &common::shards::clusters_toml(&SHARDS, shards);
     text += r#"
 [sharding]
 default = "shard_a"

@@ -24,6 +24,9 @@ pub mod proxy;
 /// Helpers for tests that load pgsplit while breaking servers (failover tests).
 pub mod load;
 
+/// Several shard clusters at once, and their config text (sharding tests).
+pub mod shards;
+
 /// Child processes (the `pgsplit` binary, client tools) and HTTP requests to the admin server.
 pub mod process;
 
