@@ -654,6 +654,27 @@ impl Config {
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
         self.users.iter().find(|user| user.name == name)
     }
+
+    /// How pgsplit's own tasks reach `cluster`'s configured primary: as the monitor does (its
+    /// user, password and database), named `application` in `pg_stat_activity`.
+    pub fn primary_connection(
+        &self,
+        cluster: &str,
+        application: &str,
+    ) -> Option<tokio_postgres::Config> {
+        let node = &self.clusters.iter().find(|c| c.name == cluster)?.primary;
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&node.host)
+            .port(node.port)
+            .user(&self.monitor.user)
+            .dbname(&self.monitor.database)
+            .application_name(application)
+            .connect_timeout(self.timeouts.connect);
+        if let Some(password) = &self.monitor.password {
+            pg.password(password);
+        }
+        Some(pg)
+    }
 }
 
 /// Syntax, then types and values, then cross-checks: each step reports the first error, placed

@@ -126,18 +126,9 @@ fn build_sharding(config: &Config) -> Result<Option<Arc<Sharding>>, String> {
     };
     let names: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
     let connection_for = |cluster: &str| {
-        let mut pg = tokio_postgres::Config::new();
-        if let Some(c) = config.clusters.iter().find(|c| c.name == cluster) {
-            pg.host(&c.primary.host).port(c.primary.port);
-        }
-        pg.user(&config.monitor.user)
-            .dbname(&config.monitor.database)
-            .application_name("pgsplit shard directory")
-            .connect_timeout(config.timeouts.connect);
-        if let Some(password) = &config.monitor.password {
-            pg.password(password);
-        }
-        pg
+        config
+            .primary_connection(cluster, "pgsplit shard directory")
+            .unwrap_or_default()
     };
     section
         .build(&names, &connection_for)

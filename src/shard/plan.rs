@@ -138,21 +138,9 @@ async fn read_keys(
     table: &str,
     key: &str,
 ) -> Result<Vec<String>, String> {
-    let node = config
-        .clusters
-        .iter()
-        .find(|c| c.name == cluster)
-        .map(|c| &c.primary)
+    let mut pg = config
+        .primary_connection(cluster, "pgsplit shard plan")
         .ok_or_else(|| format!("no cluster {cluster:?}"))?;
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&node.host)
-        .port(node.port)
-        .user(&config.monitor.user)
-        .dbname(&config.monitor.database)
-        .connect_timeout(config.timeouts.connect);
-    if let Some(password) = &config.monitor.password {
-        pg.password(password);
-    }
     let (client, connection) = crate::tls::connect_internal(&mut pg)
         .await
         .map_err(|e| format!("{cluster}: {e}"))?;
