@@ -126,3 +126,54 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reloaded_client_limit_applies_to_new_clients_and_keeps_open_ones() {
+    let c = common::cluster();
+    let dir = std::env::temp_dir().join(common::unique_name("reload_limit"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("pgsplit.toml");
+    let with_limit = |limit: usize| {
+        format!(
+            "{}\n[limits]\nmax_client_connections = {limit}\n",
+            config_text(c.primary(), c.replicas())
+        )
+    };
+    std::fs::write(&file, with_limit(2)).expect("write config");
+    let proxy = start_proxy(Config::load(&file).expect("config loads"));
+    let admin = proxy.admin.expect("admin server");
+    let connstr = proxy.connstr("postgres", "postgres");
+    let reload_with = |limit: usize| {
+        std::fs::write(&file, with_limit(limit)).expect("rewrite config");
+        let (status, body) = post_reload(admin);
+        assert_eq!(status, 200, "{body}");
+    };
+    let sqlstate = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+
+    let first = common::connect(&connstr).await.expect("first client");
+    let second = common::connect(&connstr).await.expect("second client");
+    let refused = common::connect(&connstr)
+        .await
+        .err()
+        .expect("over the limit");
+    assert_eq!(sqlstate(refused).as_deref(), Some("53300"));
+
+    tokio::task::block_in_place(|| reload_with(3));
+    let third = common::connect(&connstr)
+        .await
+        .expect("a raised limit admits");
+
+    tokio::task::block_in_place(|| reload_with(1));
+    let refused = common::connect(&connstr)
+        .await
+        .err()
+        .expect("a lowered limit refuses");
+    assert_eq!(sqlstate(refused).as_deref(), Some("53300"));
+    for client in [&first, &second, &third] {
+        client
+            .simple_query("SELECT 1")
+            .await
+            .expect("open clients stay");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

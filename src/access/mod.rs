@@ -14,7 +14,7 @@ mod lookup;
 mod slots;
 
 pub use lookup::AuthQuery;
-pub use slots::{UserSlot, UserSlots};
+pub use slots::{ClientSlot, ClientSlots, UserSlot, UserSlots};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

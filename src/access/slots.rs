@@ -2,6 +2,7 @@
 //! the session ends (the slot is dropped with the client's connection).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -43,9 +44,59 @@ impl Drop for UserSlot {
     }
 }
 
+/// Client connections open in the whole process, limited by the limit in force when each one
+/// arrives (so a reload that lowers it refuses new clients without closing open ones).
+#[derive(Default)]
+pub struct ClientSlots {
+    open: Arc<AtomicUsize>,
+}
+
+/// One open client connection; dropping it frees the slot.
+pub struct ClientSlot {
+    open: Arc<AtomicUsize>,
+}
+
+impl ClientSlots {
+    /// A slot, or None when `limit` connections are open already.
+    pub fn acquire(&self, limit: usize) -> Option<ClientSlot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < limit).then_some(open + 1)
+            })
+            .ok()?;
+        Some(ClientSlot {
+            open: Arc::clone(&self.open),
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_slots_follow_the_limit_in_force() {
+        let slots = ClientSlots::default();
+        let held: Vec<_> = (0..3).map(|_| slots.acquire(3).expect("under")).collect();
+        assert!(slots.acquire(3).is_none());
+        assert!(slots.acquire(4).is_some(), "a raised limit admits at once");
+        assert!(
+            slots.acquire(2).is_none(),
+            "a lowered one refuses new clients"
+        );
+        drop(held);
+        assert_eq!(slots.open(), 0);
+    }
 
     #[test]
     fn slots_are_limited_per_user_and_freed_on_drop() {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -57,7 +57,7 @@ pub struct Shared {
     pub invalidation: std::sync::OnceLock<Arc<crate::cache::channel::Broadcaster>>,
     /// The WAL follower, with `cache.invalidation = "wal"`.
     pub wal_follower: std::sync::OnceLock<Arc<crate::cache::wal::WalFollower>>,
-    client_slots: Arc<Semaphore>,
+    client_slots: crate::access::ClientSlots,
     /// Open sessions per user, for `limits.max_connections_per_user`.
     user_slots: crate::access::UserSlots,
     shutting_down: AtomicBool,
@@ -80,7 +80,7 @@ impl Shared {
             cancels: Arc::new(CancelRegistry::default()),
             route_counters: RouteCounters::default(),
             metrics: crate::metrics::Metrics::default(),
-            client_slots: Arc::new(Semaphore::new(config.limits.max_client_connections)),
+            client_slots: crate::access::ClientSlots::default(),
             user_slots: crate::access::UserSlots::default(),
             shutting_down: AtomicBool::new(false),
             paused: AtomicBool::new(false),
@@ -118,11 +118,7 @@ impl Shared {
 
     /// Client connections open now.
     pub fn client_count(&self) -> usize {
-        self.live()
-            .config
-            .limits
-            .max_client_connections
-            .saturating_sub(self.client_slots.available_permits())
+        self.client_slots.open()
     }
 
     /// The console's PAUSE is in force: new units wait for RESUME.
@@ -190,7 +186,8 @@ async fn accept_client(
 ) {
     let _ = stream.set_nodelay(true);
     let mut client = ClientConn::new(stream, shared.live().config.limits.max_message_size);
-    let Ok(_slot) = shared.client_slots.clone().try_acquire_owned() else {
+    let limit = shared.live().config.limits.max_client_connections;
+    let Some(_slot) = shared.client_slots.acquire(limit) else {
         client
             .send_error(&ErrorFields::fatal(
                 SqlState::TOO_MANY_CONNECTIONS,
