@@ -152,10 +152,7 @@ async fn a_reloaded_client_limit_applies_to_new_clients_and_keeps_open_ones() {
 
     let first = common::connect(&connstr).await.expect("first client");
     let second = common::connect(&connstr).await.expect("second client");
-    let refused = common::connect(&connstr)
-        .await
-        .err()
-        .expect("over the limit");
+    let refused = common::connect(&connstr).await.expect_err("over the limit");
     assert_eq!(sqlstate(refused).as_deref(), Some("53300"));
 
     tokio::task::block_in_place(|| reload_with(3));
@@ -166,8 +163,7 @@ async fn a_reloaded_client_limit_applies_to_new_clients_and_keeps_open_ones() {
     tokio::task::block_in_place(|| reload_with(1));
     let refused = common::connect(&connstr)
         .await
-        .err()
-        .expect("a lowered limit refuses");
+        .expect_err("a lowered limit refuses");
     assert_eq!(sqlstate(refused).as_deref(), Some("53300"));
     for client in [&first, &second, &third] {
         client
