@@ -1,7 +1,8 @@
 //! Access rules: the first rule matching user, database and client address decides; a login no
 //! rule allows gets 28000 naming user, database and address; a wrong password stays 28P01.
 //! auth_query: a role's SCRAM verifier read from the primary checks the client, whose proof then
-//! logs pgsplit in to the server (which demands SCRAM of that role).
+//! logs pgsplit in to the server (which demands SCRAM of that role); a role with an md5 hash is
+//! checked against it and pgsplit answers the server's md5 challenge with it.
 
 mod common;
 
@@ -12,7 +13,7 @@ use common::cluster;
 use common::load::{bounded, sqlstate};
 use common::proxy::{TestProxy, start_proxy};
 use pgsplit::config::Config;
-use pgsplit::localcluster::{APP_SCRAM_PASSWORD, APP_SCRAM_USER};
+use pgsplit::localcluster::{APP_MD5_PASSWORD, APP_MD5_USER, APP_SCRAM_PASSWORD, APP_SCRAM_USER};
 
 /// pgsplit in front of the shared primary with `settings` added to the file.
 fn proxy_with(settings: &str) -> TestProxy {
@@ -132,5 +133,17 @@ async fn auth_query_checks_scram_against_the_primary_and_passes_the_proof_on() {
     let err = login_by_query("no_such_role", "whatever")
         .await
         .expect_err("unknown role");
+    assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
+}
+
+#[tokio::test]
+async fn auth_query_checks_md5_and_answers_the_servers_md5_challenge_with_the_hash() {
+    let user = login_by_query(APP_MD5_USER, APP_MD5_PASSWORD)
+        .await
+        .expect("md5 login via auth_query, to a server that demands md5");
+    assert_eq!(user, APP_MD5_USER);
+    let err = login_by_query(APP_MD5_USER, "wrong")
+        .await
+        .expect_err("wrong password");
     assert_eq!(sqlstate(&err).as_deref(), Some("28P01"), "{err:?}");
 }

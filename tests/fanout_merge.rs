@@ -326,6 +326,7 @@ async fn connect(database: &str) -> ServerConn {
         ],
         password: None,
         scram_keys: None,
+        md5_hash: None,
         timeout: TIMEOUT,
         tls: Default::default(),
     };

@@ -5,9 +5,10 @@ use std::{fmt, mem};
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 
+use super::md5::md5_expected_response;
 use super::passthrough::{KeyScram, ScramKeys};
 use super::wire::{parse_sasl_mechanisms, password_message, sasl_initial_response};
-use super::{AuthError, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, code, malformed};
+use super::{AuthError, SCRAM_SHA_256, SCRAM_SHA_256_PLUS, StoredSecret, code, malformed};
 use crate::protocol::tag;
 
 /// A message for the I/O code to send: its tag (always 'p') and body.
@@ -20,6 +21,9 @@ pub struct ServerAuth {
     password: Option<String>,
     /// What the client's own SCRAM exchange proved, used when the server asks for SCRAM.
     keys: Option<ScramKeys>,
+    /// The role's stored md5 hash (`md5` + hex), which answers an md5 challenge as the
+    /// password would (md5 pass-through).
+    md5_hash: Option<String>,
     state: State,
 }
 
@@ -79,6 +83,7 @@ impl ServerAuth {
             user: user.to_owned(),
             password: password.map(str::to_owned),
             keys: None,
+            md5_hash: None,
             state: State::Start,
         }
     }
@@ -86,6 +91,12 @@ impl ServerAuth {
     /// Answers SCRAM with what the client proved instead of a password.
     pub fn with_scram_keys(mut self, keys: Option<ScramKeys>) -> Self {
         self.keys = keys;
+        self
+    }
+
+    /// Answers md5 with the role's stored md5 hash instead of a password.
+    pub fn with_md5_hash(mut self, hash: Option<String>) -> Self {
+        self.md5_hash = hash;
         self
     }
 
@@ -152,8 +163,15 @@ impl ServerAuth {
     fn md5_response(&self, payload: &[u8]) -> Result<Vec<u8>, AuthError> {
         let salt = <[u8; 4]>::try_from(payload)
             .map_err(|_| malformed("AuthenticationMD5Password: salt must be 4 bytes"))?;
-        let hash = md5_hash(self.user.as_bytes(), self.password()?.as_bytes(), salt);
-        password_message(hash.as_bytes())
+        let response = match (&self.password, &self.md5_hash) {
+            (Some(password), _) => md5_hash(self.user.as_bytes(), password.as_bytes(), salt),
+            (None, Some(hash)) => {
+                md5_expected_response(&StoredSecret::Md5(hash.clone()), &self.user, salt)
+                    .ok_or_else(|| malformed("the stored md5 hash does not start with md5"))?
+            }
+            (None, None) => return Err(AuthError::PasswordRequired),
+        };
+        password_message(response.as_bytes())
     }
 
     /// Picks SCRAM-SHA-256 from the offered mechanisms and builds SASLInitialResponse.
@@ -355,6 +373,26 @@ mod tests {
             salt,
             response
         ));
+    }
+
+    #[test]
+    fn md5_answered_from_the_stored_hash_equals_the_password_answer() {
+        let salt = [9, 8, 7, 6];
+        let hash = postgres_protocol::password::md5(b"secret", "alice");
+        let mut client = auth(None).with_md5_hash(Some(hash));
+        let sent = body(client.respond(code::MD5_PASSWORD, &salt));
+        assert_eq!(
+            sent,
+            [md5_hash(b"alice", b"secret", salt).as_bytes(), b"\0"].concat()
+        );
+        let cleartext = auth(None)
+            .with_md5_hash(Some("md5abc".into()))
+            .respond(code::CLEARTEXT_PASSWORD, b"");
+        assert_eq!(
+            cleartext,
+            Err(AuthError::PasswordRequired),
+            "a hash is no password"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct ConnectSpec {
     pub password: Option<String>,
     /// A client's SCRAM proof to log in with (SCRAM pass-through).
     pub scram_keys: Option<crate::auth::ScramKeys>,
+    /// A role's stored md5 hash to answer an md5 challenge with (md5 pass-through).
+    pub md5_hash: Option<String>,
     pub timeout: Duration,
     /// Whether and how to encrypt the connection.
     pub tls: ServerTls,
@@ -124,7 +126,8 @@ impl ServerConn {
             .find(|(k, _)| k == "user")
             .map_or("", |(_, v)| v.as_str());
         let mut auth = ServerAuth::new(user, spec.password.as_deref())
-            .with_scram_keys(spec.scram_keys.clone());
+            .with_scram_keys(spec.scram_keys.clone())
+            .with_md5_hash(spec.md5_hash.clone());
         loop {
             let frame = self.read_frame().await?;
             match frame.tag {

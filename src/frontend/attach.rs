@@ -118,6 +118,7 @@ impl Session {
                 startup,
                 password: self.credentials.password.clone(),
                 scram_keys: self.credentials.scram_keys.clone(),
+                md5_hash: self.credentials.md5_hash.clone(),
                 timeout: live.config.timeouts.connect,
                 tls: live.server_tls.clone(),
             }

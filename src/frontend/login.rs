@@ -30,6 +30,8 @@ pub struct ServerCredentials {
     /// What the client's SCRAM exchange proved (auth_query users): logs in to servers that
     /// hold the same verifier.
     pub scram_keys: Option<ScramKeys>,
+    /// The role's md5 hash read by auth_query: logs in to servers that demand md5.
+    pub md5_hash: Option<String>,
 }
 
 /// Reads packets until a StartupMessage (answering SSL and GSS requests with 'N') or a
@@ -134,6 +136,7 @@ async fn authenticate_user(
             user: user.to_string(),
             password: None,
             scram_keys: None,
+            md5_hash: None,
         });
     }
     // PostgreSQL does not reveal whether a user exists: same answer as a wrong password.
@@ -179,6 +182,7 @@ async fn authenticate_by_query(
     let scram_keys = verify_client(client, found).await?;
     Ok(ServerCredentials {
         scram_keys,
+        md5_hash: secret.starts_with("md5").then(|| secret.to_string()),
         ..found.server_credentials()
     })
 }

@@ -72,6 +72,7 @@ fn prepare(u: &UserConfig) -> Result<ClientUser, String> {
             user: u.server_user.clone().unwrap_or_else(|| u.name.clone()),
             password: u.server_password.clone().or(plain),
             scram_keys: None,
+            md5_hash: None,
         },
     })
 }
