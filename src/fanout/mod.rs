@@ -22,6 +22,7 @@
 //! added in a different order than one server would add them, as PostgreSQL's own parallel
 //! aggregation does, so their last digits may differ from an unsplit run.
 
+mod binary;
 mod combine;
 mod float;
 mod merge;
@@ -35,6 +36,7 @@ use thiserror::Error;
 
 use crate::protocol::{ErrorFields, SqlState};
 
+pub use binary::apply_formats;
 pub use merge::merge;
 pub use plan::{plan, plan_co_located};
 
