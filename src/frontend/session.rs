@@ -432,7 +432,7 @@ impl Session {
             Err(e) => return self.fail_unit(client, e, &frames),
             Ok(ShardTarget::FanOut { clusters, sql }) => {
                 self.settle(client).await?;
-                let answer = self.gather(&clusters, &sql, &work).await;
+                let answer = self.gather(&clusters, &sql, &work, &frames).await;
                 return self.answer_from_shards(client, answer, &frames);
             }
             Ok(ShardTarget::Everywhere { clusters, sql }) => {
