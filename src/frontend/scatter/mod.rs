@@ -120,7 +120,6 @@ impl Session {
                 Ok(ShardRun { answer, lsn, .. }) => {
                     if lsn > self.causal_for(name) {
                         self.causal.insert(name.clone(), lsn);
-                        self.causal_token = lsn;
                     }
                     first.get_or_insert(answer);
                     done.push(name);
