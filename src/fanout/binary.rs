@@ -175,9 +175,15 @@ mod tests {
     fn encodes_scalars_as_their_send_functions() {
         assert_eq!(binary(oid::INT2, "-2"), (-2i16).to_be_bytes());
         assert_eq!(binary(oid::INT4, "42"), 42i32.to_be_bytes());
-        assert_eq!(binary(oid::INT8, "-9000000000"), (-9_000_000_000i64).to_be_bytes());
+        assert_eq!(
+            binary(oid::INT8, "-9000000000"),
+            (-9_000_000_000i64).to_be_bytes()
+        );
         assert_eq!(binary(oid::FLOAT8, "0.1"), 0.1f64.to_be_bytes());
-        assert_eq!(binary(oid::FLOAT4, "-Infinity"), f32::NEG_INFINITY.to_be_bytes());
+        assert_eq!(
+            binary(oid::FLOAT4, "-Infinity"),
+            f32::NEG_INFINITY.to_be_bytes()
+        );
         assert_eq!(binary(oid::BOOL, "t"), [1]);
         assert_eq!(binary(oid::TEXT, "héllo"), "héllo".as_bytes());
         assert_eq!(
@@ -186,7 +192,10 @@ mod tests {
         );
         assert!(binary_value(oid::INT4, b"4.5").is_none());
         assert!(binary_value(oid::BOOL, b"yes").is_none());
-        assert!(binary_value(600, b"(1,2)").is_none(), "point has no encoding here");
+        assert!(
+            binary_value(600, b"(1,2)").is_none(),
+            "point has no encoding here"
+        );
     }
 
     #[test]
@@ -210,7 +219,10 @@ mod tests {
     #[test]
     fn encodes_numeric_as_numeric_send() {
         let hex = |text: &str| -> String {
-            binary(oid::NUMERIC, text).iter().map(|b| format!("{b:02x}")).collect()
+            binary(oid::NUMERIC, text)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         };
         assert_eq!(hex("0"), "0000000000000000");
         assert_eq!(hex("0.00"), "0000000000000002");
@@ -234,7 +246,10 @@ mod tests {
             format: 0,
         };
         let merged = Merged {
-            row_description: wire::encode_row_description(&[field("n", oid::INT4), field("p", 600)]),
+            row_description: wire::encode_row_description(&[
+                field("n", oid::INT4),
+                field("p", 600),
+            ]),
             rows: vec![wire::encode_data_row(&[
                 Some(Bytes::from_static(b"7")),
                 Some(Bytes::from_static(b"(1,2)")),
@@ -248,8 +263,18 @@ mod tests {
         assert_eq!(values[0].as_deref(), Some(&7i32.to_be_bytes()[..]));
         assert_eq!(values[1].as_deref(), Some(&b"(1,2)"[..]));
         let refused = apply_formats(&merged, &[1]).expect_err("point in binary");
-        assert_eq!(refused.code, crate::protocol::SqlState::FEATURE_NOT_SUPPORTED);
-        assert!(refused.message.contains("column \"p\""), "{}", refused.message);
-        assert!(apply_formats(&merged, &[1, 1, 1]).is_err(), "three formats, two columns");
+        assert_eq!(
+            refused.code,
+            crate::protocol::SqlState::FEATURE_NOT_SUPPORTED
+        );
+        assert!(
+            refused.message.contains("column \"p\""),
+            "{}",
+            refused.message
+        );
+        assert!(
+            apply_formats(&merged, &[1, 1, 1]).is_err(),
+            "three formats, two columns"
+        );
     }
 }

@@ -332,7 +332,11 @@ impl Decimal {
         while groups.last() == Some(&0) {
             groups.pop();
         }
-        let sign = if self.negative { NUMERIC_NEG } else { NUMERIC_POS };
+        let sign = if self.negative {
+            NUMERIC_NEG
+        } else {
+            NUMERIC_POS
+        };
         Some((sign, groups, i16::try_from(weight).ok()?, self.scale))
     }
 }

@@ -37,7 +37,9 @@ fn lsn(text: &str) -> u64 {
 /// positions are well past another shard's.
 fn advance_wal(shard: &LocalCluster) {
     let sql = "SELECT pg_logical_emit_message(false, 'pgsplit-test', 'x'); SELECT pg_switch_wal()";
-    shard.psql(shard.primary(), "postgres", sql).expect("advance the WAL");
+    shard
+        .psql(shard.primary(), "postgres", sql)
+        .expect("advance the WAL");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +65,9 @@ async fn a_token_from_writes_on_two_shards_serves_another_instance_and_spares_th
     let (key_a, key_b, key_c) = (key_on(0), key_on(1), key_on(2));
     tokio::task::block_in_place(|| {
         for shard in [a, b] {
-            shard.pause_replay(&shard.replicas()[0]).expect("pause replay");
+            shard
+                .pause_replay(&shard.replicas()[0])
+                .expect("pause replay");
         }
     });
     let outcome = async {
@@ -77,7 +81,8 @@ async fn a_token_from_writes_on_two_shards_serves_another_instance_and_spares_th
                 .map_err(|e| format!("insert {key}: {}", common::load::describe(&e)))?;
         }
         let token = first_value(&writer, "SHOW pgsplit.causal_token").await?;
-        if !(token.contains("shard_a:") && token.contains("shard_b:") && !token.contains("shard_c")) {
+        if !(token.contains("shard_a:") && token.contains("shard_b:") && !token.contains("shard_c"))
+        {
             return Err(format!("a position per written shard: {token}"));
         }
         let reader = common::connect(&second.connstr("postgres", "postgres"))
@@ -104,7 +109,9 @@ async fn a_token_from_writes_on_two_shards_serves_another_instance_and_spares_th
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if served_by != third_replica {
-            return Err(format!("shard_c's read ran on port {served_by}, not its replica"));
+            return Err(format!(
+                "shard_c's read ran on port {served_by}, not its replica"
+            ));
         }
         // A bare position is for every cluster: shard_c's replica is not that far.
         let bare = pgsplit::topology::monitor::format_lsn(lsn(&a.current_lsn().expect("lsn")));
@@ -114,7 +121,9 @@ async fn a_token_from_writes_on_two_shards_serves_another_instance_and_spares_th
             .map_err(|e| format!("set a bare token: {e}"))?;
         let served_by = first_value(&reader, &on_third).await?;
         if served_by != c.primary().port.to_string() {
-            return Err(format!("a bare token ran shard_c's read on port {served_by}"));
+            return Err(format!(
+                "a bare token ran shard_c's read on port {served_by}"
+            ));
         }
         let e = reader
             .batch_execute("SET pgsplit.after = 'shard_a:0/10,shard_b:nope'")
@@ -130,7 +139,9 @@ async fn a_token_from_writes_on_two_shards_serves_another_instance_and_spares_th
     .await;
     tokio::task::block_in_place(|| {
         for shard in [a, b] {
-            shard.resume_replay(&shard.replicas()[0]).expect("resume replay");
+            shard
+                .resume_replay(&shard.replicas()[0])
+                .expect("resume replay");
         }
     });
     outcome.unwrap_or_else(|e| panic!("{e}"));

@@ -49,7 +49,10 @@ async fn compare(
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Option<String> {
-    let want = reference.query(sql, params).await.expect("reference answers");
+    let want = reference
+        .query(sql, params)
+        .await
+        .expect("reference answers");
     let got = match sharded.query(sql, params).await {
         Ok(got) => got,
         Err(e) => return Some(format!("{sql}\n  failed: {}", common::load::describe(&e))),
@@ -75,10 +78,22 @@ async fn the_corpus_answers_the_same_over_the_extended_protocol_in_binary() {
     }
     // Parameters bound in binary, on statements with no shard key.
     let with_params: [(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)]); 4] = [
-        ("SELECT count(*), sum(score) FROM users WHERE score > $1", &[&50i32]),
-        ("SELECT id, name FROM users WHERE country = $1 ORDER BY id LIMIT 5", &[&"fr"]),
-        ("SELECT qty, avg(amount) FROM orders WHERE amount > $1::text::numeric GROUP BY qty ORDER BY qty", &[&"100"]),
-        ("SELECT id, born FROM users WHERE born > $1::text::date ORDER BY born, id LIMIT 4", &[&"1995-01-01"]),
+        (
+            "SELECT count(*), sum(score) FROM users WHERE score > $1",
+            &[&50i32],
+        ),
+        (
+            "SELECT id, name FROM users WHERE country = $1 ORDER BY id LIMIT 5",
+            &[&"fr"],
+        ),
+        (
+            "SELECT qty, avg(amount) FROM orders WHERE amount > $1::text::numeric GROUP BY qty ORDER BY qty",
+            &[&"100"],
+        ),
+        (
+            "SELECT id, born FROM users WHERE born > $1::text::date ORDER BY born, id LIMIT 4",
+            &[&"1995-01-01"],
+        ),
     ];
     for (sql, params) in with_params {
         differences.extend(compare(&sharded, &reference, sql, params).await);
@@ -98,9 +113,16 @@ async fn a_named_statement_reading_every_shard_runs_many_times() {
     let sql = "SELECT count(*), sum(amount), min(id) FROM orders WHERE qty = $1";
     let prepared = sharded.prepare(sql).await.expect("prepare through pgsplit");
     let param_types: Vec<u32> = prepared.params().iter().map(Type::oid).collect();
-    assert_eq!(param_types, [Type::INT4.oid()], "the shard's parameter description");
+    assert_eq!(
+        param_types,
+        [Type::INT4.oid()],
+        "the shard's parameter description"
+    );
     for qty in 1..=9i32 {
-        let got = sharded.query(&prepared, &[&qty]).await.expect("execute again");
+        let got = sharded
+            .query(&prepared, &[&qty])
+            .await
+            .expect("execute again");
         let want = reference.query(sql, &[&qty]).await.expect("reference");
         assert_eq!(raw_answer(&got), raw_answer(&want), "qty {qty}");
     }
@@ -111,7 +133,10 @@ async fn a_named_statement_reading_every_shard_runs_many_times() {
         .expect("prepare a point read");
     for id in [1i64, 2, 3] {
         let got = sharded.query_one(&point, &[&id]).await.expect("point read");
-        assert_eq!(got.get::<_, String>(0), format!("user{:03}", (id * 7919) % 1000));
+        assert_eq!(
+            got.get::<_, String>(0),
+            format!("user{:03}", (id * 7919) % 1000)
+        );
     }
 }
 
@@ -119,7 +144,10 @@ async fn a_named_statement_reading_every_shard_runs_many_times() {
 async fn binary_results_of_a_type_without_an_encoding_are_refused_naming_the_column() {
     let sharded = crate::sharded().await;
     let e = sharded
-        .query("SELECT id, name::bytea AS raw_name FROM users WHERE score IS NULL", &[])
+        .query(
+            "SELECT id, name::bytea AS raw_name FROM users WHERE score IS NULL",
+            &[],
+        )
         .await
         .expect_err("bytea in binary from every shard");
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
@@ -173,7 +201,12 @@ async fn pgbench_extended_and_prepared_read_every_shard_without_errors() {
             "pgbench -M {mode}:\n{}",
             run.report()
         );
-        assert_eq!(processed_transactions(&run.stdout), Some(50), "{}", run.report());
+        assert_eq!(
+            processed_transactions(&run.stdout),
+            Some(50),
+            "{}",
+            run.report()
+        );
         assert!(
             failed_transactions(&run.stdout).unwrap_or(0) == 0,
             "{}",

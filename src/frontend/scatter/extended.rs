@@ -152,12 +152,16 @@ pub(super) fn remember(frames: &[Frame], state: &mut SessionState) {
         match frame.tag {
             tag::PARSE => {
                 if let Some((name, _)) = messages::parse_message(frame.body()) {
-                    state.statements.insert(name.to_string(), frame.bytes.clone());
+                    state
+                        .statements
+                        .insert(name.to_string(), frame.bytes.clone());
                 }
             }
             tag::BIND => {
                 if let Some((portal, statement)) = messages::bind_names(frame.body()) {
-                    state.portals.insert(portal.to_string(), statement.to_string());
+                    state
+                        .portals
+                        .insert(portal.to_string(), statement.to_string());
                 }
             }
             tag::CLOSE => match messages::target(frame.body()) {
@@ -213,8 +217,17 @@ mod tests {
         let (parameters, formats) = split_bind_arguments(&arguments).expect("valid");
         assert_eq!(parameters, &arguments[..18]);
         assert_eq!(formats, vec![1, 0]);
-        assert_eq!(split_bind_arguments(&[0, 0, 0, 0, 0, 0]), Some((&[0u8, 0, 0, 0][..], vec![])));
-        assert!(split_bind_arguments(&arguments[..20]).is_none(), "truncated");
-        assert!(split_bind_arguments(&[0, 0, 0, 1, 0, 0, 0, 9, 1]).is_none(), "value too long");
+        assert_eq!(
+            split_bind_arguments(&[0, 0, 0, 0, 0, 0]),
+            Some((&[0u8, 0, 0, 0][..], vec![]))
+        );
+        assert!(
+            split_bind_arguments(&arguments[..20]).is_none(),
+            "truncated"
+        );
+        assert!(
+            split_bind_arguments(&[0, 0, 0, 1, 0, 0, 0, 9, 1]).is_none(),
+            "value too long"
+        );
     }
 }

@@ -116,7 +116,10 @@ impl Session {
             let Some(cluster) = topology.clusters.iter().find(|c| &c.name == name) else {
                 continue;
             };
-            match self.run_on_shard(cluster, &ShardRequest::Query(sql), work).await {
+            match self
+                .run_on_shard(cluster, &ShardRequest::Query(sql), work)
+                .await
+            {
                 Ok(ShardRun { answer, lsn, .. }) => {
                     if lsn > self.causal_for(name) {
                         self.causal.insert(name.clone(), lsn);

@@ -562,7 +562,10 @@ fn hints_hold_session_settings() {
         SettingValue::Consistency(Consistency::Bounded(ms(200))),
     );
     session.apply(Setting::MaxLag, SettingValue::MaxLag(ms(2_500)));
-    session.apply(Setting::After, SettingValue::After(CausalToken::everywhere(0x16_B374_D848)));
+    session.apply(
+        Setting::After,
+        SettingValue::After(CausalToken::everywhere(0x16_B374_D848)),
+    );
     session.apply(Setting::Route, SettingValue::Route(RouteHint::Replica));
     assert_eq!(
         session.show(Setting::Consistency).as_deref(),
