@@ -236,15 +236,7 @@ mod tests {
 
     #[test]
     fn applies_formats_and_refuses_what_it_cannot_encode() {
-        let field = |name: &str, type_oid: u32| Field {
-            name: name.into(),
-            table_oid: 0,
-            column: 0,
-            type_oid,
-            type_len: -1,
-            type_modifier: -1,
-            format: 0,
-        };
+        let field = |name: &str, type_oid: u32| wire::test_field(name, type_oid, 0);
         let merged = Merged {
             row_description: wire::encode_row_description(&[
                 field("n", oid::INT4),
