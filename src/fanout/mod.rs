@@ -16,6 +16,8 @@
 //! - Everything else (subqueries, joins, window functions, set operations, HAVING, DISTINCT
 //!   aggregates, other aggregates, FOR UPDATE, binary results, types without a known order) is
 //!   refused with a [`Refusal`] that names what cannot be merged: never a wrong answer.
+//! - Shards always answer in text; a client's binary result formats are applied to the merged
+//!   values afterwards ([`binary`]).
 //!
 //! Requirements on the shards: text in "C" collation for ordered merges of text, `DateStyle`
 //! ISO and the default `extra_float_digits` (as fresh connections have them). Float sums are
