@@ -208,6 +208,71 @@ fn split_bind_arguments(arguments: &[u8]) -> Option<(&[u8], Vec<i16>)> {
 mod tests {
     use super::*;
 
+    fn frame(tag: u8, body: &[u8]) -> Frame {
+        let mut bytes = BytesMut::new();
+        put_message(&mut bytes, tag, body);
+        Frame {
+            tag,
+            bytes: bytes.freeze(),
+        }
+    }
+
+    /// The tags and bodies of the messages in `out`.
+    fn messages(out: &[u8]) -> Vec<(u8, &[u8])> {
+        let mut found = Vec::new();
+        let mut rest = out;
+        while let [tag, a, b, c, d, ..] = *rest {
+            let len = i32::from_be_bytes([a, b, c, d]) as usize;
+            found.push((tag, &rest[5..1 + len]));
+            rest = &rest[1 + len..];
+        }
+        found
+    }
+
+    fn tags(out: &[u8]) -> Vec<u8> {
+        messages(out).iter().map(|(tag, _)| *tag).collect()
+    }
+
+    #[test]
+    fn answers_each_client_message_in_order() {
+        let mut parse = b"s1\0SELECT count(*) FROM t WHERE v > $1\0".to_vec();
+        parse.extend_from_slice(&[0, 1, 0, 0, 0, 23]); // one int4 parameter
+        // portal "", statement "s1", formats [0], values ["5"], result formats [1]
+        let bind = b"\0s1\0\0\x01\0\0\0\x01\0\0\0\x015\0\x01\0\x01";
+        let frames = [
+            frame(tag::PARSE, &parse),
+            frame(tag::DESCRIBE, b"Ss1\0"),
+            frame(tag::BIND, bind),
+            frame(tag::DESCRIBE, b"P\0"),
+            frame(tag::EXECUTE, &[0, 0, 0, 0, 0]),
+            frame(tag::SYNC, &[]),
+        ];
+        let mut state = SessionState::default();
+        let unit = ExtendedRead::read(&frames, &state)
+            .expect("well formed")
+            .expect("an extended unit");
+        assert_eq!(unit.result_formats, vec![1]);
+        assert_eq!(tags(&unit.shard_messages("SELECT 1")), b"PDBES");
+        let merged = Merged {
+            // one column "count", int8, text format
+            row_description: Bytes::from_static(
+                b"\0\x01count\0\0\0\0\0\0\0\0\0\0\x14\0\x08\xff\xff\xff\xff\0\0",
+            ),
+            rows: vec![Bytes::from_static(b"\0\x01\0\0\0\x0242")],
+            command_tag: "SELECT 1".into(),
+        };
+        let parameters = Bytes::from_static(&[0, 1, 0, 0, 0, 23]);
+        let out = unit.answer(&merged, Some(&parameters)).expect("an answer");
+        assert_eq!(tags(&out), b"1tT2TDC");
+        let (_, row) = messages(&out)[5];
+        assert_eq!(&row[6..], 42i64.to_be_bytes(), "int8 in binary");
+        let (_, portal_description) = messages(&out)[4];
+        assert_eq!(portal_description.last(), Some(&1), "described as binary");
+        remember(&frames, &mut state);
+        assert!(state.statements.contains_key("s1"));
+        assert_eq!(state.portals.get("").map(String::as_str), Some("s1"));
+    }
+
     #[test]
     fn splits_bind_arguments_at_the_result_formats() {
         // formats [1], values [int4 42, NULL], result formats [1, 0]
