@@ -4,8 +4,11 @@
 //! with LIMIT/OFFSET, aggregates, GROUP BY, joins on the shard key) the same way; writes with no
 //! key, cross-shard transactions and unmergeable reads are refused; rows land where
 //! PostgreSQL's own hash partitioning would put them; a directory map follows a moved key.
+//! `sharding_more` runs the corpus over the extended protocol (binary results), pgbench in
+//! extended and prepared modes, and carries a causal token across shards to another instance.
 
 mod common;
+mod sharding_more;
 
 use std::sync::OnceLock;
 
@@ -55,6 +58,12 @@ key_type = "int8"
 map = "by_user"
 
 [[sharding.tables]]
+name = "notes"
+key = "id"
+key_type = "int8"
+map = "by_user"
+
+[[sharding.tables]]
 name = "tenants_data"
 key = "tenant"
 key_type = "text"
@@ -80,6 +89,7 @@ CREATE TABLE users (id int8 PRIMARY KEY, name text COLLATE \"C\", country text C
 CREATE TABLE orders (id int8, user_id int8, amount numeric(10,2), qty int, PRIMARY KEY (user_id, id));
 CREATE TABLE countries (code text COLLATE \"C\" PRIMARY KEY, name text COLLATE \"C\");
 CREATE TABLE tenants_data (tenant text, v int);
+CREATE TABLE notes (id int8 PRIMARY KEY, v text);
 ";
 
 fn user_row(id: i64) -> String {

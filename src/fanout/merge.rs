@@ -175,17 +175,7 @@ mod tests {
     use super::*;
     use crate::fanout::plan;
 
-    fn field(name: &str, type_oid: u32, format: i16) -> Field {
-        Field {
-            name: name.into(),
-            table_oid: 0,
-            column: 0,
-            type_oid,
-            type_len: -1,
-            type_modifier: -1,
-            format,
-        }
-    }
+    use crate::fanout::wire::test_field as field;
 
     fn answer(fields: &[Field], rows: &[&[Option<&str>]]) -> ShardAnswer {
         ShardAnswer {

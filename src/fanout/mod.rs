@@ -16,12 +16,15 @@
 //! - Everything else (subqueries, joins, window functions, set operations, HAVING, DISTINCT
 //!   aggregates, other aggregates, FOR UPDATE, binary results, types without a known order) is
 //!   refused with a [`Refusal`] that names what cannot be merged: never a wrong answer.
+//! - Shards always answer in text; a client's binary result formats are applied to the merged
+//!   values afterwards ([`binary`]).
 //!
 //! Requirements on the shards: text in "C" collation for ordered merges of text, `DateStyle`
 //! ISO and the default `extra_float_digits` (as fresh connections have them). Float sums are
 //! added in a different order than one server would add them, as PostgreSQL's own parallel
 //! aggregation does, so their last digits may differ from an unsplit run.
 
+mod binary;
 mod combine;
 mod float;
 mod merge;
@@ -35,6 +38,7 @@ use thiserror::Error;
 
 use crate::protocol::{ErrorFields, SqlState};
 
+pub use binary::apply_formats;
 pub use merge::merge;
 pub use plan::{plan, plan_co_located};
 

@@ -281,6 +281,66 @@ fn divide_magnitude(dividend: &[u8], divisor: u128) -> (Vec<u8>, u128) {
     (quotient, remainder)
 }
 
+/// PostgreSQL's sign words in `numeric_send`'s format.
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_NAN: u16 = 0xC000;
+const NUMERIC_PINF: u16 = 0xD000;
+const NUMERIC_NINF: u16 = 0xF000;
+
+impl Numeric {
+    /// The value in `numeric_send`'s binary format: digit count, weight of the first
+    /// base-10000 digit, sign, display scale, then the digits without leading or trailing
+    /// zero digits (as PostgreSQL stores them). None beyond numeric's own range.
+    pub fn to_binary(&self) -> Option<Vec<u8>> {
+        let (sign, groups, weight, scale) = match self {
+            Numeric::NaN => (NUMERIC_NAN, Vec::new(), 0, 0),
+            Numeric::Infinity => (NUMERIC_PINF, Vec::new(), 0, 0),
+            Numeric::NegInfinity => (NUMERIC_NINF, Vec::new(), 0, 0),
+            Numeric::Finite(decimal) => decimal.base_10000()?,
+        };
+        let mut out = Vec::with_capacity(8 + 2 * groups.len());
+        out.extend_from_slice(&i16::try_from(groups.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&sign.to_be_bytes());
+        out.extend_from_slice(&i16::try_from(scale).ok()?.to_be_bytes());
+        for group in groups {
+            out.extend_from_slice(&group.to_be_bytes());
+        }
+        Some(out)
+    }
+}
+
+impl Decimal {
+    /// (sign, base-10000 digits, weight, display scale) of `numeric_send`.
+    fn base_10000(&self) -> Option<(u16, Vec<i16>, i16, u32)> {
+        if self.digits.is_empty() {
+            return Some((NUMERIC_POS, Vec::new(), 0, self.scale));
+        }
+        // The power of ten of the first digit, and the base-10000 digit it falls in.
+        let top = i64::try_from(self.digits.len()).ok()? - i64::from(self.scale) - 1;
+        let weight = top.div_euclid(DEC_DIGITS);
+        let mut groups: Vec<i16> = Vec::new();
+        for (i, &digit) in self.digits.iter().enumerate() {
+            let power = top - i64::try_from(i).ok()?;
+            let group = usize::try_from(weight - power.div_euclid(DEC_DIGITS)).ok()?;
+            if groups.len() <= group {
+                groups.resize(group + 1, 0);
+            }
+            groups[group] += i16::from(digit) * 10i16.pow(power.rem_euclid(DEC_DIGITS) as u32);
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        let sign = if self.negative {
+            NUMERIC_NEG
+        } else {
+            NUMERIC_POS
+        };
+        Some((sign, groups, i16::try_from(weight).ok()?, self.scale))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

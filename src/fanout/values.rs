@@ -116,7 +116,7 @@ fn trim_trailing_blanks(text: &[u8]) -> &[u8] {
 }
 
 /// "YYYY-MM-DD" as days since 1970-01-01; infinities at the ends; None for other styles and BC.
-fn iso_date(text: &str) -> Option<i64> {
+pub(super) fn iso_date(text: &str) -> Option<i64> {
     match text {
         "infinity" => return Some(i64::MAX),
         "-infinity" => return Some(i64::MIN),
@@ -134,7 +134,7 @@ fn iso_date(text: &str) -> Option<i64> {
 
 /// "YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM[:SS]]]" as microseconds since 1970 (UTC when an
 /// offset is present).
-fn iso_timestamp(text: &str) -> Option<i128> {
+pub(super) fn iso_timestamp(text: &str) -> Option<i128> {
     match text {
         "infinity" => return Some(i128::MAX),
         "-infinity" => return Some(i128::MIN),

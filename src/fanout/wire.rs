@@ -96,6 +96,20 @@ pub fn encode_data_row(values: &[Value]) -> Bytes {
     body.freeze()
 }
 
+/// A text-format column named `name` of type `type_oid`, for tests.
+#[cfg(test)]
+pub fn test_field(name: &str, type_oid: u32, format: i16) -> Field {
+    Field {
+        name: name.into(),
+        table_oid: 0,
+        column: 0,
+        type_oid,
+        type_len: -1,
+        type_modifier: -1,
+        format,
+    }
+}
+
 /// A cursor over a message body that refuses to read past its end.
 struct Reader<'a>(&'a [u8]);
 

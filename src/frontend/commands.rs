@@ -6,7 +6,6 @@ use crate::hint::{
 };
 use crate::protocol::{ErrorFields, SqlState};
 use crate::route::{Reason, Route};
-use crate::topology::monitor::format_lsn;
 
 use super::client::ClientConn;
 use super::session::Session;
@@ -88,10 +87,11 @@ impl Session {
     /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
     fn show_setting(&self, setting: Setting) -> String {
         if setting == Setting::CausalToken {
-            return if self.causal_token > 0 {
-                format_lsn(self.causal_token)
-            } else {
+            let token = self.causal_token();
+            return if token.is_empty() {
                 String::new()
+            } else {
+                token.to_string()
             };
         }
         if let Some(value) = self.hints.show(setting) {

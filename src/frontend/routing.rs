@@ -3,11 +3,11 @@
 //! token a committed write leaves the session with.
 
 use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback};
-use crate::hint::{Consistency, Hints, RouteHint};
+use crate::hint::{CausalToken, Consistency, Hints, RouteHint};
 use crate::protocol::SqlState;
 use crate::route::classify::Access;
 use crate::route::{self, Reason, Route};
-use crate::topology::monitor::{format_lsn, parse_lsn};
+use crate::topology::monitor::parse_lsn;
 use crate::topology::{Cluster, Topology};
 
 use super::client::ClientConn;
@@ -34,6 +34,18 @@ impl Session {
     /// The session's causal WAL position on `cluster` (0: no write there yet).
     pub(super) fn causal_for(&self, cluster: &str) -> u64 {
         self.causal.get(cluster).copied().unwrap_or(0)
+    }
+
+    /// The session's causal token, for another session to read at least what this one wrote.
+    /// Positions are named per cluster when there are shards or several clusters written (an
+    /// LSN means nothing on another cluster); otherwise it is the one bare position.
+    pub(super) fn causal_token(&self) -> CausalToken {
+        let named = self.causal.len() > 1 || self.shared.live().sharding.is_some();
+        if named {
+            CausalToken::per_cluster(self.causal.iter().map(|(c, lsn)| (c.as_str(), *lsn)))
+        } else {
+            CausalToken::everywhere(self.causal.values().copied().max().unwrap_or(0))
+        }
     }
 
     /// The routing decision for a unit on one cluster.
@@ -92,7 +104,7 @@ impl Session {
             _ => None,
         };
         let mut max_lag = wanted.max_lag.unwrap_or(settings.max_lag);
-        let after = wanted.after.unwrap_or(0);
+        let after = wanted.after.as_ref().map_or(0, |t| t.position_for(cluster));
         let min_lsn = match mode {
             Consistency::Eventual | Consistency::Strong => after,
             Consistency::ReadYourWrites => after.max(causal_lsn),
@@ -197,10 +209,10 @@ impl Session {
             && committed_at > self.causal_for(&cluster)
         {
             self.causal.insert(cluster, committed_at);
-            self.causal_token = committed_at;
+            let token = self.causal_token().to_string();
             client
                 .writer()
-                .parameter_status("pgsplit.causal_token", &format_lsn(committed_at));
+                .parameter_status("pgsplit.causal_token", &token);
         }
         if let Some(ready) = held {
             client.out.extend_from_slice(&ready.bytes);

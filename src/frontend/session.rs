@@ -143,8 +143,6 @@ pub struct Session {
     /// has WAL positions of its own). A replica serves the session's reads only once it has
     /// replayed this far.
     pub(super) causal: std::collections::HashMap<String, u64>,
-    /// The last of those positions, as the client's causal token says (0: none yet).
-    pub(super) causal_token: u64,
     /// The cluster the unit being dispatched goes to, when sharding picked one.
     pub(super) unit_cluster: Option<String>,
     /// A sharded session's `BEGIN`, held until a statement picks the shard.
@@ -220,7 +218,6 @@ impl Session {
             identity_confirmed,
             last_read_node: None,
             causal: Default::default(),
-            causal_token: 0,
             unit_cluster: None,
             deferred_begin: None,
             wrote: false,
@@ -432,7 +429,7 @@ impl Session {
             Err(e) => return self.fail_unit(client, e, &frames),
             Ok(ShardTarget::FanOut { clusters, sql }) => {
                 self.settle(client).await?;
-                let answer = self.gather(&clusters, &sql, &work).await;
+                let answer = self.gather(&clusters, &sql, &work, &frames).await;
                 return self.answer_from_shards(client, answer, &frames);
             }
             Ok(ShardTarget::Everywhere { clusters, sql }) => {

@@ -65,14 +65,36 @@ fn hint_pairs(sql: &str) -> Option<Vec<&str>> {
             continue;
         };
         // Empty pieces (a trailing comma, ", ,") are no mistake worth a warning.
-        pairs.extend(
-            found
-                .split(',')
-                .map(str::trim)
-                .filter(|pair| !pair.is_empty()),
-        );
+        let mut rest = found;
+        while !rest.is_empty() {
+            let end = pair_end(rest);
+            let pair = rest[..end].trim();
+            if !pair.is_empty() {
+                pairs.push(pair);
+            }
+            rest = rest.get(end + 1..).unwrap_or("");
+        }
     }
     Some(pairs)
+}
+
+/// Where the pair at the start of `text` ends: at the next comma, except that a causal token's
+/// `cluster:position` parts (`after=shard_a:0/10,shard_b:0/20`) stay in one pair.
+fn pair_end(text: &str) -> usize {
+    let mut end = text.find(',').unwrap_or(text.len());
+    let is_after = text[..end]
+        .split_once('=')
+        .is_some_and(|(key, _)| key.trim().eq_ignore_ascii_case("after"));
+    while is_after && end < text.len() {
+        let next = &text[end + 1..];
+        let next_end = next.find(',').unwrap_or(next.len());
+        let piece = &next[..next_end];
+        if piece.contains('=') || !piece.contains(':') {
+            break;
+        }
+        end += 1 + next_end;
+    }
+    end
 }
 
 /// Applies one `key=value` pair (keys in any case; values may be single-quoted, as

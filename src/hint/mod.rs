@@ -10,6 +10,7 @@ mod command;
 mod comment;
 mod lex;
 mod setting;
+mod token;
 mod value;
 
 #[cfg(test)]
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use command::{SessionCommand, session_command};
 pub use comment::{ShardHint, parse_hints, shard_hint};
 pub use setting::{Setting, SettingValue, parse_setting_value, setting_from_name};
+pub use token::CausalToken;
 
 /// How fresh the data a read sees must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,13 +48,14 @@ pub enum RouteHint {
 
 /// What a statement's hint comments, or a session's `pgsplit.*` settings, ask for. `None` means
 /// "not said here": the next layer down (session settings, then configuration) decides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hints {
     pub route: Option<RouteHint>,
     pub consistency: Option<Consistency>,
     pub max_lag: Option<Duration>,
-    /// A WAL position (LSN) a replica must have replayed before it may serve the read.
-    pub after: Option<u64>,
+    /// The WAL positions (per cluster, or one for all) a replica must have replayed before it
+    /// may serve the read.
+    pub after: Option<CausalToken>,
     /// `cache`, `cache=off`, `ttl=30s`: the statement's say on the result cache.
     pub cache: Option<crate::cache::CacheHint>,
 }
@@ -69,12 +72,12 @@ impl fmt::Display for HintWarning {
 
 impl Hints {
     /// Each value said here, else the one in `base`: a statement's hints over its session's.
-    pub fn or(self, base: &Hints) -> Hints {
+    pub fn or(&self, base: &Hints) -> Hints {
         Hints {
             route: self.route.or(base.route),
             consistency: self.consistency.or(base.consistency),
             max_lag: self.max_lag.or(base.max_lag),
-            after: self.after.or(base.after),
+            after: self.after.clone().or_else(|| base.after.clone()),
             cache: self.cache.or(base.cache),
         }
     }
@@ -85,7 +88,7 @@ impl Hints {
         match value {
             SettingValue::Consistency(level) => self.consistency = Some(level),
             SettingValue::MaxLag(lag) => self.max_lag = Some(lag),
-            SettingValue::After(lsn) => self.after = Some(lsn),
+            SettingValue::After(token) => self.after = Some(token),
             SettingValue::Route(route) => self.route = Some(route),
             SettingValue::Default => self.reset(setting),
         }
@@ -110,7 +113,7 @@ impl Hints {
         match setting {
             Setting::Consistency => self.consistency.map(|level| level.to_string()),
             Setting::MaxLag => self.max_lag.map(value::format_duration),
-            Setting::After => self.after.map(crate::topology::monitor::format_lsn),
+            Setting::After => self.after.as_ref().map(CausalToken::to_string),
             Setting::Route => self.route.map(|route| route.to_string()),
             Setting::CausalToken => None,
         }

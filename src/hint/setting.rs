@@ -4,10 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::value::{
-    parse_consistency, parse_duration, parse_lsn, parse_route, quoted, strip_prefix_ignore_case,
-    unquote,
+    parse_consistency, parse_duration, parse_route, quoted, strip_prefix_ignore_case, unquote,
 };
-use super::{Consistency, RouteHint};
+use super::{CausalToken, Consistency, RouteHint};
 
 /// A `pgsplit.*` setting. Its hint key (in `/* pgsplit: ... */`) is the same name without the
 /// `pgsplit.` prefix.
@@ -23,11 +22,11 @@ pub enum Setting {
 }
 
 /// What `SET pgsplit.<name> = <value>` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingValue {
     Consistency(Consistency),
     MaxLag(Duration),
-    After(u64),
+    After(CausalToken),
     Route(RouteHint),
     /// `DEFAULT`: forget the session's value, so the configured one applies again.
     Default,
@@ -105,7 +104,7 @@ pub(crate) fn parse_value(setting: Setting, text: &str) -> Result<SettingValue, 
     match setting {
         Setting::Consistency => parse_consistency(text).map(SettingValue::Consistency),
         Setting::MaxLag => parse_duration(text).map(SettingValue::MaxLag),
-        Setting::After => parse_lsn(text).map(SettingValue::After),
+        Setting::After => CausalToken::parse(text).map(SettingValue::After),
         Setting::Route => parse_route(text).map(SettingValue::Route),
         Setting::CausalToken => Err("nothing: it is read-only".into()),
     }

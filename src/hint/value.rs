@@ -122,12 +122,6 @@ pub(crate) fn parse_route(text: &str) -> Result<RouteHint, String> {
         .ok_or_else(|| "expected primary or replica".into())
 }
 
-/// PostgreSQL's text form of a WAL position, "16/B374D848".
-pub(crate) fn parse_lsn(text: &str) -> Result<u64, String> {
-    crate::topology::monitor::parse_lsn(text.trim())
-        .ok_or_else(|| "expected a WAL position such as 16/B374D848".into())
-}
-
 /// "500ms", "2.5s", "1m", "1 min": a decimal number and a unit (d, h, m or min, s, ms, us,
 /// ns). A bare number is milliseconds, as for PostgreSQL's own time settings. Exact to the
 /// nanosecond: no floating point on the way.
@@ -310,10 +304,6 @@ mod tests {
         assert_eq!(parse_route("replica"), Ok(RouteHint::Replica));
         assert!(parse_route("sideways").is_err());
         assert_eq!(RouteHint::Replica.to_string(), "replica");
-        assert_eq!(parse_lsn("16/B374D848"), Ok(0x16_B374_D848));
-        assert_eq!(parse_lsn(" 0/1 "), Ok(1));
-        assert!(parse_lsn("zz").is_err());
-        assert!(parse_lsn("1/zz").is_err());
     }
 
     #[test]

@@ -86,11 +86,19 @@ impl Session {
                 target = combine(target, found)?;
             }
         }
+        if let ShardTarget::FanOut { clusters, .. } = &target
+            && !work.executes
+        {
+            // Preparing or describing a read of every shard: any shard describes it alike.
+            return Ok(clusters
+                .first()
+                .map_or(ShardTarget::Anywhere, |c| ShardTarget::Cluster(c.clone())));
+        }
         if let ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. } = &target {
             let reads = work.access() == crate::route::classify::Access::Read;
-            let fits = statements == 1
-                && unit.simple
-                && reads == matches!(target, ShardTarget::FanOut { .. });
+            let fan_out = matches!(target, ShardTarget::FanOut { .. });
+            // Reads of every shard run over either protocol; replicated writes need a Query.
+            let fits = statements == 1 && (unit.simple || fan_out) && reads == fan_out;
             if !fits {
                 return Err(refuse_multi_shard(&unit.texts, &target));
             }

@@ -65,14 +65,14 @@ fn every_key_and_value() {
         (
             "after=16/B374D848",
             Hints {
-                after: Some(0x16_B374_D848),
+                after: Some(CausalToken::everywhere(0x16_B374_D848)),
                 ..Hints::default()
             },
         ),
         (
             "after=0/0",
             Hints {
-                after: Some(0),
+                after: Some(CausalToken::everywhere(0)),
                 ..Hints::default()
             },
         ),
@@ -99,6 +99,21 @@ fn every_key_and_value() {
 }
 
 #[test]
+fn a_causal_token_per_cluster_is_one_hint_among_others() {
+    let sql = "/* pgsplit: after=shard_a:0/10, shard_b:0/20, route=replica, cache */ SELECT 1";
+    let (hints, warnings) = parse_hints(sql);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let token = hints.after.expect("a token");
+    assert_eq!(
+        (token.position_for("shard_a"), token.position_for("shard_b")),
+        (0x10, 0x20)
+    );
+    assert_eq!(token.position_for("shard_c"), 0);
+    assert_eq!(hints.route, Some(RouteHint::Replica));
+    assert!(hints.cache.is_some());
+}
+
+#[test]
 fn several_keys_in_one_comment() {
     let sql = "/* pgsplit: route=replica, consistency=bounded:200ms ,max_lag = 2.5s,\n after=1/2 */ SELECT 1";
     assert_eq!(
@@ -107,7 +122,7 @@ fn several_keys_in_one_comment() {
             route: Some(RouteHint::Replica),
             consistency: Some(Consistency::Bounded(ms(200))),
             max_lag: Some(ms(2_500)),
-            after: Some((1 << 32) | 2),
+            after: Some(CausalToken::everywhere((1 << 32) | 2)),
             cache: None,
         }
     );
@@ -161,7 +176,7 @@ fn line_comment_hints() {
         hints("-- pgsplit:route=primary\r\n-- pgsplit: after=0/10\rSELECT 1"),
         Hints {
             route: Some(RouteHint::Primary),
-            after: Some(16),
+            after: Some(CausalToken::everywhere(16)),
             ..Hints::default()
         }
     );
@@ -250,7 +265,7 @@ fn malformed_pairs_warn_and_the_rest_still_apply() {
         ),
         (
             "after=zz",
-            r#"invalid value "zz" for pgsplit hint after (expected a WAL position such as 16/B374D848)"#,
+            r#"invalid value "zz" for pgsplit hint after (bad part "zz": not a WAL position; expected a WAL position such as 16/B374D848, or cluster:position parts separated by commas)"#,
         ),
         (
             "consistency=bounded:soon",
@@ -270,7 +285,7 @@ fn malformed_pairs_warn_and_the_rest_still_apply() {
         let (hints, warnings) = parse_hints(&sql);
         assert_eq!(warnings, [HintWarning(warning.into())], "{bad}");
         assert_eq!(hints.max_lag, Some(ms(1_000)), "{bad}");
-        assert_eq!(hints.after, Some(1), "{bad}");
+        assert_eq!(hints.after, Some(CausalToken::everywhere(1)), "{bad}");
     }
 }
 
@@ -505,7 +520,7 @@ fn setting_values() {
         (
             Setting::After,
             "'16/B374D848'",
-            SettingValue::After(0x16_B374_D848),
+            SettingValue::After(CausalToken::everywhere(0x16_B374_D848)),
         ),
         (
             Setting::Route,
@@ -547,7 +562,10 @@ fn hints_hold_session_settings() {
         SettingValue::Consistency(Consistency::Bounded(ms(200))),
     );
     session.apply(Setting::MaxLag, SettingValue::MaxLag(ms(2_500)));
-    session.apply(Setting::After, SettingValue::After(0x16_B374_D848));
+    session.apply(
+        Setting::After,
+        SettingValue::After(CausalToken::everywhere(0x16_B374_D848)),
+    );
     session.apply(Setting::Route, SettingValue::Route(RouteHint::Replica));
     assert_eq!(
         session.show(Setting::Consistency).as_deref(),

@@ -2,8 +2,13 @@
 //! shard at once (each on a node the session's consistency allows, through the pools), and the
 //! answers are merged (`crate::fanout`) into the one answer the client gets. And writes to
 //! replicated tables, which run on every shard's primary in turn.
+//!
+//! A read of every shard may come as a simple Query or over the extended protocol
+//! ([`extended`]); either way the shards answer in text and the merge reads that.
 
-use bytes::{BufMut, BytesMut};
+mod extended;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
 
 use crate::backend::BackendError;
@@ -16,6 +21,23 @@ use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
 
+use extended::ExtendedRead;
+
+/// What one shard runs: a simple Query, or the extended protocol's messages for it.
+enum ShardRequest<'a> {
+    Query(&'a str),
+    Extended(BytesMut),
+}
+
+/// One shard's answer, and what it ran leaves behind.
+struct ShardRun {
+    answer: ShardAnswer,
+    /// The ParameterDescription body, when the statement was described.
+    parameters: Option<Bytes>,
+    /// The WAL position after a write (0 for a read).
+    lsn: u64,
+}
+
 impl Session {
     /// Answers a unit that ran on several shards: their combined answer, or the error.
     pub(super) fn answer_from_shards(
@@ -27,7 +49,10 @@ impl Session {
         match answer {
             Ok(answer) => {
                 client.out.extend_from_slice(&answer);
-                client.writer().ready_for_query(self.transaction_status());
+                let last = frames.last().map(|f| f.tag);
+                if matches!(last, Some(tag::SYNC | tag::QUERY)) {
+                    client.writer().ready_for_query(self.transaction_status());
+                }
                 Ok(())
             }
             Err(e) => self.fail_unit(client, e, frames),
@@ -36,13 +61,21 @@ impl Session {
 
     /// Runs `sql` on every cluster of `clusters`: the merged answer's messages (without the
     /// ReadyForQuery), or the first error, or a refusal when it cannot be merged correctly.
+    /// `frames` are the client's: a simple Query, or an extended-protocol unit whose messages
+    /// are answered one by one (and recorded in the session, as a server would have).
     pub(super) async fn gather(
-        &self,
+        &mut self,
         clusters: &[String],
         sql: &str,
         work: &Work,
+        frames: &[Frame],
     ) -> Result<BytesMut, FrontendError> {
         let plan = plan_co_located(sql).map_err(refusal)?;
+        let extended = ExtendedRead::read(frames, &self.state)?;
+        let request = match &extended {
+            Some(unit) => ShardRequest::Extended(unit.shard_messages(plan.shard_sql())),
+            None => ShardRequest::Query(plan.shard_sql()),
+        };
         let topology = self.shared.topology.load();
         let shards: Vec<&Cluster> = clusters
             .iter()
@@ -50,13 +83,21 @@ impl Session {
             .collect();
         let runs = shards
             .iter()
-            .map(|cluster| self.run_on_shard(cluster, plan.shard_sql(), work));
+            .map(|cluster| self.run_on_shard(cluster, &request, work));
         let mut answers = Vec::with_capacity(shards.len());
-        for answer in join_all(runs).await {
-            answers.push(answer?.0);
+        let mut parameters = None;
+        for run in join_all(runs).await {
+            let run = run?;
+            parameters = parameters.or(run.parameters);
+            answers.push(run.answer);
         }
         let merged = merge(&plan, answers).map_err(refusal)?;
-        Ok(encode(&merged))
+        let Some(unit) = extended else {
+            return Ok(encode(&merged));
+        };
+        let answer = unit.answer(&merged, parameters.as_ref()).map_err(refusal)?;
+        extended::remember(frames, &mut self.state);
+        Ok(answer)
     }
 
     /// A write to replicated tables, on every shard's primary in turn (in autocommit: each
@@ -75,11 +116,13 @@ impl Session {
             let Some(cluster) = topology.clusters.iter().find(|c| &c.name == name) else {
                 continue;
             };
-            match self.run_on_shard(cluster, sql, work).await {
-                Ok((answer, lsn)) => {
+            match self
+                .run_on_shard(cluster, &ShardRequest::Query(sql), work)
+                .await
+            {
+                Ok(ShardRun { answer, lsn, .. }) => {
                     if lsn > self.causal_for(name) {
                         self.causal.insert(name.clone(), lsn);
-                        self.causal_token = lsn;
                     }
                     first.get_or_insert(answer);
                     done.push(name);
@@ -100,14 +143,14 @@ impl Session {
         Ok(out)
     }
 
-    /// One shard's whole answer to `sql`, on a connection of its own that goes back to the pool,
-    /// and for a write the WAL position after it (0 for a read).
+    /// One shard's whole answer to `request`, on a connection of its own that goes back to
+    /// the pool, and for a write the WAL position after it.
     async fn run_on_shard(
         &self,
         cluster: &Cluster,
-        sql: &str,
+        request: &ShardRequest<'_>,
         work: &Work,
-    ) -> Result<(ShardAnswer, u64), FrontendError> {
+    ) -> Result<ShardRun, FrontendError> {
         let route = self.decide_in(cluster, work);
         let mut checkout = self.checkout(&route).await?;
         self.shared.route_counters.record(route.reason);
@@ -118,21 +161,32 @@ impl Session {
         } else {
             route.node.stats.count_read();
         }
-        let mut query = BytesMut::new();
-        postgres_protocol::message::frontend::query(sql, &mut query)
-            .map_err(|e| BackendError::Malformed(e.to_string()))?;
         let conn = &mut checkout.conn;
-        conn.write_all(&query).await?;
+        match request {
+            ShardRequest::Query(sql) => {
+                let mut query = BytesMut::new();
+                postgres_protocol::message::frontend::query(sql, &mut query)
+                    .map_err(|e| BackendError::Malformed(e.to_string()))?;
+                conn.write_all(&query).await?;
+            }
+            ShardRequest::Extended(messages) => {
+                // The unnamed statement is ours now, not the one the session parsed.
+                conn.prepared.remove("");
+                conn.write_all(messages).await?;
+            }
+        }
         let mut answer = ShardAnswer {
             row_description: Default::default(),
             rows: Vec::new(),
             command_tag: String::new(),
         };
+        let mut parameters = None;
         let mut error = None;
         loop {
             let frame = conn.read_frame().await?;
             conn.observe(&frame);
             match frame.tag {
+                b't' => parameters = Some(Bytes::copy_from_slice(frame.body())),
                 b'T' => answer.row_description = frame.body().to_vec().into(),
                 b'D' => answer.rows.push(frame.body().to_vec().into()),
                 b'C' => {
@@ -161,7 +215,11 @@ impl Session {
             0
         };
         self.shared.pools.checkin(checkout);
-        Ok((answer, lsn))
+        Ok(ShardRun {
+            answer,
+            parameters,
+            lsn,
+        })
     }
 }
 
