@@ -188,6 +188,16 @@ async fn sharded() -> Client {
                         .expect("insert an order through pgsplit (extended protocol)");
                 }
             }
+            // Other tests read through sessions of their own, which do not wait for the
+            // loader's writes: the replicas must have them before anyone reads.
+            for shard in &setup.shards {
+                let lsn = shard.current_lsn().expect("primary position");
+                for replica in shard.replicas() {
+                    shard
+                        .wait_replayed(replica, &lsn, std::time::Duration::from_secs(30))
+                        .expect("the replica replays the load");
+                }
+            }
         })
         .await;
     client
