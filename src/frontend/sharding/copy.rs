@@ -44,7 +44,7 @@ enum Spread {
 }
 
 /// Where a COPY statement naming a sharded or replicated table runs; None for any other
-/// statement. A unit that only prepares the COPY (`executes` false) may run on any shard.
+/// statement.
 pub(super) fn copy_target(
     sharding: &Sharding,
     statement: &Statement,
@@ -86,9 +86,6 @@ pub(super) fn copy_target(
             "COPY into table \"{table}\" from a server file or program cannot be spread over the shards: send the data FROM STDIN (psql's \\copy does)"
         ))));
     }
-    if !executes {
-        return Some(Ok(ShardTarget::Anywhere));
-    }
     let plan = CopyOptions::read(options, legacy_options)
         .map_err(|message| FrontendError::refuse(SqlState::INVALID_PARAMETER_VALUE, message))
         .and_then(|options| {
@@ -104,7 +101,12 @@ pub(super) fn copy_target(
                 table_name,
             )
         });
-    Some(plan.map(|plan| ShardTarget::CopyIn(Box::new(plan))))
+    // What cannot run is refused from the Parse on; a unit that only prepares the COPY may
+    // run on any shard.
+    Some(plan.map(|plan| match executes {
+        true => ShardTarget::CopyIn(Box::new(plan)),
+        false => ShardTarget::Anywhere,
+    }))
 }
 
 /// Refuses what cannot be split by key: binary data, a column list without the key.
