@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::load::{BackgroundTool, bounded};
 use common::proxy::{TestProxy, start_proxy};
+use common::shards::{Rows, misplaced_rows, rows};
 use futures_util::SinkExt;
 use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
 use pgsplit::shard::KeyValue;
 use pgsplit::shard::hash::hash_shard;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const SHARDS: [&str; 3] = ["shard_a", "shard_b", "shard_c"];
 const LIMIT: Duration = Duration::from_secs(60);
@@ -121,23 +122,6 @@ async fn through_pgsplit() -> Client {
         .expect("connect through pgsplit")
 }
 
-type Rows = Vec<Vec<Option<String>>>;
-
-async fn rows(client: &Client, sql: &str) -> Result<Rows, tokio_postgres::Error> {
-    let messages = client.simple_query(sql).await?;
-    Ok(messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
-}
-
 /// Each shard's rows of `sql`, read on the shard itself.
 async fn rows_per_shard(sql: &str) -> Vec<Rows> {
     let mut all = Vec::new();
@@ -224,17 +208,9 @@ async fn text_copy_puts_each_row_on_its_hash_shard() {
     }
     // PostgreSQL's own hash partitioning agrees with where they went.
     for (i, shard) in setup().shards.iter().enumerate() {
-        let misplaced = rows(
-            &direct(shard).await,
-            &format!(
-                "CREATE TEMP TABLE placed (id int8) PARTITION BY HASH (id);
-                 CREATE TEMP TABLE placed_mine PARTITION OF placed FOR VALUES WITH (MODULUS 3, REMAINDER {i});
-                 SELECT count(*) FROM items WHERE NOT satisfies_hash_partition('placed'::regclass, 3, {i}, id)"
-            ),
-        )
-        .await
-        .expect("check placement");
-        assert_eq!(count(&misplaced), 0, "shard {i}");
+        let direct = direct(shard).await;
+        let misplaced = misplaced_rows(&direct, "items", "id", "int8", 3, i).await;
+        assert_eq!(misplaced, 0, "shard {i}");
     }
     // A column list in another order finds the key where the list puts it.
     let listed = bounded(
@@ -334,6 +310,12 @@ async fn psql_copy_of_csv_splits_quoted_rows_by_text_key() {
             .collect();
         assert!(!want.is_empty(), "shard {shard} gets rows");
         assert_eq!(rows, &want, "shard {shard}");
+        let direct = direct(&setup().shards[shard]).await;
+        let misplaced = misplaced_rows(&direct, "events", "tenant", "text", 3, shard).await;
+        assert_eq!(
+            misplaced, 0,
+            "shard {shard}: PostgreSQL's hash of text agrees"
+        );
     }
     // A bad CSV row through psql: the error names its line (the header is line 1).
     let bad = std::env::temp_dir().join(common::unique_name("bad.csv"));
@@ -487,6 +469,23 @@ async fn what_cannot_be_split_is_refused_and_replicated_tables_get_every_row() {
     }
 }
 
+/// The count `sql` answers through `client`.
+async fn count_through(client: &Client, sql: &str) -> i64 {
+    count(
+        &rows(client, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+    )
+}
+
+/// Runs `SET`/`RESET` statements, which pgsplit answers itself.
+async fn set(client: &Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_shard_key_routes_keyless_statements_until_reset() {
     let client = through_pgsplit().await;
@@ -498,29 +497,19 @@ async fn set_shard_key_routes_keyless_statements_until_reset() {
     }
     let shard_of = |id: i64| hash_shard(&KeyValue::Int8(id), 3);
     let on_shard = |shard: usize| (1..=60).filter(|id| shard_of(*id) == shard).count() as i64;
-    let total = rows(&client, "SELECT count(*) FROM keyed")
-        .await
-        .expect("fan-out");
-    assert_eq!(count(&total), 60);
+    let everything = "SELECT count(*) FROM keyed";
+    assert_eq!(count_through(&client, everything).await, 60);
 
-    client
-        .batch_execute("SET pgsplit.shard_key = '42'")
-        .await
-        .expect("set");
+    set(&client, "SET pgsplit.shard_key = '42'").await;
     let shown = rows(&client, "SHOW pgsplit.shard_key").await.expect("show");
     assert_eq!(shown, vec![vec![Some("42".to_string())]]);
-    let here = rows(&client, "SELECT count(*) FROM keyed")
-        .await
-        .expect("keyless read");
+    let here = count_through(&client, everything).await;
     assert_eq!(
-        count(&here),
+        here,
         on_shard(shard_of(42)),
         "a keyless read goes to 42's shard"
     );
-    client
-        .batch_execute("UPDATE keyed SET v = 'touched'")
-        .await
-        .expect("a keyless write goes to 42's shard instead of being refused");
+    set(&client, "UPDATE keyed SET v = 'touched'").await; // not refused: 42's shard
     // A statement with a key of its own still goes by it.
     let other = (1..=60)
         .find(|id| shard_of(*id) != shard_of(42))
@@ -530,50 +519,35 @@ async fn set_shard_key_routes_keyless_statements_until_reset() {
         .expect("own key");
     assert_eq!(own, vec![vec![Some(format!("v{other}"))]]);
 
-    client
-        .batch_execute("RESET pgsplit.shard_key")
-        .await
-        .expect("reset");
+    set(&client, "RESET pgsplit.shard_key").await;
     let shown = rows(&client, "SHOW pgsplit.shard_key").await.expect("show");
     assert_eq!(shown, vec![vec![Some(String::new())]]);
-    let touched = rows(&client, "SELECT count(*) FROM keyed WHERE v = 'touched'")
-        .await
-        .expect("fan-out again");
-    assert_eq!(count(&touched), on_shard(shard_of(42)));
+    let touched = count_through(&client, "SELECT count(*) FROM keyed WHERE v = 'touched'").await;
+    assert_eq!(
+        touched,
+        on_shard(shard_of(42)),
+        "the UPDATE ran on 42's shard only"
+    );
     let e = client
         .batch_execute("UPDATE keyed SET v = 'again'")
         .await
         .expect_err("after RESET a keyless write is refused again");
     assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
 
-    client
-        .batch_execute("SET pgsplit.shard = 'shard_c'")
-        .await
-        .expect("set shard");
-    let here = rows(&client, "SELECT count(*) FROM keyed")
-        .await
-        .expect("read shard_c");
-    assert_eq!(count(&here), on_shard(2));
-    client
-        .batch_execute("SET pgsplit.shard = '0'")
-        .await
-        .expect("set shard by number");
-    let here = rows(&client, "SELECT count(*) FROM keyed")
-        .await
-        .expect("read shard 0");
-    assert_eq!(count(&here), on_shard(0));
-    client
-        .batch_execute("SET pgsplit.shard = 'nowhere'")
-        .await
-        .expect("set");
+    for (choice, shard) in [("'shard_c'", 2), ("0", 0)] {
+        set(&client, &format!("SET pgsplit.shard = {choice}")).await;
+        assert_eq!(
+            count_through(&client, everything).await,
+            on_shard(shard),
+            "{choice}"
+        );
+    }
+    set(&client, "SET pgsplit.shard = 'nowhere'").await;
     let e = client
-        .simple_query("SELECT count(*) FROM keyed")
+        .simple_query(everything)
         .await
         .expect_err("an unknown shard");
     assert!(format!("{e:?}").contains("no shard"), "{e:?}");
-    client.batch_execute("RESET ALL").await.expect("reset all");
-    let total = rows(&client, "SELECT count(*) FROM keyed")
-        .await
-        .expect("fan-out");
-    assert_eq!(count(&total), 60);
+    set(&client, "RESET ALL").await;
+    assert_eq!(count_through(&client, everything).await, 60);
 }
