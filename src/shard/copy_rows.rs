@@ -140,6 +140,11 @@ impl RowSplitter {
         }
     }
 
+    /// The bytes of the row still being gathered.
+    pub fn partial_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The header line, once it has arrived (CSV with HEADER), terminator included.
     pub fn header(&self) -> Option<&Bytes> {
         self.header.as_ref()

@@ -6,8 +6,12 @@
 use std::sync::Arc;
 
 use sqlparser::ast::{CopySource, CopyTarget, Ident, ObjectName, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::ParserError;
+use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
-use crate::protocol::{Frame, SqlState, tag};
+use crate::protocol::{Frame, SqlState, messages, tag};
 use crate::shard::copy_rows::{CopyFormat, CopyOptions, FieldError, Row, RowSplitter};
 use crate::shard::map::{Placement, Sharding};
 
@@ -15,6 +19,7 @@ use super::super::client::{ClientConn, IdleLimit};
 use super::super::error::FrontendError;
 use super::super::scatter::put_message;
 use super::super::session::Session;
+use super::super::state::SessionState;
 use super::super::work::Work;
 use super::ShardTarget;
 use super::copy_shards::{Committed, ShardCopies};
@@ -109,6 +114,53 @@ pub(super) fn copy_target(
     }))
 }
 
+/// A COPY that sqlparser cannot read (newer options such as `HEADER MATCH` or `ON_ERROR`)
+/// into a sharded or replicated table: refused, since sent whole to one shard its rows would
+/// land in the wrong places. None for any other text, which goes on to the server.
+pub(super) fn unreadable_copy(
+    sharding: &Sharding,
+    sql: &str,
+    error: &ParserError,
+) -> Option<FrontendError> {
+    let table = copied_table(sql)?;
+    matches!(
+        sharding.placement(&table),
+        Placement::Sharded(_) | Placement::Replicated
+    )
+    .then(|| {
+        refuse(format!(
+            "pgsplit cannot read this COPY ({error}), so it cannot spread its rows over the shards of table \"{table}\": write its options in a form pgsplit reads, such as WITH (FORMAT csv, HEADER)"
+        ))
+    })
+}
+
+/// The table `COPY <name>` names, unqualified and folded, from the statement's first tokens.
+fn copied_table(sql: &str) -> Option<String> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut words = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)));
+    let Some(Token::Word(copy)) = words.next() else {
+        return None;
+    };
+    if copy.keyword != Keyword::COPY {
+        return None;
+    }
+    // A name is words joined by periods: `schema.table`; the last word is the table.
+    let mut table = None;
+    while let Some(Token::Word(word)) = words.next() {
+        table = Some(folded(&Ident {
+            value: word.value,
+            quote_style: word.quote_style,
+            span: Span::empty(),
+        }));
+        if words.next() != Some(Token::Period) {
+            break;
+        }
+    }
+    table
+}
+
 /// Refuses what cannot be split by key: binary data, a column list without the key.
 fn check_splittable(plan: CopyPlan, name: &ObjectName) -> Result<CopyPlan, FrontendError> {
     let Spread::ByKey { key_column } = &plan.spread else {
@@ -180,7 +232,13 @@ impl Session {
             Some((_, columns)) => *columns,
             None => 0,
         };
-        acknowledge(client, frames, copies.response.as_ref(), columns);
+        acknowledge(
+            client,
+            &mut self.state,
+            frames,
+            copies.response.as_ref(),
+            columns,
+        );
         client
             .flush()
             .await
@@ -306,6 +364,7 @@ impl Session {
     ) -> Result<(), FrontendError> {
         // The shards hold transactions open meanwhile: a silent client is one idle in one.
         let idle = IdleLimit::of(&self.shared.live().config.timeouts, false, b'T');
+        let max_row = self.shared.live().config.limits.max_message_size;
         loop {
             let frame = tokio::select! {
                 frame = client.read_frame() => frame?.ok_or(FrontendError::ClientGone)?,
@@ -314,6 +373,7 @@ impl Session {
             match (frame.tag, keyed.as_deref_mut()) {
                 (tag::COPY_DATA, Some(keyed)) => {
                     let rows = keyed.splitter.feed(frame.body());
+                    check_partial_row(plan, &keyed.splitter, max_row)?;
                     self.route_rows(plan, keyed, copies, rows, work).await?;
                     copies.flush().await?;
                 }
@@ -410,17 +470,33 @@ impl Session {
 }
 
 /// The answers to the unit's own messages, then CopyInResponse: the first shard's (a
-/// replicated table), or text columns as many as the COPY takes.
+/// replicated table), or text columns as many as the COPY takes. Statements and portals the
+/// unit defines enter the session's record, as when a server runs them.
 fn acknowledge(
     client: &mut ClientConn,
+    state: &mut SessionState,
     frames: &[Frame],
     response: Option<&Frame>,
     columns: usize,
 ) {
     for frame in frames {
         match frame.tag {
-            tag::PARSE => client.writer().bodiless(b'1'),
-            tag::BIND => client.writer().bodiless(b'2'),
+            tag::PARSE => {
+                if let Some((name, _)) = messages::parse_message(frame.body()) {
+                    state
+                        .statements
+                        .insert(name.to_string(), frame.bytes.clone());
+                }
+                client.writer().bodiless(b'1');
+            }
+            tag::BIND => {
+                if let Some((portal, statement)) = messages::bind_names(frame.body()) {
+                    state
+                        .portals
+                        .insert(portal.to_string(), statement.to_string());
+                }
+                client.writer().bodiless(b'2');
+            }
             tag::DESCRIBE => {
                 if frame.body().first() == Some(&b'S') {
                     put_message(&mut client.out, b't', &0i16.to_be_bytes());
@@ -447,6 +523,25 @@ fn text_columns(columns: usize) -> Vec<u8> {
     body.extend_from_slice(&count.to_be_bytes());
     body.extend(std::iter::repeat_n(0u8, 2 * count as usize));
     body
+}
+
+/// A row still without its end past `max_row` bytes (`limits.max_message_size`, which no
+/// INSERT of it could pass either) is refused rather than gathered without bound.
+fn check_partial_row(
+    plan: &CopyPlan,
+    splitter: &RowSplitter,
+    max_row: usize,
+) -> Result<(), FrontendError> {
+    if splitter.partial_len() <= max_row {
+        return Ok(());
+    }
+    Err(FrontendError::refuse(
+        SqlState::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "a row of the COPY into \"{}\" is longer than limits.max_message_size ({max_row} bytes)",
+            plan.table
+        ),
+    ))
 }
 
 /// `COPY users, line 3`, as PostgreSQL's error context names a row.
@@ -495,3 +590,7 @@ fn client_failed(body: &[u8]) -> FrontendError {
         format!("COPY from stdin failed: {reason}"),
     )
 }
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

@@ -29,7 +29,7 @@ use super::session::Session;
 use super::work::Work;
 
 pub(super) use bind::BindParams;
-use copy::{CopyPlan, copy_not_alone, copy_target};
+use copy::{CopyPlan, copy_not_alone, copy_target, unreadable_copy};
 use refusal::refuse_multi_shard;
 use target::{combine, hinted_target, statement_target};
 
@@ -76,8 +76,12 @@ impl Session {
         let mut statements = 0;
         for text in &unit.texts {
             // Text sqlparser cannot read goes where the session is: the server will say why.
-            let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
-                continue;
+            let parsed = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
+                Ok(parsed) => parsed,
+                Err(error) => match unreadable_copy(&sharding, text, &error) {
+                    Some(refusal) => return Err(refusal),
+                    None => continue,
+                },
             };
             for statement in &parsed {
                 statements += 1;
