@@ -388,6 +388,14 @@ async fn a_bad_row_aborts_the_copy_on_every_shard_naming_its_line() {
     .await
     .expect_err("a shard refuses a row");
     assert_eq!(e.code().map(|c| c.code()), Some("22P04"), "{e:?}");
+    // The shard counts only its own rows (fewer than 5 here); the client reads its own line.
+    let shard_of = |id: i64| hash_shard(&KeyValue::Int8(id), 3);
+    assert!((1..5).filter(|id| shard_of(*id) == shard_of(5)).count() < 4);
+    let context = e
+        .as_db_error()
+        .and_then(|db| db.where_())
+        .unwrap_or_default();
+    assert!(context.starts_with("COPY refused, line 5"), "{context}");
     assert_nothing_in_refused().await;
     // The session goes on.
     let one = rows(&client, "SELECT 1")
@@ -550,4 +558,11 @@ async fn set_shard_key_routes_keyless_statements_until_reset() {
     assert!(format!("{e:?}").contains("no shard"), "{e:?}");
     set(&client, "RESET ALL").await;
     assert_eq!(count_through(&client, everything).await, 60);
+    // The same choice from the startup packet.
+    let connstr = setup().proxy.connstr("postgres", "postgres");
+    let chosen = common::connect(&format!("{connstr} options='-c pgsplit.shard_key=42'"))
+        .await
+        .expect("connect with a shard key");
+    let here = count_through(&chosen, everything).await;
+    assert_eq!(here, on_shard(shard_of(42)));
 }

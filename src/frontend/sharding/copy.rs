@@ -424,7 +424,7 @@ impl Session {
                 }
                 None => return Err(refuse(format!("table \"{}\" is not sharded", plan.table))),
             };
-            copies.queue(self, &cluster, &row.bytes, work).await?;
+            copies.queue(self, &cluster, &row, work).await?;
         }
         Ok(())
     }

@@ -3,12 +3,15 @@
 //! rows for each, sent in CopyData batches; then the end of every COPY, and the commits one
 //! after another (or the rollback of all of them).
 
-use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::backend::BackendError;
 use crate::pool::Checkout;
 use crate::protocol::{Frame, SqlState, tag};
 use crate::route::Route;
+use crate::shard::copy_rows::Row;
 
 use super::super::error::FrontendError;
 use super::super::scatter::put_message;
@@ -19,6 +22,9 @@ use super::super::work::Work;
 /// message.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// How many of a shard's lines keep their client line number (8 bytes each), for its errors.
+const MAPPED_LINES: usize = 1 << 20;
+
 /// One shard's COPY in progress.
 struct ShardCopy {
     cluster: String,
@@ -27,6 +33,9 @@ struct ShardCopy {
     pending: BytesMut,
     /// The server is in copy-in mode (not yet ended by CopyDone or CopyFail).
     copying: bool,
+    /// The client's line number of each line sent (the first [`MAPPED_LINES`]): the shard's
+    /// errors count only its own lines.
+    lines: Vec<u64>,
 }
 
 /// Every shard's COPY of one client COPY.
@@ -63,7 +72,7 @@ impl ShardCopies {
         &mut self,
         session: &Session,
         cluster: &str,
-        row: &[u8],
+        row: &Row,
         work: &Work,
     ) -> Result<(), FrontendError> {
         let index = match self.shards.iter().position(|s| s.cluster == cluster) {
@@ -71,7 +80,10 @@ impl ShardCopies {
             None => self.start(session, cluster, work).await?,
         };
         let shard = &mut self.shards[index];
-        shard.pending.extend_from_slice(row);
+        shard.pending.extend_from_slice(&row.bytes);
+        if shard.lines.len() < MAPPED_LINES {
+            shard.lines.push(row.line);
+        }
         if shard.pending.len() >= BATCH_BYTES {
             shard.send_pending().await?;
         }
@@ -130,14 +142,17 @@ impl ShardCopies {
             return Err(BackendError::Server(bytes).into());
         }
         let mut pending = BytesMut::new();
+        let mut lines = Vec::new();
         if let Some(header) = &self.header {
             pending.extend_from_slice(header);
+            lines.push(1);
         }
         self.shards.push(ShardCopy {
             cluster: cluster.to_string(),
             checkout,
             pending,
             copying: true,
+            lines,
         });
         Ok(self.shards.len() - 1)
     }
@@ -264,7 +279,7 @@ impl ShardCopy {
         self.copying = false;
         let (answer, error) = read_to_ready(&mut self.checkout).await?;
         match error {
-            Some(bytes) => Err(BackendError::Server(bytes).into()),
+            Some(bytes) => Err(BackendError::Server(with_client_line(&bytes, &self.lines)).into()),
             None => Ok(answer),
         }
     }
@@ -306,10 +321,95 @@ async fn read_to_ready(checkout: &mut Checkout) -> Result<(u64, Option<Bytes>), 
     }
 }
 
+/// A shard's ErrorResponse with the line of its context (`COPY t, line 3: ...`) turned into
+/// the client's line number; unchanged where the line is not known.
+fn with_client_line(frame: &Bytes, lines: &[u64]) -> Bytes {
+    let mut out = BytesMut::with_capacity(frame.len() + 8);
+    out.extend_from_slice(&[tag::ERROR_RESPONSE, 0, 0, 0, 0]);
+    let mut body = frame.get(5..).unwrap_or_default();
+    while let Some((&code, rest)) = body.split_first() {
+        let Some((value, after)) = crate::protocol::read_cstr(rest).filter(|_| code != 0) else {
+            break;
+        };
+        let value = match code {
+            b'W' => client_line_context(value, lines),
+            _ => Cow::Borrowed(value),
+        };
+        out.put_u8(code);
+        out.put_slice(value.as_bytes());
+        out.put_u8(0);
+        body = after;
+    }
+    out.put_u8(0);
+    let len = i32::try_from(out.len() - 1).unwrap_or(i32::MAX);
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    out.freeze()
+}
+
+/// `COPY t, line 3, column v: "x"` with the shard's line 3 replaced by the client's.
+fn client_line_context<'a>(context: &'a str, lines: &[u64]) -> Cow<'a, str> {
+    const MARK: &str = ", line ";
+    let Some(start) = context.find(MARK).map(|at| at + MARK.len()) else {
+        return Cow::Borrowed(context);
+    };
+    let digits = context[start..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    let shard_line: Option<usize> = context[start..start + digits].parse().ok();
+    match shard_line.and_then(|n| lines.get(n.checked_sub(1)?)) {
+        Some(line) => Cow::Owned(format!(
+            "{}{line}{}",
+            &context[..start],
+            &context[start + digits..]
+        )),
+        None => Cow::Borrowed(context),
+    }
+}
+
 /// The number in a `COPY n` command tag.
 fn copied_rows(body: &[u8]) -> u64 {
     crate::protocol::read_cstr(body)
         .and_then(|(text, _)| text.strip_prefix("COPY "))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_with_context(context: &str) -> Bytes {
+        let mut body = BytesMut::new();
+        for (code, value) in [(b'S', "ERROR"), (b'C', "22P04"), (b'W', context)] {
+            body.put_u8(code);
+            body.put_slice(value.as_bytes());
+            body.put_u8(0);
+        }
+        body.put_u8(0);
+        let mut frame = BytesMut::new();
+        put_message(&mut frame, tag::ERROR_RESPONSE, &body);
+        frame.freeze()
+    }
+
+    #[test]
+    fn a_shard_error_names_the_clients_line() {
+        let lines = [1, 4, 9, 12];
+        let mapped = with_client_line(
+            &error_with_context("COPY t, line 3, column v: \"x\""),
+            &lines,
+        );
+        let body = &mapped[5..];
+        assert_eq!(
+            crate::protocol::error_field(body, b'W'),
+            Some("COPY t, line 9, column v: \"x\"")
+        );
+        assert_eq!(crate::protocol::error_code(body), Some("22P04"));
+        // A line pgsplit did not keep stays as the shard said it.
+        let unknown = with_client_line(&error_with_context("COPY t, line 30"), &lines);
+        assert_eq!(
+            crate::protocol::error_field(&unknown[5..], b'W'),
+            Some("COPY t, line 30")
+        );
+    }
 }
