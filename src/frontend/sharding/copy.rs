@@ -13,6 +13,7 @@ use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
 use crate::protocol::{Frame, SqlState, messages, tag};
 use crate::shard::copy_rows::{CopyFormat, CopyOptions, FieldError, Row, RowSplitter};
+use crate::shard::extract::{folded, sharded_tables, table_name as table_name_of};
 use crate::shard::map::{Placement, Sharding};
 
 use super::super::client::{ClientConn, IdleLimit};
@@ -72,10 +73,10 @@ pub(super) fn copy_target(
         columns,
     } = source
     else {
-        let sharded = crate::shard::extract::sharded_tables(statement, &sharding.tables);
+        let sharded = sharded_tables(statement, &sharding.tables);
         return sharded.first().map(|table| Err(copy_out_refused(table)));
     };
-    let table = folded(table_name.0.last()?.as_ident()?);
+    let table = table_name_of(table_name)?;
     let spread = match sharding.placement(&table) {
         Placement::Sharded(_) if *to => return Some(Err(copy_out_refused(&table))),
         Placement::Sharded(sharded) => Spread::ByKey {
@@ -191,14 +192,6 @@ pub(super) fn copy_not_alone() -> FrontendError {
 
 fn refuse(message: impl Into<String>) -> FrontendError {
     FrontendError::refuse(SqlState::FEATURE_NOT_SUPPORTED, message)
-}
-
-fn folded(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
 }
 
 /// How each row's key is found.
