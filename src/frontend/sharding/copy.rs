@@ -375,7 +375,8 @@ impl Session {
                     let last: Vec<Row> = keyed.splitter.finish().into_iter().collect();
                     return self.route_rows(plan, keyed, copies, last, work).await;
                 }
-                (tag::COPY_DONE, None) => return copies.send_everywhere(&frame).await,
+                // Each shard's CopyDone is sent when the COPYs are finished.
+                (tag::COPY_DONE, None) => return Ok(()),
                 (tag::COPY_FAIL, _) => return Err(client_failed(frame.body())),
                 // As PostgreSQL: Sync and Flush mean nothing in copy-in mode.
                 (tag::SYNC | tag::FLUSH, _) => {}
