@@ -454,6 +454,13 @@ async fn what_cannot_be_split_is_refused_and_replicated_tables_get_every_row() {
         e.to_string().contains("\"id\"") || format!("{e:?}").contains("sharding key"),
         "{e:?}"
     );
+    // Each shard's part commits on its own: not inside a client's transaction block.
+    let in_transaction = through_pgsplit().await;
+    set(&in_transaction, "BEGIN").await;
+    let e = copy_in(&in_transaction, "COPY items FROM STDIN", b"1\ta\tb\n", 64)
+        .await
+        .expect_err("COPY inside a transaction block");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
     let copied = bounded(
         "replicated",
         LIMIT,
