@@ -50,6 +50,15 @@ fn setup() -> &'static Setup {
                             .await
                             .expect("schema");
                     }
+                    // Only the last shard checks, and only at commit: its commit can fail
+                    // after the others committed.
+                    direct(&shards[2])
+                        .await
+                        .batch_execute(
+                            "ALTER TABLE partial ADD UNIQUE (v) DEFERRABLE INITIALLY DEFERRED",
+                        )
+                        .await
+                        .expect("deferred constraint");
                 });
             });
         });
@@ -64,6 +73,7 @@ CREATE TABLE items (id int8 PRIMARY KEY, label text, note text);
 CREATE TABLE events (tenant text, seq int, body text);
 CREATE TABLE refused (v text, id int8);
 CREATE TABLE keyed (id int8, v text);
+CREATE TABLE partial (id int8, v int);
 CREATE TABLE countries (code text PRIMARY KEY, name text);
 ";
 
@@ -87,6 +97,12 @@ map = "by_id"
 
 [[sharding.tables]]
 name = "keyed"
+key = "id"
+key_type = "int8"
+map = "by_id"
+
+[[sharding.tables]]
+name = "partial"
 key = "id"
 key_type = "int8"
 map = "by_id"
@@ -572,4 +588,41 @@ async fn set_shard_key_routes_keyless_statements_until_reset() {
         .expect("connect with a shard key");
     let here = count_through(&chosen, everything).await;
     assert_eq!(here, on_shard(shard_of(42)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_failing_after_others_names_the_shards_that_committed() {
+    let client = through_pgsplit().await;
+    let on = |shard: usize| {
+        (1..)
+            .filter(move |id| hash_shard(&KeyValue::Int8(*id), 3) == shard)
+            .take(2)
+            .collect::<Vec<i64>>()
+    };
+    let (a, b, c) = (on(0), on(1), on(2));
+    // Shards start (and commit) in the order of their first rows: shard_c last, where the
+    // deferred unique check fails at commit.
+    let data = format!("{}\t1\n{}\t2\n{}\t3\n{}\t3\n", a[0], b[0], c[0], c[1]);
+    let e = bounded(
+        "partial commit",
+        LIMIT,
+        copy_in(&client, "COPY partial FROM STDIN", data.as_bytes(), 64),
+    )
+    .await
+    .expect_err("shard_c's commit fails");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(db.code().code(), "XX000", "{}", db.message());
+    assert!(
+        db.message().contains("shard(s) shard_a, shard_b")
+            && db.message().contains("\"shard_c\" (23505: duplicate key"),
+        "{}",
+        db.message()
+    );
+    let held = rows_per_shard("SELECT count(*) FROM partial").await;
+    let counts: Vec<i64> = held.iter().map(count).collect();
+    assert_eq!(
+        counts,
+        [1, 1, 0],
+        "what the error says is what the shards hold"
+    );
 }

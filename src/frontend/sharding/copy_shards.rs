@@ -253,10 +253,25 @@ fn partly_committed(done: &[(String, u64)], failed: &str, e: &FrontendError) -> 
     FrontendError::refuse(
         SqlState::INTERNAL_ERROR,
         format!(
-            "the COPY committed its rows on shard(s) {} but its commit failed on shard \"{failed}\" ({e}): the rows of the other shards are not written",
-            done.join(", ")
+            "the COPY committed its rows on shard(s) {} but its commit failed on shard \"{failed}\" ({}): the rows of the other shards are not written",
+            done.join(", "),
+            server_reason(e)
         ),
     )
+}
+
+/// A shard's own words for its error (SQLSTATE and message), else pgsplit's.
+fn server_reason(e: &FrontendError) -> String {
+    if let FrontendError::Backend(BackendError::Server(raw)) = e {
+        let body = raw.get(5..).unwrap_or_default();
+        if let (Some(code), Some(message)) = (
+            crate::protocol::error_code(body),
+            crate::protocol::error_field(body, b'M'),
+        ) {
+            return format!("{code}: {message}");
+        }
+    }
+    e.to_string()
 }
 
 impl ShardCopy {
