@@ -18,11 +18,13 @@ use sqlparser::parser::Parser;
 
 use crate::fanout::{plan, plan_co_located};
 use crate::hint::{
-    Setting, parse_hints, parse_setting_value, session_command, setting_from_name, shard_hint,
+    Setting, parse_hints, parse_setting_value, parse_shard_choice, session_command,
+    setting_from_name, shard_hint,
 };
 use crate::protocol::{Frame, messages, read_startup_packet, tag, try_frontend_frame};
 use crate::route::classify::{FunctionPolicy, classify};
 use crate::shard::KeyType;
+use crate::shard::copy_rows::{CopyFormat, CopyOptions, RowSplitter};
 use crate::shard::extract::{extract, sharded_tables};
 use crate::shard::map::ShardedTable;
 
@@ -30,12 +32,13 @@ use crate::shard::map::ShardedTable;
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by the name of their libFuzzer binary and corpus directory.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("frontend_messages", frontend_messages),
     ("startup_packet", startup_packet),
     ("hints", hints),
     ("classify", classify_sql),
     ("shard_plan", shard_plan),
+    ("copy_rows", copy_rows),
 ];
 
 /// The smallest `limits.max_message_size` the config allows: small enough that mutated length
@@ -97,6 +100,7 @@ pub fn hints(data: &[u8]) {
     let _ = setting_from_name(&text);
     for setting in Setting::ALL {
         let _ = parse_setting_value(setting, &text);
+        let _ = parse_shard_choice(setting, &text);
     }
 }
 
@@ -120,6 +124,37 @@ pub fn shard_plan(data: &[u8]) {
     }
     let _ = plan(&text);
     let _ = plan_co_located(&text);
+}
+
+/// COPY data from a client, cut into rows over two CopyData chunks as a sharded COPY does, and
+/// the first fields of each row read. The first byte picks the format: even text, odd CSV
+/// (with a header when its second bit is set, and a backslash escape when its third is).
+pub fn copy_rows(data: &[u8]) {
+    let Some((&choice, data)) = data.split_first() else {
+        return;
+    };
+    let text = CopyOptions::read(&[], &[]).expect("the default options");
+    let options = match choice % 2 {
+        0 => text,
+        _ => CopyOptions {
+            format: CopyFormat::Csv,
+            delimiter: b',',
+            null: Vec::new(),
+            quote: b'"',
+            escape: if choice & 4 != 0 { b'\\' } else { b'"' },
+            header: choice & 2 != 0,
+        },
+    };
+    let mut splitter = RowSplitter::new(options);
+    let (first, second) = data.split_at(data.len() / 3);
+    let mut rows = splitter.feed(first);
+    rows.extend(splitter.feed(second));
+    rows.extend(splitter.finish());
+    for row in &rows {
+        for field in 0..4 {
+            let _ = splitter.field(&row.bytes, field);
+        }
+    }
 }
 
 /// One sharded table per key type, named as the corpus seeds name them.

@@ -254,6 +254,11 @@ fn shard_keys_and_fan_out_plans_never_panic() {
 }
 
 #[test]
+fn copy_rows_never_panic() {
+    assert_no_crash("copy_rows");
+}
+
+#[test]
 fn a_panic_is_caught_and_reported() {
     let target: Target = |data| assert!(data.is_empty(), "not empty");
     assert_eq!(run(target, b""), Ok(()));

@@ -13,9 +13,10 @@ mod sharding_more;
 use std::sync::OnceLock;
 
 use common::proxy::{TestProxy, start_proxy};
+use common::shards::rows;
 use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 const SHARDS: [&str; 3] = ["shard_a", "shard_b", "shard_c"];
 const USERS: i64 = 240;
@@ -203,23 +204,6 @@ async fn sharded() -> Client {
     client
 }
 
-type Rows = Vec<Vec<Option<String>>>;
-
-async fn rows(client: &Client, sql: &str) -> Result<Rows, tokio_postgres::Error> {
-    let messages = client.simple_query(sql).await?;
-    Ok(messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
-}
-
 /// The corpus: every query must give the same rows through pgsplit as on the unsharded copy.
 fn corpus() -> Vec<String> {
     let mut q: Vec<String> = Vec::new();
@@ -334,18 +318,8 @@ async fn rows_land_where_postgres_hash_partitioning_puts_them() {
         let direct = common::connect(&shard.primary().connstr("postgres", "postgres"))
             .await
             .expect("shard");
-        // A hash-partitioned twin answers which remainder each id has under modulus 3.
-        let misplaced = rows(
-            &direct,
-            &format!(
-                "CREATE TEMP TABLE placed (id int8) PARTITION BY HASH (id);
-                 CREATE TEMP TABLE placed_mine PARTITION OF placed FOR VALUES WITH (MODULUS 3, REMAINDER {i});
-                 SELECT count(*) FROM users WHERE NOT satisfies_hash_partition('placed'::regclass, 3, {i}, id)"
-            ),
-        )
-        .await
-        .expect("check placement");
-        assert_eq!(misplaced, vec![vec![Some("0".to_string())]], "shard {i}");
+        let misplaced = common::shards::misplaced_rows(&direct, "users", "id", "int8", 3, i).await;
+        assert_eq!(misplaced, 0, "shard {i}");
         let held = rows(&direct, "SELECT count(*) FROM users")
             .await
             .expect("count");

@@ -2,7 +2,8 @@
 //! `pgsplit.*` settings of the startup packet.
 
 use crate::hint::{
-    Hints, SessionCommand, Setting, SettingValue, parse_setting_value, setting_from_name,
+    Hints, SessionCommand, Setting, SettingValue, ShardHint, parse_setting_value,
+    parse_shard_choice, setting_from_name,
 };
 use crate::protocol::{ErrorFields, SqlState};
 use crate::route::{Reason, Route};
@@ -31,6 +32,27 @@ impl Session {
                     "SET LOCAL can only be used in transaction blocks",
                 ));
                 w.command_complete("SET");
+            }
+            Ok(SessionCommand::Set { setting, local, .. }) if local && setting.is_shard_choice() => {
+                w.error_response(&ErrorFields::error(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!("SET LOCAL {setting} is not supported: use SET {setting}, then RESET {setting}"),
+                ))
+            }
+            Ok(SessionCommand::Set { setting, value, .. }) if setting.is_shard_choice() => {
+                let chosen = value
+                    .map(|value| parse_shard_choice(setting, &value))
+                    .transpose();
+                match chosen {
+                    Ok(choice) => {
+                        self.shard_choice = choice;
+                        w.command_complete("SET");
+                    }
+                    Err(message) => w.error_response(&ErrorFields::error(
+                        SqlState::INVALID_PARAMETER_VALUE,
+                        message,
+                    )),
+                }
             }
             Ok(SessionCommand::Set {
                 setting,
@@ -69,6 +91,9 @@ impl Session {
             }
             Ok(SessionCommand::Reset { setting }) => {
                 self.hints.reset(setting);
+                if shown_choice(self.shard_choice.as_ref(), setting).is_some() {
+                    self.shard_choice = None;
+                }
                 w.command_complete("RESET");
             }
             Ok(SessionCommand::Show { setting }) => {
@@ -96,6 +121,9 @@ impl Session {
         }
         if let Some(value) = self.hints.show(setting) {
             return value;
+        }
+        if setting.is_shard_choice() {
+            return shown_choice(self.shard_choice.as_ref(), setting).unwrap_or_default();
         }
         let topology = self.shared.topology.load();
         let live = self.shared.live();
@@ -137,17 +165,42 @@ impl Session {
     }
 }
 
+/// The session's shard choice as `SHOW` gives `setting` (`shard` or `shard_key`): its text when
+/// it is of that kind.
+fn shown_choice(choice: Option<&ShardHint>, setting: Setting) -> Option<String> {
+    match (choice?, setting) {
+        (ShardHint::Shard(text), Setting::Shard) | (ShardHint::Key(text), Setting::ShardKey) => {
+            Some(text.clone())
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn is_pgsplit_setting(name: &str) -> bool {
     name.to_ascii_lowercase().starts_with("pgsplit.")
 }
 
 /// The session's starting `pgsplit.*` settings, from the startup packet (`-c pgsplit.after=...`
-/// in `options`, or as parameters of their own). A bad one is logged and ignored: the session
-/// starts as if it were not there.
-pub(super) fn startup_hints(pairs: impl Iterator<Item = (String, String)>) -> Hints {
+/// in `options`, or as parameters of their own), and its shard choice (`pgsplit.shard` or
+/// `pgsplit.shard_key`). A bad one is logged and ignored: the session starts as if it were not
+/// there.
+pub(super) fn startup_hints(
+    pairs: impl Iterator<Item = (String, String)>,
+) -> (Hints, Option<ShardHint>) {
     let mut hints = Hints::default();
+    let mut choice = None;
     for (name, value) in pairs {
-        let parsed = setting_from_name(&name)
+        let setting = setting_from_name(&name);
+        if let Some(setting) = setting.filter(|s| s.is_shard_choice()) {
+            match parse_shard_choice(setting, &value) {
+                Ok(chosen) => choice = Some(chosen),
+                Err(e) => {
+                    tracing::warn!(%name, error = %e, "ignoring a pgsplit setting in the startup packet")
+                }
+            }
+            continue;
+        }
+        let parsed = setting
             .ok_or_else(|| format!("unknown setting {name}"))
             .and_then(|setting| parse_setting_value(setting, &value).map(|v| (setting, v)));
         match parsed {
@@ -160,5 +213,5 @@ pub(super) fn startup_hints(pairs: impl Iterator<Item = (String, String)>) -> Hi
             }
         }
     }
-    hints
+    (hints, choice)
 }

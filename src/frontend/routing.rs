@@ -48,6 +48,28 @@ impl Session {
         }
     }
 
+    /// Raises the session's positions to where its writes committed, and tells the client the
+    /// new causal token (ParameterStatus, before the ReadyForQuery) if any position rose.
+    pub(super) fn advance_causal(
+        &mut self,
+        client: &mut ClientConn,
+        committed: impl IntoIterator<Item = (String, u64)>,
+    ) {
+        let mut rose = false;
+        for (cluster, position) in committed {
+            if position > self.causal_for(&cluster) {
+                self.causal.insert(cluster, position);
+                rose = true;
+            }
+        }
+        if rose {
+            let token = self.causal_token().to_string();
+            client
+                .writer()
+                .parameter_status("pgsplit.causal_token", &token);
+        }
+    }
+
     /// The routing decision for a unit on one cluster.
     pub(super) fn decide_in(&self, cluster: &Cluster, work: &Work) -> Route {
         let live = self.shared.live();
@@ -205,14 +227,8 @@ impl Session {
                 &attached.route.node.name,
             )
         });
-        if let Some(cluster) = cluster
-            && committed_at > self.causal_for(&cluster)
-        {
-            self.causal.insert(cluster, committed_at);
-            let token = self.causal_token().to_string();
-            client
-                .writer()
-                .parameter_status("pgsplit.causal_token", &token);
+        if let Some(cluster) = cluster {
+            self.advance_causal(client, [(cluster, committed_at)]);
         }
         if let Some(ready) = held {
             client.out.extend_from_slice(&ready.bytes);

@@ -153,6 +153,8 @@ pub struct Session {
     pub(super) hints: Hints,
     /// `SET LOCAL pgsplit.*`: until the transaction block ends.
     pub(super) local_hints: Hints,
+    /// `SET pgsplit.shard_key` / `pgsplit.shard`: where statements without a key of their own go.
+    pub(super) shard_choice: Option<crate::hint::ShardHint>,
     /// Monotonic reads: the WAL position the session's reads have already seen.
     pub(super) read_floor: u64,
     /// The ReadyForQuery that ends a committed write, held back until the causal token is
@@ -196,7 +198,7 @@ impl Session {
             .session_settings()
             .filter(|(name, _)| is_pgsplit_setting(name))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()));
-        let hints = startup_hints(from_params.chain(from_options));
+        let (hints, shard_choice) = startup_hints(from_params.chain(from_options));
         let cancel = shared.cancels.register();
         let identity_confirmed = !shared.live().users.is_empty();
         Session {
@@ -223,6 +225,7 @@ impl Session {
             wrote: false,
             hints,
             local_hints: Hints::default(),
+            shard_choice,
             read_floor: 0,
             held_ready: None,
             replay: None,
@@ -436,6 +439,9 @@ impl Session {
                 self.settle(client).await?;
                 let answer = self.write_everywhere(&clusters, &sql, &work).await;
                 return self.answer_from_shards(client, answer, &frames);
+            }
+            Ok(ShardTarget::CopyIn(plan)) => {
+                return self.copy_in(client, *plan, &frames, &work).await;
             }
             Ok(ShardTarget::Cluster(cluster)) => self.unit_cluster = Some(cluster),
             Ok(ShardTarget::Anywhere) => self.unit_cluster = None,
@@ -696,6 +702,7 @@ impl Session {
         {
             // RESET ALL and DISCARD ALL reset pgsplit's settings too, as they would a server's.
             self.hints = Hints::default();
+            self.shard_choice = None;
         }
         super::state::record_on_connection(conn, &applied);
         self.settle_cache(outcome, &unit.tx);

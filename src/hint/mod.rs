@@ -21,7 +21,9 @@ use std::time::Duration;
 
 pub use command::{SessionCommand, session_command};
 pub use comment::{ShardHint, parse_hints, shard_hint};
-pub use setting::{Setting, SettingValue, parse_setting_value, setting_from_name};
+pub use setting::{
+    Setting, SettingValue, parse_setting_value, parse_shard_choice, setting_from_name,
+};
 pub use token::CausalToken;
 
 /// How fresh the data a read sees must be.
@@ -101,21 +103,21 @@ impl Hints {
             Setting::MaxLag => self.max_lag = None,
             Setting::After => self.after = None,
             Setting::Route => self.route = None,
-            // Not held here: the session owns its causal token.
-            Setting::CausalToken => {}
+            // Not held here: the session owns its causal token and its shard choice.
+            Setting::CausalToken | Setting::Shard | Setting::ShardKey => {}
         }
     }
 
     /// The text `SHOW` gives for a setting held here, in the form `SET` accepts; `None` when
-    /// unset (the caller shows the configured default) and for `causal_token`, which the
-    /// session owns.
+    /// unset (the caller shows the configured default) and for `causal_token`, `shard` and
+    /// `shard_key`, which the session owns.
     pub fn show(&self, setting: Setting) -> Option<String> {
         match setting {
             Setting::Consistency => self.consistency.map(|level| level.to_string()),
             Setting::MaxLag => self.max_lag.map(value::format_duration),
             Setting::After => self.after.as_ref().map(CausalToken::to_string),
             Setting::Route => self.route.map(|route| route.to_string()),
-            Setting::CausalToken => None,
+            Setting::CausalToken | Setting::Shard | Setting::ShardKey => None,
         }
     }
 }

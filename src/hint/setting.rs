@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::comment::ShardHint;
 use super::value::{
     parse_consistency, parse_duration, parse_route, quoted, strip_prefix_ignore_case, unquote,
 };
@@ -19,6 +20,11 @@ pub enum Setting {
     /// to another session (as `pgsplit.after`).
     CausalToken,
     Route,
+    /// The shard (by number from 0, or cluster name) a session's statements without a key of
+    /// their own go to. Its value is text, kept by the session rather than in `Hints`.
+    Shard,
+    /// A key value whose shard the session's statements without a key of their own go to.
+    ShardKey,
 }
 
 /// What `SET pgsplit.<name> = <value>` asks for.
@@ -33,12 +39,14 @@ pub enum SettingValue {
 }
 
 impl Setting {
-    pub const ALL: [Setting; 5] = [
+    pub const ALL: [Setting; 7] = [
         Setting::Consistency,
         Setting::MaxLag,
         Setting::After,
         Setting::CausalToken,
         Setting::Route,
+        Setting::Shard,
+        Setting::ShardKey,
     ];
 
     /// The name without its `pgsplit.` prefix; also the hint key.
@@ -49,6 +57,8 @@ impl Setting {
             Setting::After => "after",
             Setting::CausalToken => "causal_token",
             Setting::Route => "route",
+            Setting::Shard => "shard",
+            Setting::ShardKey => "shard_key",
         }
     }
 
@@ -56,6 +66,13 @@ impl Setting {
     /// SQLSTATE 55P02).
     pub fn is_read_only(self) -> bool {
         self == Setting::CausalToken
+    }
+
+    /// `shard` and `shard_key`: their value is text naming a shard, which the session keeps
+    /// itself (read with [`parse_shard_choice`]), as the `shard=`/`shard_key=` hints name one
+    /// per statement.
+    pub fn is_shard_choice(self) -> bool {
+        matches!(self, Setting::Shard | Setting::ShardKey)
     }
 
     /// The setting whose key is `key`, ASCII-case-insensitively.
@@ -107,5 +124,25 @@ pub(crate) fn parse_value(setting: Setting, text: &str) -> Result<SettingValue, 
         Setting::After => CausalToken::parse(text).map(SettingValue::After),
         Setting::Route => parse_route(text).map(SettingValue::Route),
         Setting::CausalToken => Err("nothing: it is read-only".into()),
+        Setting::Shard | Setting::ShardKey => Err("a shard, read by parse_shard_choice".into()),
+    }
+}
+
+/// Reads the value `SET pgsplit.shard` or `SET pgsplit.shard_key` gives (plain or quoted): the
+/// shard it names. Whether that shard exists is known only against the sharding configuration,
+/// when a statement uses it.
+pub fn parse_shard_choice(setting: Setting, value: &str) -> Result<ShardHint, String> {
+    let value = value.trim();
+    let text = unquote(value).into_owned();
+    if text.is_empty() {
+        return Err(format!(
+            "invalid value for parameter \"{setting}\": {} (expected a shard number or name, or a key value)",
+            quoted(value)
+        ));
+    }
+    match setting {
+        Setting::Shard => Ok(ShardHint::Shard(text)),
+        Setting::ShardKey => Ok(ShardHint::Key(text)),
+        _ => Err(format!("parameter \"{setting}\" names no shard")),
     }
 }

@@ -163,11 +163,12 @@ fn sharded_mentions<'a>(
 }
 
 /// A table's unqualified name as PostgreSQL resolves it (unquoted names fold to lower case).
-fn table_name(name: &ObjectName) -> Option<String> {
+pub(crate) fn table_name(name: &ObjectName) -> Option<String> {
     name.0.last()?.as_ident().map(folded)
 }
 
-fn folded(ident: &Ident) -> String {
+/// An identifier as PostgreSQL resolves it: quoted as written, unquoted in lower case.
+pub(crate) fn folded(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

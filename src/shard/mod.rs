@@ -4,6 +4,7 @@
 //! here keeps session state, and only the directory map talks to a server (its lookup table).
 
 pub mod config;
+pub mod copy_rows;
 pub mod directory;
 pub mod error;
 pub mod extract;

@@ -238,7 +238,7 @@ fn encode(merged: &Merged) -> BytesMut {
     out
 }
 
-fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
+pub(super) fn put_message(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_u8(tag);
     out.put_i32((body.len() + 4) as i32);
     out.put_slice(body);

@@ -8,6 +8,8 @@
 //! the transaction's first statement, once that statement says which shard it belongs to.
 
 mod bind;
+mod copy;
+mod copy_shards;
 mod joins;
 mod refusal;
 mod target;
@@ -27,6 +29,7 @@ use super::session::Session;
 use super::work::Work;
 
 pub(super) use bind::BindParams;
+use copy::{CopyPlan, copy_not_alone, copy_target, unreadable_copy};
 use refusal::refuse_multi_shard;
 use target::{combine, hinted_target, statement_target};
 
@@ -41,6 +44,8 @@ pub(super) enum ShardTarget {
     FanOut { clusters: Vec<String>, sql: String },
     /// A write to replicated tables: run `sql` on every shard's primary.
     Everywhere { clusters: Vec<String>, sql: String },
+    /// COPY FROM STDIN into a sharded table (rows split by key) or a replicated one (to all).
+    CopyIn(Box<CopyPlan>),
 }
 
 /// The SQL texts a unit runs, and the parameters bound for them.
@@ -65,26 +70,39 @@ impl Session {
             return Ok(ShardTarget::Anywhere);
         };
         if let Some(hint) = unit.texts.first().and_then(|text| shard_hint(text)) {
-            return hinted_target(&sharding, hint, unit.texts[0]).await;
+            return hinted_target(&sharding, &hint, unit.texts[0]).await;
         }
         let mut target = ShardTarget::Anywhere;
         let mut statements = 0;
         for text in &unit.texts {
             // Text sqlparser cannot read goes where the session is: the server will say why.
-            let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, text) else {
-                continue;
+            let parsed = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
+                Ok(parsed) => parsed,
+                Err(error) => match unreadable_copy(&sharding, text, &error) {
+                    Some(refusal) => return Err(refusal),
+                    None => continue,
+                },
             };
             for statement in &parsed {
                 statements += 1;
-                let found = statement_target(
-                    &sharding,
-                    statement,
-                    unit.params.as_ref(),
-                    self.default_cluster(),
-                )
-                .await?;
+                let found = match copy_target(&sharding, statement, text, work.executes) {
+                    Some(copy) => copy?,
+                    None => {
+                        statement_target(
+                            &sharding,
+                            statement,
+                            unit.params.as_ref(),
+                            self.default_cluster(),
+                            self.shard_choice.as_ref(),
+                        )
+                        .await?
+                    }
+                };
                 target = combine(target, found)?;
             }
+        }
+        if matches!(target, ShardTarget::CopyIn(_)) && statements != 1 {
+            return Err(copy_not_alone());
         }
         if let ShardTarget::FanOut { clusters, .. } = &target
             && !work.executes

@@ -20,10 +20,20 @@ use super::refusal::{cross_shard_write, write_without_key};
 /// the statement's first sharded table (else the first map).
 pub(super) async fn hinted_target(
     sharding: &Sharding,
-    hint: ShardHint,
+    hint: &ShardHint,
     text: &str,
 ) -> Result<ShardTarget, FrontendError> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, text).unwrap_or_default();
+    shard_named(sharding, hint, &statements).await
+}
+
+/// The shard `hint` names (a statement's hint, or the session's `pgsplit.shard[_key]`), under
+/// the map of the first sharded table `statements` name (else the first table's map).
+pub(super) async fn shard_named(
+    sharding: &Sharding,
+    hint: &ShardHint,
+    statements: &[Statement],
+) -> Result<ShardTarget, FrontendError> {
     let table = statements
         .iter()
         .flat_map(|statement| sharded_tables(statement, &sharding.tables))
@@ -42,7 +52,7 @@ pub(super) async fn hinted_target(
     match hint {
         ShardHint::Shard(shard) => {
             let by_number = shard.parse::<usize>().ok().and_then(|n| shards.get(n));
-            let by_name = shards.iter().find(|name| **name == shard);
+            let by_name = shards.iter().find(|name| *name == shard);
             by_number
                 .or(by_name)
                 .map(|cluster| ShardTarget::Cluster(cluster.clone()))
@@ -56,7 +66,7 @@ pub(super) async fn hinted_target(
         ShardHint::Key(key) => {
             let table =
                 table.ok_or_else(|| unknown("a shard_key hint needs a sharded table".into()))?;
-            match sharding.cluster_for(&table, &key).await {
+            match sharding.cluster_for(&table, key).await {
                 Some(Ok(cluster)) => Ok(ShardTarget::Cluster(cluster.to_string())),
                 Some(Err(e)) => Err(FrontendError::refuse(e.sqlstate(), e.to_string())),
                 None => Err(unknown(format!("table {table:?} is not sharded"))),
@@ -65,12 +75,14 @@ pub(super) async fn hinted_target(
     }
 }
 
-/// Where one statement must run.
+/// Where one statement must run; one on a sharded table that names no key goes to the shard of
+/// `choice` (the session's `pgsplit.shard[_key]`) when there is one.
 pub(super) async fn statement_target(
     sharding: &Sharding,
     statement: &Statement,
     params: Option<&BindParams<'_>>,
     default_cluster: String,
+    choice: Option<&ShardHint>,
 ) -> Result<ShardTarget, FrontendError> {
     match extract(statement, &sharding.tables) {
         Extraction::NotSharded => Ok(unsharded_target(sharding, statement, default_cluster)),
@@ -78,7 +90,10 @@ pub(super) async fn statement_target(
             let table = sharded_tables(statement, &sharding.tables).remove(0);
             keys_target(sharding, &table, &keys, params, statement).await
         }
-        Extraction::NoKey => no_key_target(sharding, statement, params).await,
+        Extraction::NoKey => match choice {
+            Some(choice) => shard_named(sharding, choice, std::slice::from_ref(statement)).await,
+            None => no_key_target(sharding, statement, params).await,
+        },
     }
 }
 
@@ -128,7 +143,7 @@ pub(super) fn table_names(statement: &Statement) -> Vec<String> {
 }
 
 /// Every cluster any map places rows on, in map order.
-fn all_shards(sharding: &Sharding) -> Vec<String> {
+pub(super) fn all_shards(sharding: &Sharding) -> Vec<String> {
     let mut clusters: Vec<String> = Vec::new();
     for cluster in sharding.maps.iter().flat_map(|m| &m.shards) {
         if !clusters.contains(cluster) {
@@ -232,7 +247,17 @@ pub(super) fn combine(a: ShardTarget, b: ShardTarget) -> Result<ShardTarget, Fro
                 "these statements belong to two shards (\"{x}\" and \"{y}\"); send them separately, outside one transaction"
             ),
         )),
-        (many @ (ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. }), _)
-        | (_, many @ (ShardTarget::FanOut { .. } | ShardTarget::Everywhere { .. })) => Ok(many),
+        (
+            many @ (ShardTarget::FanOut { .. }
+            | ShardTarget::Everywhere { .. }
+            | ShardTarget::CopyIn(_)),
+            _,
+        )
+        | (
+            _,
+            many @ (ShardTarget::FanOut { .. }
+            | ShardTarget::Everywhere { .. }
+            | ShardTarget::CopyIn(_)),
+        ) => Ok(many),
     }
 }

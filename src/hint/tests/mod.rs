@@ -641,3 +641,34 @@ fn shard_hints_name_a_shard_or_a_key() {
     let (_, warnings) = crate::hint::parse_hints("/* pgsplit: shard=2, shard_key=7 */ SELECT 1");
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn shard_settings_name_a_shard_or_a_key() {
+    assert_eq!(
+        setting_from_name("pgsplit.shard_key"),
+        Some(Setting::ShardKey)
+    );
+    assert_eq!(setting_from_name("PGSPLIT.Shard"), Some(Setting::Shard));
+    assert!(Setting::ShardKey.is_shard_choice() && !Setting::Route.is_shard_choice());
+    assert_eq!(
+        session_command("SET pgsplit.shard_key = '42'"),
+        Some(Ok(SessionCommand::Set {
+            setting: Setting::ShardKey,
+            value: Some("42".into()),
+            local: false
+        }))
+    );
+    assert_eq!(
+        parse_shard_choice(Setting::ShardKey, "'a b'"),
+        Ok(ShardHint::Key("a b".into()))
+    );
+    assert_eq!(
+        parse_shard_choice(Setting::Shard, "shard_b"),
+        Ok(ShardHint::Shard("shard_b".into()))
+    );
+    assert!(parse_shard_choice(Setting::Shard, "''").is_err());
+    assert!(parse_shard_choice(Setting::Route, "x").is_err());
+    // The session keeps the choice: `Hints` neither holds nor shows it.
+    assert!(parse_setting_value(Setting::ShardKey, "42").is_err());
+    assert_eq!(Hints::default().show(Setting::ShardKey), None);
+}
