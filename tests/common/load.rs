@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use pgsplit::config::Config;
-use pgsplit::localcluster::LocalCluster;
+use pgsplit::localcluster::{LocalCluster, PgNode};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::process::wait_or_kill;
@@ -211,4 +211,47 @@ fn pgbench_count(stdout: &str, label: &str) -> Option<u64> {
         .find(|s| !s.is_empty())?
         .parse()
         .ok()
+}
+
+/// Bound for one statement (or connect) that should take well under a second.
+pub const STATEMENT: Duration = Duration::from_secs(10);
+
+/// Blocking work on the cluster (pg_ctl, psql, signals) from async code.
+pub fn on_cluster<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+/// Failed checks of a test with several parts, reported together at the end.
+#[derive(Default)]
+pub struct Verdicts(Vec<String>);
+
+impl Verdicts {
+    pub fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(message());
+        }
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn finish(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} check(s) failed:\n- {}",
+            self.0.len(),
+            self.0.join("\n- ")
+        );
+    }
+}
+
+/// The integers `sql` returns on `node`, one per line (psql).
+pub fn psql_ids(c: &LocalCluster, node: &PgNode, sql: &str) -> std::collections::BTreeSet<i64> {
+    c.psql(node, "postgres", sql)
+        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", node.name))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
 }
