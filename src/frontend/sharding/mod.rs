@@ -10,7 +10,9 @@
 mod bind;
 mod joins;
 mod refusal;
+mod split;
 mod target;
+mod twophase;
 
 use std::collections::HashMap;
 
@@ -28,7 +30,9 @@ use super::work::Work;
 
 pub(super) use bind::BindParams;
 use refusal::refuse_multi_shard;
+pub(super) use split::ShardPart;
 use target::{combine, hinted_target, statement_target};
+pub(super) use twophase::MultiShard;
 
 /// Where a unit runs in a sharded setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub(super) enum ShardTarget {
     FanOut { clusters: Vec<String>, sql: String },
     /// A write to replicated tables: run `sql` on every shard's primary.
     Everywhere { clusters: Vec<String>, sql: String },
+    /// A multi-row INSERT whose rows belong to several shards (two-phase commit on): each
+    /// part on its shard, committed as one.
+    SplitWrite { parts: Vec<ShardPart> },
 }
 
 /// The SQL texts a unit runs, and the parameters bound for them.
@@ -94,6 +101,11 @@ impl Session {
             if !fits {
                 return Err(refuse_multi_shard(&unit.texts, &target));
             }
+        }
+        if let ShardTarget::SplitWrite { .. } = &target
+            && !(statements == 1 && unit.simple)
+        {
+            return Err(refuse_multi_shard(&unit.texts, &target));
         }
         Ok(target)
     }
@@ -166,6 +178,7 @@ impl Session {
             return Ok(());
         };
         attached.checkout.conn.run_internal(&begin).await?;
+        self.multi_shard.remember_begin(&begin);
         Ok(())
     }
 
@@ -184,12 +197,14 @@ impl Session {
         let topology = self.shared.topology.load();
         let current = cluster_of_node(&topology, &attached.route.node.name).unwrap_or_default();
         match target {
-            ShardTarget::Cluster(cluster) if *cluster != current => Err(FrontendError::refuse(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                format!(
-                    "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard (two-phase commit across shards is not enabled)"
-                ),
-            )),
+            ShardTarget::Cluster(cluster) if *cluster != current && !self.may_join_shard() => {
+                Err(FrontendError::refuse(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard (two-phase commit across shards is not enabled)"
+                    ),
+                ))
+            }
             ShardTarget::FanOut { .. } => Err(FrontendError::refuse(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
@@ -200,6 +215,12 @@ impl Session {
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
                     "a write to a replicated table goes to every shard and cannot run inside a transaction on shard \"{current}\": write it outside the transaction"
+                ),
+            )),
+            ShardTarget::SplitWrite { .. } if !self.may_join_shard() => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "an INSERT whose rows belong to several shards cannot run on the connection this session holds on shard \"{current}\": insert each shard's rows separately"
                 ),
             )),
             _ => Ok(()),
