@@ -8,7 +8,7 @@
 mod common;
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -435,14 +435,18 @@ async fn a_failed_prepare_leaves_nothing_behind() {
 struct Pgsplit {
     child: KillOnDrop,
     port: u16,
+    admin: String,
 }
 
 impl Pgsplit {
-    fn start(dir: &PathBuf, config: &str, fault: Option<&str>) -> Pgsplit {
-        let port = free_port();
+    fn start(dir: &Path, config: &str, fault: Option<&str>) -> Pgsplit {
+        let (port, admin) = (free_port(), free_port());
         let file = dir.join("pgsplit.toml");
-        std::fs::write(&file, format!("listen = \"127.0.0.1:{port}\"\n{config}"))
-            .expect("write config");
+        std::fs::write(
+            &file,
+            format!("listen = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{admin}\"\n{config}"),
+        )
+        .expect("write config");
         let log = File::options()
             .create(true)
             .append(true)
@@ -461,6 +465,7 @@ impl Pgsplit {
         Pgsplit {
             child: KillOnDrop(child),
             port,
+            admin: format!("127.0.0.1:{admin}"),
         }
     }
 
@@ -477,6 +482,18 @@ impl Pgsplit {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The recovery resolutions `/metrics` counts with this outcome.
+    fn resolutions(&self, outcome: &str) -> String {
+        let (_, body) =
+            common::process::http(&self.admin, "GET", "/metrics", Duration::from_secs(5))
+                .expect("metrics");
+        let series = format!("pgsplit_two_phase_resolutions_total{{outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .unwrap_or("0")
+            .to_string()
     }
 
     /// Waits (bounded) for the process to end, as the fault point makes it.
@@ -499,6 +516,7 @@ async fn crash_and_recover(
     config: &str,
     fault: &str,
     from: i64,
+    outcome: &str,
 ) -> Vec<Vec<i64>> {
     let dir = std::env::temp_dir().join(common::unique_name("pgsplit_two_phase"));
     std::fs::create_dir_all(&dir).expect("test directory");
@@ -523,7 +541,7 @@ async fn crash_and_recover(
     }
     assert_eq!(left, 2, "the crash left the two participants prepared");
 
-    let _recovering = Pgsplit::start(&dir, config, None);
+    let recovering = Pgsplit::start(&dir, config, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut left = 0;
@@ -539,6 +557,7 @@ async fn crash_and_recover(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(recovering.resolutions(outcome), "2", "counted in /metrics");
     let mut ids = Vec::new();
     for shard in shards {
         ids.push(ids_on(shard, "items", from, from + 1000).await);
@@ -563,10 +582,26 @@ async fn recovery_finishes_what_a_crash_left_all_or_nothing() {
             .replace("shard_c", "crash_c");
 
     // Crashed after PREPARE, before the coordinator's COMMIT: recovery rolls back.
-    let ids = crash_and_recover(&shards, &names, &config, "after_prepare", 100).await;
+    let ids = crash_and_recover(
+        &shards,
+        &names,
+        &config,
+        "after_prepare",
+        100,
+        "rollback",
+    )
+    .await;
     assert!(ids.iter().all(Vec::is_empty), "{ids:?}");
 
     // Crashed right after the coordinator's COMMIT: recovery commits the others.
-    let ids = crash_and_recover(&shards, &names, &config, "after_coordinator_commit", 200).await;
+    let ids = crash_and_recover(
+        &shards,
+        &names,
+        &config,
+        "after_coordinator_commit",
+        200,
+        "commit",
+    )
+    .await;
     assert!(ids.iter().all(|shard| shard.len() == 1), "{ids:?}");
 }

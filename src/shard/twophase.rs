@@ -102,12 +102,12 @@ impl Decision {
         }
     }
 
-    /// The event kind and the metric label.
-    fn outcome(self) -> &'static str {
+    /// The event kind, and the metric's `outcome` label.
+    fn names(self) -> (&'static str, &'static str) {
         match self {
-            Decision::Commit => "two_phase_commit",
-            Decision::Rollback => "two_phase_rollback",
-            Decision::Leave => "two_phase_in_progress",
+            Decision::Commit => ("two_phase_commit", "commit"),
+            Decision::Rollback => ("two_phase_rollback", "rollback"),
+            Decision::Leave => ("two_phase_in_progress", "in_progress"),
         }
     }
 }
@@ -227,9 +227,9 @@ impl Recovery<'_> {
     }
 
     fn record(&self, node: &Node, gid: &Gid, decision: Decision) {
-        let outcome = decision.outcome();
+        let (event, outcome) = decision.names();
         tracing::warn!(node = %node.name, %gid, outcome, "two-phase recovery resolved a prepared transaction");
-        crate::events::record(outcome, Some(&node.name), gid.to_string());
+        crate::events::record(event, Some(&node.name), gid.to_string());
         self.shared.metrics.two_phase_resolved(outcome);
     }
 }
