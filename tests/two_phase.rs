@@ -141,6 +141,24 @@ async fn ids_on(shard: &LocalCluster, table: &str, from: i64, to: i64) -> Vec<i6
         .collect()
 }
 
+/// BEGIN, then one row of `table` per key, each in its own statement.
+async fn begin_and_insert(client: &Client, table: &str, keys: &[i64]) {
+    client.simple_query("BEGIN").await.expect("begin");
+    for key in keys {
+        client
+            .simple_query(&format!("INSERT INTO {table} (id) VALUES ({key})"))
+            .await
+            .expect("insert");
+    }
+}
+
+/// No shard holds an `items` id in [from, to).
+async fn assert_none_between(shards: &[LocalCluster], from: i64, to: i64) {
+    for shard in shards {
+        assert_eq!(ids_on(shard, "items", from, to).await, Vec::<i64>::new());
+    }
+}
+
 /// The gids left prepared on a shard.
 async fn prepared_on(shard: &LocalCluster) -> Vec<String> {
     let client = connect(&shard.primary().connstr("postgres", "postgres")).await;
@@ -211,17 +229,9 @@ async fn a_transaction_on_three_shards_commits_or_rolls_back_on_all() {
     nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
 
     let keys = one_per_shard(2000);
-    client.simple_query("BEGIN").await.expect("begin");
-    for key in keys {
-        client
-            .simple_query(&format!("INSERT INTO items (id, v) VALUES ({key}, 'no')"))
-            .await
-            .expect("insert");
-    }
+    begin_and_insert(&client, "items", &keys).await;
     client.simple_query("ROLLBACK").await.expect("rollback");
-    for shard in &setup.shards {
-        assert_eq!(ids_on(shard, "items", 2000, 3000).await, Vec::<i64>::new());
-    }
+    assert_none_between(&setup.shards, 2000, 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,13 +239,7 @@ async fn an_error_aborts_the_transaction_on_every_shard() {
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(3000);
-    client.simple_query("BEGIN").await.expect("begin");
-    for key in &keys[..2] {
-        client
-            .simple_query(&format!("INSERT INTO items (id, v) VALUES ({key}, 'no')"))
-            .await
-            .expect("insert");
-    }
+    begin_and_insert(&client, "items", &keys[..2]).await;
     let error = client
         .simple_query(&format!(
             "INSERT INTO items (id, v) VALUES ({}, 1/0)",
@@ -254,9 +258,7 @@ async fn an_error_aborts_the_transaction_on_every_shard() {
         .simple_query("COMMIT")
         .await
         .expect("commit answered");
-    for shard in &setup.shards {
-        assert_eq!(ids_on(shard, "items", 3000, 4000).await, Vec::<i64>::new());
-    }
+    assert_none_between(&setup.shards, 3000, 4000).await;
     nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
 }
 
@@ -282,12 +284,7 @@ async fn the_extended_protocol_and_a_vanishing_client_work_too() {
 
     let keys = one_per_shard(5000);
     let gone = through_pgsplit().await;
-    gone.simple_query("BEGIN").await.expect("begin");
-    for key in keys {
-        gone.simple_query(&format!("INSERT INTO items (id) VALUES ({key})"))
-            .await
-            .expect("insert");
-    }
+    begin_and_insert(&gone, "items", &keys).await;
     drop(gone);
     // Its participants are closed, which rolls them back: their row locks go too, so the same
     // keys can be written directly on each shard within the bound.
@@ -352,9 +349,7 @@ async fn a_multi_row_insert_is_split_over_its_shards() {
         .expect("split insert in a transaction");
     assert_eq!(command_tags(&answer), vec![3]);
     client.simple_query("ROLLBACK").await.expect("rollback");
-    for shard in &setup.shards {
-        assert_eq!(ids_on(shard, "items", 8000, 9000).await, Vec::<i64>::new());
-    }
+    assert_none_between(&setup.shards, 8000, 9000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,13 +400,7 @@ async fn a_failed_prepare_leaves_nothing_behind() {
     // A shard that cannot prepare: named, with the setting, and nothing left anywhere.
     let on_d = keys_on(&["shard_a", "shard_d"], "shard_d", 1, 1)[0];
     let on_a = keys_on(&["shard_a", "shard_d"], "shard_a", 1, 1)[0];
-    client.simple_query("BEGIN").await.expect("begin");
-    for key in [on_d, on_a] {
-        client
-            .simple_query(&format!("INSERT INTO gadgets (id) VALUES ({key})"))
-            .await
-            .expect("insert");
-    }
+    begin_and_insert(&client, "gadgets", &[on_d, on_a]).await;
     let error = client
         .simple_query("COMMIT")
         .await
@@ -523,13 +512,7 @@ async fn crash_and_recover(
     let mut crashing = Pgsplit::start(&dir, config, Some(fault));
     let client = crashing.client().await;
     let keys = keys_per_shard(names, from);
-    client.simple_query("BEGIN").await.expect("begin");
-    for key in keys {
-        client
-            .simple_query(&format!("INSERT INTO items (id) VALUES ({key})"))
-            .await
-            .expect("insert");
-    }
+    begin_and_insert(&client, "items", &keys).await;
     assert!(
         client.simple_query("COMMIT").await.is_err(),
         "pgsplit crashed during COMMIT"
@@ -582,15 +565,7 @@ async fn recovery_finishes_what_a_crash_left_all_or_nothing() {
             .replace("shard_c", "crash_c");
 
     // Crashed after PREPARE, before the coordinator's COMMIT: recovery rolls back.
-    let ids = crash_and_recover(
-        &shards,
-        &names,
-        &config,
-        "after_prepare",
-        100,
-        "rollback",
-    )
-    .await;
+    let ids = crash_and_recover(&shards, &names, &config, "after_prepare", 100, "rollback").await;
     assert!(ids.iter().all(Vec::is_empty), "{ids:?}");
 
     // Crashed right after the coordinator's COMMIT: recovery commits the others.

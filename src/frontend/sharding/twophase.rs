@@ -91,17 +91,19 @@ impl Session {
     /// Two-phase commit is on and the attached connection holds a transaction block that may
     /// take in another shard (not a pinned or session-mode connection).
     pub(in crate::frontend) fn may_join_shard(&self) -> bool {
-        let enabled = self
-            .shared
-            .live()
-            .sharding
-            .as_ref()
-            .is_some_and(|s| s.two_phase_commit);
         let in_transaction = self
             .server
             .as_ref()
             .is_some_and(|a| a.checkout.conn.tx_status != b'I');
-        enabled && in_transaction && self.state.pin().is_none() && !self.session_mode()
+        self.two_phase_enabled()
+            && in_transaction
+            && self.state.pin().is_none()
+            && !self.session_mode()
+    }
+
+    fn two_phase_enabled(&self) -> bool {
+        let live = self.shared.live();
+        live.sharding.as_ref().is_some_and(|s| s.two_phase_commit)
     }
 
     fn attached_cluster(&self) -> Option<String> {
@@ -427,13 +429,7 @@ impl Session {
         &mut self,
         mut participants: Vec<Participant>,
     ) -> Result<(), FrontendError> {
-        let two_phase = self
-            .shared
-            .live()
-            .sharding
-            .as_ref()
-            .is_some_and(|s| s.two_phase_commit);
-        if !two_phase || participants.len() < 2 {
+        if !self.two_phase_enabled() || participants.len() < 2 {
             return self.commit_in_turn(participants).await;
         }
         let mut coordinator = participants.remove(0);
