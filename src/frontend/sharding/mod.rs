@@ -201,7 +201,8 @@ impl Session {
                 Err(FrontendError::refuse(
                     SqlState::FEATURE_NOT_SUPPORTED,
                     format!(
-                        "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard (two-phase commit across shards is not enabled)"
+                        "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard ({})",
+                        self.why_one_shard()
                     ),
                 ))
             }

@@ -48,6 +48,7 @@ pub(in crate::frontend) struct MultiShard {
     /// Participants prepared while the client's COMMIT runs on the coordinator, and the
     /// coordinator's transaction id.
     prepared: Vec<(Participant, Gid)>,
+    coordinator: String,
     coordinator_xid: i64,
     /// The coordinator's COMMIT unit has ended: the prepared ones can be resolved.
     coordinator_done: bool,
@@ -99,6 +100,15 @@ impl Session {
             && in_transaction
             && self.state.pin().is_none()
             && !self.session_mode()
+    }
+
+    /// Why a transaction cannot take in another shard here.
+    pub(in crate::frontend) fn why_one_shard(&self) -> &'static str {
+        if self.two_phase_enabled() {
+            "the session is pinned to its connection, or in session mode"
+        } else {
+            "two-phase commit across shards is not enabled"
+        }
     }
 
     fn two_phase_enabled(&self) -> bool {
@@ -262,6 +272,7 @@ impl Session {
         let prepared = self.prepare_all(&coordinator, xid, parked).await?;
         crash_point("after_prepare");
         self.multi_shard.prepared = prepared;
+        self.multi_shard.coordinator = coordinator;
         self.multi_shard.coordinator_xid = xid;
         // The coordinator stays attached until its commit is resolved (see end_unit).
         self.wrote = true;
@@ -361,6 +372,8 @@ impl Session {
     /// A failed multi-shard COMMIT: the coordinator rolls back too, and the session forgets
     /// what the transaction would have changed.
     async fn abandon_transaction(&mut self) {
+        let parked = std::mem::take(&mut self.multi_shard.parked);
+        self.roll_back(parked).await;
         if let Some(attached) = self.server.as_mut()
             && attached
                 .checkout
@@ -399,9 +412,14 @@ impl Session {
         }
         let prepared = std::mem::take(&mut self.multi_shard.prepared);
         let xid = self.multi_shard.coordinator_xid;
+        // Only the coordinator's own connection can say how it ended (it may have been lost).
+        let on_coordinator =
+            self.attached_cluster().as_ref() == Some(&self.multi_shard.coordinator);
         let decision = match self.server.as_mut() {
-            Some(attached) => coordinator_decision(&mut attached.checkout.conn, xid).await,
-            None => Decision::Leave,
+            Some(attached) if on_coordinator => {
+                coordinator_decision(&mut attached.checkout.conn, xid).await
+            }
+            _ => Decision::Leave,
         };
         if decision == Decision::Leave {
             tracing::warn!(
