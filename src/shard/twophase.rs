@@ -112,12 +112,17 @@ impl Decision {
     }
 }
 
-/// Runs recovery now and then every few seconds while `[sharding]` is configured, until
-/// shutdown.
+/// Runs recovery now and then every few seconds while `[sharding] two_phase_commit` is on
+/// (a reload may turn it on or off), until shutdown.
 pub fn spawn(shared: Arc<Shared>) {
     tokio::spawn(async move {
         while !shared.is_shutting_down() {
-            if shared.live().sharding.is_some() {
+            let enabled = shared
+                .live()
+                .sharding
+                .as_ref()
+                .is_some_and(|s| s.two_phase_commit);
+            if enabled {
                 let resolved = recover_all(&shared).await;
                 if resolved > 0 {
                     tracing::info!(
@@ -145,7 +150,8 @@ pub async fn recover_all(shared: &Shared) -> usize {
         match recovery.shard(&cluster.primary).await {
             Ok(n) => resolved += n,
             Err(e) => {
-                tracing::warn!(node = %cluster.primary.name, error = %e, "two-phase recovery could not check this shard");
+                // The monitor reports a primary that is down; this says only what waits for it.
+                tracing::info!(node = %cluster.primary.name, error = %e, "two-phase recovery could not check this shard");
             }
         }
     }

@@ -222,3 +222,94 @@ async fn run_insert(conn: &mut ServerConn, sql: &str) -> Result<u64, FrontendErr
         None => Ok(rows),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+
+    use super::*;
+    use crate::shard::config::ShardingConfig;
+    use crate::shard::extract::{Extraction, extract};
+
+    fn sharding(two_phase: bool) -> Sharding {
+        let text = format!(
+            "two_phase_commit = {two_phase}\n\
+             tables = [{{ name = \"items\", key = \"id\", key_type = \"int8\", map = \"m\" }}]\n\
+             [[maps]]\nname = \"m\"\nkind = \"range\"\nshards = [\"a\", \"b\"]\n\
+             ranges = [{{ shard = \"a\", to = 100 }}, {{ shard = \"b\", from = 100 }}]\n"
+        );
+        let config: ShardingConfig = toml::from_str(&text).expect("valid");
+        let clusters = ["a".to_string(), "b".to_string()];
+        config
+            .build(&clusters, &|_| tokio_postgres::Config::new())
+            .expect("builds")
+    }
+
+    async fn split(two_phase: bool, sql: &str) -> Result<ShardTarget, FrontendError> {
+        let sharding = sharding(two_phase);
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parses")
+            .remove(0);
+        let Extraction::Keys(keys) = extract(&statement, &sharding.tables) else {
+            panic!("keys in {sql}");
+        };
+        split_write(&sharding, "items", &statement, &keys).await
+    }
+
+    fn refusal(result: Result<ShardTarget, FrontendError>) -> String {
+        match result {
+            Err(FrontendError::Refused(fields)) => fields.message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_go_to_their_shards_in_order() {
+        let target = split(
+            true,
+            "INSERT INTO items (id, v) VALUES (1, 'x'), (150, 'y'), (2, 'z') ON CONFLICT DO NOTHING",
+        )
+        .await
+        .expect("split");
+        let ShardTarget::SplitWrite { parts } = target else {
+            panic!("{target:?}");
+        };
+        let expected = [
+            (
+                "a",
+                "INSERT INTO items (id, v) VALUES (1, 'x'), (2, 'z') ON CONFLICT DO NOTHING",
+            ),
+            (
+                "b",
+                "INSERT INTO items (id, v) VALUES (150, 'y') ON CONFLICT DO NOTHING",
+            ),
+        ];
+        let got: Vec<(&str, &str)> = parts
+            .iter()
+            .map(|p| (p.cluster.as_str(), p.sql.as_str()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_split_is_refused_with_the_reason() {
+        let off = refusal(split(false, "INSERT INTO items (id) VALUES (1), (150)").await);
+        assert!(
+            off.contains("two-phase commit across shards is not enabled"),
+            "{off}"
+        );
+        let returning = refusal(
+            split(
+                true,
+                "INSERT INTO items (id) VALUES (1), (150) RETURNING id",
+            )
+            .await,
+        );
+        assert!(returning.contains("RETURNING"), "{returning}");
+        let params = refusal(split(true, "INSERT INTO items (id) VALUES ($1), ($2)").await);
+        assert!(params.contains("literals"), "{params}");
+        let delete = refusal(split(true, "DELETE FROM items WHERE id IN (1, 150)").await);
+        assert!(delete.contains("only a multi-row INSERT"), "{delete}");
+    }
+}
