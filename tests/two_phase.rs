@@ -357,8 +357,8 @@ async fn a_failed_prepare_leaves_nothing_behind() {
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(10_000);
-    // A row on shard_b already holds code 77; the transaction's duplicate is found only when
-    // shard_b prepares (the constraint is deferred), after shard_a's and shard_c's rows.
+    // A row on shard_b already holds code 77: a duplicate inserted in a transaction is found
+    // only at its end (the constraint is deferred). The transaction's first shard coordinates.
     client
         .simple_query(&format!(
             "INSERT INTO items (id, code) VALUES ({}, 77)",
@@ -366,31 +366,35 @@ async fn a_failed_prepare_leaves_nothing_behind() {
         ))
         .await
         .expect("existing row");
-    let other_b = keys_on(&SHARDS, "shard_b", keys[1] + 1, 1)[0];
-    client.simple_query("BEGIN").await.expect("begin");
-    for statement in [
-        format!("INSERT INTO items (id, code) VALUES ({other_b}, 77)"),
-        format!("INSERT INTO items (id) VALUES ({})", keys[2]),
-        format!("INSERT INTO items (id) VALUES ({})", keys[0]),
+    let duplicates = keys_on(&SHARDS, "shard_b", keys[1] + 1, 2);
+    let duplicate = |n: usize| {
+        format!(
+            "INSERT INTO items (id, code) VALUES ({}, 77)",
+            duplicates[n]
+        )
+    };
+    let plain = |key: i64| format!("INSERT INTO items (id) VALUES ({key})");
+    // shard_b fails its PREPARE (after shard_a and shard_c took their rows); then shard_b is the
+    // coordinator and fails its COMMIT, after shard_a prepared.
+    for statements in [
+        vec![plain(keys[0]), plain(keys[2]), duplicate(0)],
+        vec![duplicate(1), plain(keys[0])],
     ] {
-        client.simple_query(&statement).await.expect(&statement);
+        client.simple_query("BEGIN").await.expect("begin");
+        for statement in &statements {
+            client.simple_query(statement).await.expect(statement);
+        }
+        let error = client.simple_query("COMMIT").await.expect_err("duplicate");
+        let db_error = error.as_db_error().expect("a server error");
+        assert_eq!(db_error.code().code(), "23505", "{error}");
+        let on_shards = [
+            ids_on(&setup.shards[0], "items", 10_000, 11_000).await,
+            ids_on(&setup.shards[1], "items", 10_000, 11_000).await,
+            ids_on(&setup.shards[2], "items", 10_000, 11_000).await,
+        ];
+        assert_eq!(on_shards, [vec![], vec![keys[1]], vec![]], "{statements:?}");
+        nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
     }
-    let error = client.simple_query("COMMIT").await.expect_err("duplicate");
-    let db_error = error.as_db_error().expect("a server error");
-    assert_eq!(db_error.code().code(), "23505", "{error}");
-    assert_eq!(
-        ids_on(&setup.shards[0], "items", 10_000, 11_000).await,
-        Vec::<i64>::new()
-    );
-    assert_eq!(
-        ids_on(&setup.shards[1], "items", 10_000, 11_000).await,
-        vec![keys[1]]
-    );
-    assert_eq!(
-        ids_on(&setup.shards[2], "items", 10_000, 11_000).await,
-        Vec::<i64>::new()
-    );
-    nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
     // The session goes on, outside any transaction.
     client
         .simple_query("SELECT 1")
@@ -400,7 +404,7 @@ async fn a_failed_prepare_leaves_nothing_behind() {
     // A shard that cannot prepare: named, with the setting, and nothing left anywhere.
     let on_d = keys_on(&["shard_a", "shard_d"], "shard_d", 1, 1)[0];
     let on_a = keys_on(&["shard_a", "shard_d"], "shard_a", 1, 1)[0];
-    begin_and_insert(&client, "gadgets", &[on_d, on_a]).await;
+    begin_and_insert(&client, "gadgets", &[on_a, on_d]).await;
     let error = client
         .simple_query("COMMIT")
         .await
@@ -518,11 +522,17 @@ async fn crash_and_recover(
         "pgsplit crashed during COMMIT"
     );
     crashing.wait_crashed();
-    let mut left = 0;
+    let mut left = Vec::new();
     for shard in shards {
-        left += prepared_on(shard).await.len();
+        left.extend(prepared_on(shard).await);
     }
-    assert_eq!(left, 2, "the crash left the two participants prepared");
+    // The two participants other than the coordinator (the first shard), named after it.
+    let coordinator = format!("pgsplit:{}:", names[0]);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left.iter().all(|gid| gid.starts_with(&coordinator)),
+        "{left:?}"
+    );
 
     let recovering = Pgsplit::start(&dir, config, None);
     let deadline = Instant::now() + Duration::from_secs(20);

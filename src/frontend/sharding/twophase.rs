@@ -5,8 +5,9 @@
 //! wait aside with their transaction open. ROLLBACK (or an error that aborts the transaction)
 //! rolls every participant back; the client going away closes them, which rolls them back.
 //!
-//! COMMIT: the attached connection is the coordinator. pgsplit reads its transaction id
-//! (`txid_current()`), prepares every other participant as
+//! COMMIT: the shard the transaction began on is the coordinator (it takes the client's
+//! COMMIT; when the COMMIT comes with statements of another shard, that shard does). pgsplit
+//! reads the coordinator's transaction id (`txid_current()`), prepares every other one as
 //! `pgsplit:<coordinator>:<xid>:<i>` (see `crate::shard::twophase`), then lets the client's
 //! COMMIT through to the coordinator: that plain commit is the decision. Once it is answered,
 //! the prepared ones are committed (or rolled back, if the coordinator did not commit) before
@@ -43,6 +44,8 @@ pub(in crate::frontend) struct Participant {
 pub(in crate::frontend) struct MultiShard {
     /// Participants other than the attached connection.
     parked: Vec<Participant>,
+    /// The shard the transaction began on: the coordinator of its commit.
+    first: String,
     /// The transaction's BEGIN as the client wrote it, run on every shard it reaches.
     begin: Option<String>,
     /// Participants prepared while the client's COMMIT runs on the coordinator, and the
@@ -146,6 +149,9 @@ impl Session {
         let Some(attached) = self.server.take().filter(|_| status == b'T') else {
             return Ok(()); // the transaction ended meanwhile: the unit is routed afresh
         };
+        if self.multi_shard.parked.is_empty() {
+            self.multi_shard.first = current.clone();
+        }
         self.multi_shard.parked.push(Participant {
             cluster: current,
             attached,
@@ -252,6 +258,10 @@ impl Session {
             self.roll_back(parked).await;
             return Ok(());
         }
+        if self.unit_cluster.is_none() {
+            // The unit (a bare COMMIT) may run on any shard: the first one coordinates.
+            self.attach_first_shard();
+        }
         match self.prepare_parked().await {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -259,6 +269,30 @@ impl Session {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the transaction's first shard the attached connection (the others wait aside).
+    fn attach_first_shard(&mut self) {
+        let first = &self.multi_shard.first;
+        let Some(index) = self
+            .multi_shard
+            .parked
+            .iter()
+            .position(|p| &p.cluster == first)
+        else {
+            return;
+        };
+        let Some(current) = self.attached_cluster() else {
+            return;
+        };
+        let coordinator = self.multi_shard.parked.remove(index);
+        if let Some(attached) = self.server.take() {
+            self.multi_shard.parked.push(Participant {
+                cluster: current,
+                attached,
+            });
+        }
+        self.resume(coordinator.attached);
     }
 
     /// Prepares every parked participant under the attached coordinator's transaction id.
