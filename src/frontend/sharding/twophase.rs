@@ -272,14 +272,23 @@ impl Session {
     }
 
     /// Makes the transaction's first shard the attached connection (the others wait aside).
+    /// The coordinator must be a primary: a read-only start on a replica gives way to any
+    /// primary participant.
     fn attach_first_shard(&mut self) {
-        let first = &self.multi_shard.first;
-        let Some(index) = self
-            .multi_shard
-            .parked
+        let parked = &self.multi_shard.parked;
+        let on_primary = |p: &Participant| p.attached.route.node.role() == Role::Primary;
+        let attached_on_replica = self
+            .server
+            .as_ref()
+            .is_some_and(|a| a.route.node.role() == Role::Replica);
+        let first = parked
             .iter()
-            .position(|p| &p.cluster == first)
-        else {
+            .position(|p| p.cluster == self.multi_shard.first && on_primary(p));
+        let Some(index) = first.or_else(|| {
+            attached_on_replica
+                .then(|| parked.iter().position(on_primary))
+                .flatten()
+        }) else {
             return;
         };
         let Some(current) = self.attached_cluster() else {
