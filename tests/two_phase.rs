@@ -405,15 +405,20 @@ async fn a_failed_prepare_leaves_nothing_behind() {
     let on_d = keys_on(&["shard_a", "shard_d"], "shard_d", 1, 1)[0];
     let on_a = keys_on(&["shard_a", "shard_d"], "shard_a", 1, 1)[0];
     begin_and_insert(&client, "gadgets", &[on_a, on_d]).await;
-    let error = client
-        .simple_query("COMMIT")
-        .await
-        .expect_err("cannot prepare");
-    let text = message(&error);
-    assert!(
-        text.contains("max_prepared_transactions") && text.contains("shard_d"),
-        "{text}"
-    );
+    let in_transaction = client.simple_query("COMMIT").await;
+    // The same rows as one INSERT in autocommit: split, and refused the same way.
+    let split = client
+        .simple_query(&format!(
+            "INSERT INTO gadgets (id) VALUES ({on_a}), ({on_d})"
+        ))
+        .await;
+    for result in [in_transaction, split] {
+        let text = message(&result.expect_err("cannot prepare"));
+        assert!(
+            text.contains("max_prepared_transactions") && text.contains("shard_d"),
+            "{text}"
+        );
+    }
     assert_eq!(
         ids_on(&setup.shards[0], "gadgets", 0, 100_000).await,
         Vec::<i64>::new()
@@ -489,6 +494,17 @@ impl Pgsplit {
             .to_string()
     }
 
+    /// How many events of this kind `/api/status` lists.
+    fn events(&self, kind: &str) -> usize {
+        let (_, body) =
+            common::process::http(&self.admin, "GET", "/api/status", Duration::from_secs(5))
+                .expect("status");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+        status["events"].as_array().map_or(0, |events| {
+            events.iter().filter(|e| e["kind"] == kind).count()
+        })
+    }
+
     /// Waits (bounded) for the process to end, as the fault point makes it.
     fn wait_crashed(&mut self) {
         let status = common::process::wait_or_kill(
@@ -551,6 +567,8 @@ async fn crash_and_recover(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(recovering.resolutions(outcome), "2", "counted in /metrics");
+    let event = format!("two_phase_{outcome}");
+    assert_eq!(recovering.events(&event), 2, "{event} events");
     let mut ids = Vec::new();
     for shard in shards {
         ids.push(ids_on(shard, "items", from, from + 1000).await);
