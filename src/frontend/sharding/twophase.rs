@@ -471,11 +471,11 @@ impl Session {
             );
             return;
         }
-        crash_point("after_coordinator_commit");
+        if decision == Decision::Commit {
+            crash_point("after_coordinator_commit");
+        }
         for (cluster, lsn) in self.resolve(prepared, decision).await {
-            if lsn > self.causal_for(&cluster) {
-                self.causal.insert(cluster, lsn);
-            }
+            self.note_commit_position(cluster, lsn);
         }
         if self.transaction_status() == b'I' {
             self.multi_shard.begin = None;
