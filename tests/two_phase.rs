@@ -38,7 +38,9 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let shards = common::shards::start_shards(&SHARDS, 0, &[PREPARED_ON]);
+        // shard_a has a replica, so that a transaction's first read may be routed to it.
+        let mut shards = common::shards::start_shards(&SHARDS[..1], 1, &[PREPARED_ON]);
+        shards.extend(common::shards::start_shards(&SHARDS[1..], 0, &[PREPARED_ON]));
         let no_prepare =
             common::shards::start_shards(&["shard_d"], 0, &["max_prepared_transactions = 0"])
                 .remove(0);
@@ -232,6 +234,36 @@ async fn a_transaction_on_three_shards_commits_or_rolls_back_on_all() {
     begin_and_insert(&client, "items", &keys).await;
     client.simple_query("ROLLBACK").await.expect("rollback");
     assert_none_between(&setup.shards, 2000, 3000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
+    let setup = setup();
+    let client = through_pgsplit().await;
+    let keys = one_per_shard(12_000);
+    client.simple_query("BEGIN").await.expect("begin");
+    // A read first (shard_a has a replica): the transaction still begins on shard_a's primary.
+    let read = client
+        .simple_query(&format!("SELECT v FROM items WHERE id = {}", keys[0]))
+        .await
+        .expect("first read");
+    assert!(rows(&read).is_empty());
+    for key in [keys[1], keys[0]] {
+        client
+            .simple_query(&format!("INSERT INTO items (id) VALUES ({key})"))
+            .await
+            .expect("insert");
+    }
+    client.simple_query("COMMIT").await.expect("commit");
+    assert_eq!(
+        ids_on(&setup.shards[0], "items", 12_000, 13_000).await,
+        vec![keys[0]]
+    );
+    assert_eq!(
+        ids_on(&setup.shards[1], "items", 12_000, 13_000).await,
+        vec![keys[1]]
+    );
+    nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

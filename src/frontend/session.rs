@@ -463,7 +463,7 @@ impl Session {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
         }
-        if let Err(e) = self.start_deferred_transaction().await {
+        if let Err(e) = self.start_deferred_transaction(client).await {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
         }

@@ -171,15 +171,46 @@ impl Session {
         true
     }
 
-    /// Runs the held BEGIN on the connection the transaction's first statement got.
-    pub(super) async fn start_deferred_transaction(&mut self) -> Result<(), FrontendError> {
-        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_mut())
+    /// Runs the held BEGIN on the connection the transaction's first statement got. A first
+    /// statement that only reads was routed as a read: a read-write transaction moves to its
+    /// cluster's primary first, where its later writes can run.
+    pub(super) async fn start_deferred_transaction(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
+        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_ref())
         else {
             return Ok(());
         };
-        attached.checkout.conn.run_internal(&begin).await?;
+        let on_replica = attached.route.node.role() == crate::topology::Role::Replica;
+        if on_replica && !self.reads_only(&begin) {
+            let cluster = cluster_of_node(&self.shared.topology.load(), &attached.route.node.name)
+                .unwrap_or_default();
+            if let Some(replica) = self.server.take() {
+                self.shared.pools.checkin(replica.checkout);
+            }
+            let moved = match self.primary_route(&cluster) {
+                Ok(route) => self.attach(client, route).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                self.deferred_begin = Some(begin);
+                return Err(e);
+            }
+        }
+        if let Some(attached) = self.server.as_mut() {
+            attached.checkout.conn.run_internal(&begin).await?;
+        }
         self.multi_shard.remember_begin(&begin);
         Ok(())
+    }
+
+    /// The held BEGIN opens a read-only transaction (READ ONLY, or the session's default).
+    fn reads_only(&self, begin: &str) -> bool {
+        let held = super::work::describe_text(begin, &self.shared.live().classifier);
+        held.tx.iter().any(|t| {
+            matches!(t, crate::route::classify::TxControl::Begin { read_only } if *read_only || self.state.default_read_only())
+        })
     }
 
     /// A unit for `target` while the session holds a connection (a transaction, a pin): the
