@@ -12,7 +12,7 @@ use crate::shard::map::Sharding;
 
 use super::super::client::ClientConn;
 use super::super::error::FrontendError;
-use super::super::session::{Attached, Session};
+use super::super::session::Session;
 use super::super::work::Work;
 use super::ShardTarget;
 use super::refusal::cross_shard_write;
@@ -138,21 +138,9 @@ impl Session {
         &self,
         part: &ShardPart,
     ) -> Result<(Participant, u64), FrontendError> {
-        let route = self.primary_route(&part.cluster)?;
-        let mut checkout = self.checkout(&route).await?;
-        self.shared.route_counters.record(route.reason);
-        self.shared.metrics.route(&route.node, route.reason);
-        route.node.stats.count_write();
-        checkout.conn.run_internal("BEGIN").await?;
-        let rows = run_insert(&mut checkout.conn, &part.sql).await?;
-        let participant = Participant {
-            cluster: part.cluster.clone(),
-            attached: Attached {
-                checkout,
-                route,
-                work: None,
-            },
-        };
+        let mut participant = self.begin_on_primary(&part.cluster).await?;
+        participant.attached.route.node.stats.count_write();
+        let rows = run_insert(&mut participant.attached.checkout.conn, &part.sql).await?;
         Ok((participant, rows))
     }
 

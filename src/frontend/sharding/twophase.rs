@@ -482,6 +482,27 @@ impl Session {
         }
     }
 
+    /// A connection to `cluster`'s primary, from the session's pool, with a transaction of
+    /// pgsplit's own begun: a participant for a write pgsplit splits over shards itself.
+    pub(in crate::frontend) async fn begin_on_primary(
+        &self,
+        cluster: &str,
+    ) -> Result<Participant, FrontendError> {
+        let route = self.primary_route(cluster)?;
+        let mut checkout = self.checkout(&route).await?;
+        self.shared.route_counters.record(route.reason);
+        self.shared.metrics.route(&route.node, route.reason);
+        checkout.conn.run_internal("BEGIN").await?;
+        Ok(Participant {
+            cluster: cluster.to_string(),
+            attached: Attached {
+                checkout,
+                route,
+                work: None,
+            },
+        })
+    }
+
     /// Commits participants that each hold an open transaction, as one: through two-phase
     /// commit when it is on and there are several (the first is the coordinator), else one
     /// after another. Used by writes pgsplit splits over shards itself (a multi-row INSERT,
