@@ -254,6 +254,12 @@ async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
             .await
             .expect("insert");
     }
+    // A savepoint lives on one shard: rolling back to it is refused, the transaction goes on.
+    let refused = client
+        .simple_query("ROLLBACK TO SAVEPOINT nowhere")
+        .await
+        .expect_err("savepoint across shards");
+    assert!(message(&refused).contains("across shards"), "{refused}");
     client.simple_query("COMMIT").await.expect("commit");
     assert_eq!(
         ids_on(&setup.shards[0], "items", 12_000, 13_000).await,

@@ -244,6 +244,9 @@ impl Session {
             self.multi_shard.parked.clear();
             return Ok(());
         }
+        if let Some(refusal) = unsupported_across_shards(tx) {
+            return Err(refusal);
+        }
         let commits = match tx.iter().rev().find_map(|t| match t {
             TxControl::Commit => Some(true),
             TxControl::Rollback => Some(false),
@@ -579,6 +582,23 @@ impl Session {
             self.causal_token = lsn;
         }
     }
+}
+
+/// Transaction control that a transaction across shards cannot honour: a savepoint lives on
+/// one shard only (rolling back to it would keep the other shards' later writes), and a
+/// client's own PREPARE TRANSACTION would cover one shard.
+fn unsupported_across_shards(tx: &[TxControl]) -> Option<FrontendError> {
+    let what = tx.iter().find_map(|t| match t {
+        TxControl::RollbackToSavepoint => Some("ROLLBACK TO SAVEPOINT"),
+        TxControl::TwoPhase => Some("PREPARE TRANSACTION"),
+        _ => None,
+    })?;
+    Some(FrontendError::refuse(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        format!(
+            "{what} is not supported in a transaction across shards: roll back the whole transaction instead"
+        ),
+    ))
 }
 
 /// The coordinator's epoch-qualified transaction id (assigning one if it wrote nothing).
