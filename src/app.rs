@@ -68,6 +68,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> Result<Running,
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let shared = Shared::new(config, overrides)?;
     start_watching(&shared);
+    crate::shard::twophase::spawn(shared.clone());
     wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();

@@ -43,6 +43,11 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     class: SqlstateClass,
 }
@@ -107,6 +112,7 @@ pub struct Metrics {
     routes: Family<RouteLabels, Counter>,
     unit_duration: Family<NodeLabels, Histogram, fn() -> Histogram>,
     errors: Family<ErrorLabels, Counter>,
+    two_phase: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +120,7 @@ impl Default for Metrics {
         let routes = Family::<RouteLabels, Counter>::default();
         let unit_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
         let errors = Family::<ErrorLabels, Counter>::default();
+        let two_phase = Family::<OutcomeLabels, Counter>::default();
         // Names get the prefix, then the unit and `_total` suffixes from the registry.
         let mut registry = Registry::with_prefix(PREFIX);
         registry.register(
@@ -132,11 +139,17 @@ impl Default for Metrics {
             "Errors sent to clients, by SQLSTATE class",
             errors.clone(),
         );
+        registry.register(
+            "two_phase_resolutions",
+            "Prepared multi-shard transactions resolved by recovery, by outcome",
+            two_phase.clone(),
+        );
         Metrics {
             registry,
             routes,
             unit_duration,
             errors,
+            two_phase,
         }
     }
 }
@@ -174,6 +187,13 @@ impl Metrics {
             class: SqlstateClass::of(sqlstate),
         };
         self.errors.get_or_create(&labels).inc();
+    }
+
+    /// Two-phase recovery committed or rolled back a prepared transaction left behind.
+    pub fn two_phase_resolved(&self, outcome: &'static str) {
+        self.two_phase
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Appends these metrics to `out` in the OpenMetrics text format, without the closing

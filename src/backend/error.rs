@@ -68,6 +68,20 @@ impl BackendError {
         matches!(self, BackendError::Auth(AuthError::PasswordRequired))
     }
 
+    /// In a sentence: the server's own SQLSTATE and message for `Server`, else what happened.
+    pub fn reason(&self) -> String {
+        if let BackendError::Server(raw) = self {
+            let body = raw.get(5..).unwrap_or_default();
+            if let (Some(code), Some(message)) = (
+                crate::protocol::error_code(body),
+                crate::protocol::error_field(body, b'M'),
+            ) {
+                return format!("{code}: {message}");
+            }
+        }
+        self.to_string()
+    }
+
     /// The ErrorResponse the client should see, unless the server already wrote one (`Server`).
     pub fn to_client_error(&self) -> ErrorFields {
         let code = match self {

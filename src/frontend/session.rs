@@ -147,6 +147,8 @@ pub struct Session {
     pub(super) unit_cluster: Option<String>,
     /// A sharded session's `BEGIN`, held until a statement picks the shard.
     pub(super) deferred_begin: Option<String>,
+    /// The other shards' connections of a transaction across shards (two-phase commit).
+    pub(super) multi_shard: super::sharding::MultiShard,
     /// A unit since the last transaction end wrote: its commit needs a new causal token.
     pub(super) wrote: bool,
     /// The session's `pgsplit.*` settings (from SET or the startup packet).
@@ -222,6 +224,7 @@ impl Session {
             causal: Default::default(),
             unit_cluster: None,
             deferred_begin: None,
+            multi_shard: Default::default(),
             wrote: false,
             hints,
             local_hints: Hints::default(),
@@ -443,7 +446,17 @@ impl Session {
             Ok(ShardTarget::CopyIn(plan)) => {
                 return self.copy_in(client, *plan, &frames, &work).await;
             }
-            Ok(ShardTarget::Cluster(cluster)) => self.unit_cluster = Some(cluster),
+            Ok(ShardTarget::SplitWrite { parts }) => {
+                self.settle(client).await?;
+                let answer = self.write_split(client, parts, &work).await;
+                return self.answer_from_shards(client, answer, &frames);
+            }
+            Ok(ShardTarget::Cluster(cluster)) => {
+                if let Err(e) = self.enter_shard(client, &cluster).await {
+                    return self.fail_unit(client, e, &frames);
+                }
+                self.unit_cluster = Some(cluster);
+            }
             Ok(ShardTarget::Anywhere) => self.unit_cluster = None,
         }
         if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
@@ -453,8 +466,11 @@ impl Session {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
         }
-        if let Err(e) = self.start_deferred_transaction().await {
+        if let Err(e) = self.start_deferred_transaction(client).await {
             self.fill = None;
+            return self.fail_unit(client, e, &frames);
+        }
+        if let Err(e) = self.before_transaction_end(client, &work.tx).await {
             return self.fail_unit(client, e, &frames);
         }
         if let Some(stamp) = self.fill_stamp()
@@ -662,6 +678,7 @@ impl Session {
         if retry {
             return Box::pin(self.retry_unit(client)).await;
         }
+        self.settle_participants().await;
         if self.held_ready.is_some() {
             self.take_causal_token(client).await?;
         }
@@ -692,6 +709,7 @@ impl Session {
             status: conn.tx_status,
             failed: std::mem::take(&mut self.unit_failed),
         };
+        self.multi_shard.unit_ended(outcome);
         let applied = self.state.finish_unit(unit.effects, &unit.tx, outcome);
         if outcome.status == b'I' {
             self.local_hints = Hints::default();

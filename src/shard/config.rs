@@ -4,6 +4,7 @@
 //! ```toml
 //! [sharding]
 //! default = "main"                  # cluster of tables neither sharded nor replicated
+//! two_phase_commit = false          # true: transactions may span shards (PREPARE TRANSACTION)
 //! replicated = ["countries"]        # a full copy on every shard
 //!
 //! [[sharding.tables]]
@@ -51,6 +52,11 @@ pub struct ShardingConfig {
     pub replicated: Vec<String>,
     #[serde(default)]
     pub default: Option<String>,
+    /// Transactions (and multi-row INSERTs) that touch several shards commit through
+    /// PostgreSQL's two-phase commit; off, they are refused. Needs `max_prepared_transactions`
+    /// above 0 on every shard.
+    #[serde(default)]
+    pub two_phase_commit: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -240,6 +246,7 @@ impl ShardingConfig {
             maps,
             replicated,
             default: self.default.clone(),
+            two_phase_commit: self.two_phase_commit,
         })
     }
 

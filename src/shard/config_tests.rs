@@ -111,6 +111,15 @@ fn unknown_keys_are_refused_by_serde() {
     assert!(toml::from_str::<File>(bad_type).is_err());
 }
 
+#[test]
+fn two_phase_commit_is_off_unless_asked_and_must_be_a_boolean() {
+    assert!(!build(FULL).expect("valid").two_phase_commit);
+    let on = FULL.replace("[sharding]\n", "[sharding]\ntwo_phase_commit = true\n");
+    assert!(build(&on).expect("valid").two_phase_commit);
+    let text = "[sharding]\ntwo_phase_commit = \"yes\"";
+    assert!(toml::from_str::<File>(text).is_err());
+}
+
 fn with_map(map: &str) -> String {
     format!(
         "[sharding]\ntables = [{{ name = \"t\", key = \"k\", key_type = \"int4\", map = \"m\" }}]\n\

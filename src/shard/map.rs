@@ -77,6 +77,8 @@ pub struct Sharding {
     pub maps: Vec<NamedMap>,
     pub replicated: HashSet<String>,
     pub default: Option<String>,
+    /// Multi-shard transactions commit through two-phase commit (else they are refused).
+    pub two_phase_commit: bool,
 }
 
 impl Sharding {

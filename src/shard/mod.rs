@@ -15,6 +15,7 @@ pub mod map;
 pub mod plan;
 pub mod range;
 pub mod ring;
+pub mod twophase;
 
 pub use error::ShardError;
 pub use key::{KeyType, KeyValue};

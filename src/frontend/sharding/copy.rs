@@ -238,7 +238,7 @@ impl Session {
             .map_err(|_| FrontendError::ClientGone)?;
         let mut keyed = keyed.map(|(keyed, _)| keyed);
         let taken = self
-            .take_copy_data(client, &plan, &mut copies, keyed.as_mut(), work)
+            .take_copy_data(client, &plan, &mut copies, keyed.as_mut())
             .await;
         let outcome = match taken {
             Ok(()) => copies.finish(self).await,
@@ -267,7 +267,7 @@ impl Session {
         let key_column = match &plan.spread {
             Spread::Everywhere(clusters) => {
                 for cluster in clusters {
-                    copies.start(self, cluster, work).await?;
+                    copies.start(self, cluster).await?;
                 }
                 return Ok(None);
             }
@@ -353,7 +353,6 @@ impl Session {
         plan: &CopyPlan,
         copies: &mut ShardCopies,
         mut keyed: Option<&mut KeyedRows>,
-        work: &Work,
     ) -> Result<(), FrontendError> {
         // The shards hold transactions open meanwhile: a silent client is one idle in one.
         let idle = IdleLimit::of(&self.shared.live().config.timeouts, false, b'T');
@@ -367,13 +366,13 @@ impl Session {
                 (tag::COPY_DATA, Some(keyed)) => {
                     let rows = keyed.splitter.feed(frame.body());
                     check_partial_row(plan, &keyed.splitter, max_row)?;
-                    self.route_rows(plan, keyed, copies, rows, work).await?;
+                    self.route_rows(plan, keyed, copies, rows).await?;
                     copies.flush().await?;
                 }
                 (tag::COPY_DATA, None) => copies.send_everywhere(&frame).await?,
                 (tag::COPY_DONE, Some(keyed)) => {
                     let last: Vec<Row> = keyed.splitter.finish().into_iter().collect();
-                    return self.route_rows(plan, keyed, copies, last, work).await;
+                    return self.route_rows(plan, keyed, copies, last).await;
                 }
                 // Each shard's CopyDone is sent when the COPYs are finished.
                 (tag::COPY_DONE, None) => return Ok(()),
@@ -397,7 +396,6 @@ impl Session {
         keyed: &mut KeyedRows,
         copies: &mut ShardCopies,
         rows: Vec<Row>,
-        work: &Work,
     ) -> Result<(), FrontendError> {
         if copies.header.is_none() {
             copies.header = keyed.splitter.header().cloned();
@@ -418,7 +416,7 @@ impl Session {
                 }
                 None => return Err(refuse(format!("table \"{}\" is not sharded", plan.table))),
             };
-            copies.queue(self, &cluster, &row, work).await?;
+            copies.queue(self, &cluster, &row).await?;
         }
         Ok(())
     }

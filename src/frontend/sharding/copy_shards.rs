@@ -9,14 +9,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::backend::BackendError;
 use crate::pool::Checkout;
-use crate::protocol::{Frame, SqlState, tag};
-use crate::route::Route;
+use crate::protocol::{Frame, tag};
 use crate::shard::copy_rows::Row;
 
 use super::super::error::FrontendError;
 use super::super::scatter::put_message;
 use super::super::session::Session;
-use super::super::work::Work;
+use super::twophase::Participant;
 
 /// Rows for one shard are sent once this many bytes wait, and at the end of each client
 /// message.
@@ -27,8 +26,8 @@ const MAPPED_LINES: usize = 1 << 20;
 
 /// One shard's COPY in progress.
 struct ShardCopy {
-    cluster: String,
-    checkout: Checkout,
+    /// The shard's primary connection, in a transaction of its own.
+    part: Participant,
     /// Row bytes not yet sent.
     pending: BytesMut,
     /// The server is in copy-in mode (not yet ended by CopyDone or CopyFail).
@@ -73,11 +72,10 @@ impl ShardCopies {
         session: &Session,
         cluster: &str,
         row: &Row,
-        work: &Work,
     ) -> Result<(), FrontendError> {
-        let index = match self.shards.iter().position(|s| s.cluster == cluster) {
+        let index = match self.shards.iter().position(|s| s.part.cluster == cluster) {
             Some(index) => index,
-            None => self.start(session, cluster, work).await?,
+            None => self.start(session, cluster).await?,
         };
         let shard = &mut self.shards[index];
         shard.pending.extend_from_slice(&row.bytes);
@@ -93,7 +91,7 @@ impl ShardCopies {
     /// Sends the client's CopyData message whole to every shard (a replicated table).
     pub(super) async fn send_everywhere(&mut self, frame: &Frame) -> Result<(), FrontendError> {
         for shard in &mut self.shards {
-            shard.checkout.conn.write_all(&frame.bytes).await?;
+            shard.conn().write_all(&frame.bytes).await?;
         }
         Ok(())
     }
@@ -111,12 +109,10 @@ impl ShardCopies {
         &mut self,
         session: &Session,
         cluster: &str,
-        work: &Work,
     ) -> Result<usize, FrontendError> {
-        let mut checkout = session
-            .checkout(&shard_route(session, cluster, work)?)
-            .await?;
-        checkout.conn.run_internal("BEGIN").await?;
+        let mut part = session.begin_on_primary(cluster).await?;
+        part.attached.route.node.stats.count_write();
+        let checkout = &mut part.attached.checkout;
         let mut query = BytesMut::new();
         postgres_protocol::message::frontend::query(&self.sql, &mut query)
             .map_err(|e| BackendError::Malformed(e.to_string()))?;
@@ -136,9 +132,7 @@ impl ShardCopies {
             }
         }
         if let Some(bytes) = error {
-            if checkout.conn.run_internal("ROLLBACK").await.is_ok() {
-                session.shared.pools.checkin(checkout);
-            }
+            session.roll_back(vec![part]).await;
             return Err(BackendError::Server(bytes).into());
         }
         let mut pending = BytesMut::new();
@@ -148,8 +142,7 @@ impl ShardCopies {
             lines.push(1);
         }
         self.shards.push(ShardCopy {
-            cluster: cluster.to_string(),
-            checkout,
+            part,
             pending,
             copying: true,
             lines,
@@ -157,9 +150,12 @@ impl ShardCopies {
         Ok(self.shards.len() - 1)
     }
 
-    /// The client's data is all in: ends every shard's COPY, then commits them one after
-    /// another. On any shard's error, nothing is committed and the error is returned.
-    pub(super) async fn finish(mut self, session: &Session) -> Result<Committed, FrontendError> {
+    /// The client's data is all in: ends every shard's COPY, then commits them as one (through
+    /// two-phase commit when it is on). On any shard's error, nothing is committed.
+    pub(super) async fn finish(
+        mut self,
+        session: &mut Session,
+    ) -> Result<Committed, FrontendError> {
         if let Err(e) = self.flush().await {
             self.abort(session).await;
             return Err(e);
@@ -174,7 +170,8 @@ impl ShardCopies {
                 }
             }
         }
-        let positions = commit_shards(session, self.shards).await?;
+        let parts = self.shards.into_iter().map(|shard| shard.part).collect();
+        let positions = session.commit_participants(parts).await?;
         Ok(Committed { rows, positions })
     }
 
@@ -187,94 +184,11 @@ impl ShardCopies {
     }
 }
 
-/// The route to `cluster`'s primary (the unit is a write), counted as the session's routes are.
-fn shard_route(session: &Session, cluster: &str, work: &Work) -> Result<Route, FrontendError> {
-    let topology = session.shared.topology.load();
-    let Some(cluster) = topology.clusters.iter().find(|c| c.name == cluster) else {
-        return Err(FrontendError::refuse(
-            SqlState::UNDEFINED_OBJECT,
-            format!("no cluster \"{cluster}\" is configured for this shard"),
-        ));
-    };
-    let route = session.decide_in(cluster, work);
-    session.shared.route_counters.record(route.reason);
-    session.shared.metrics.route(&route.node, route.reason);
-    route.node.stats.count_write();
-    Ok(route)
-}
-
-/// Commits each shard's transaction, one after another. The one place a COPY's parts become
-/// visible: a commit that fails after others succeeded says exactly which shards hold their
-/// rows. Returns each shard's WAL position after its commit.
-async fn commit_shards(
-    session: &Session,
-    shards: Vec<ShardCopy>,
-) -> Result<Vec<(String, u64)>, FrontendError> {
-    let mut committed: Vec<(String, u64)> = Vec::new();
-    let mut shards = shards.into_iter();
-    while let Some(mut shard) = shards.next() {
-        if let Err(e) = shard.checkout.conn.run_internal("COMMIT").await {
-            let e = FrontendError::from(e);
-            let error = if committed.is_empty() {
-                e
-            } else {
-                partly_committed(&committed, &shard.cluster, &e)
-            };
-            shard.roll_back(session).await;
-            for rest in shards {
-                rest.roll_back(session).await;
-            }
-            return Err(error);
-        }
-        let position = wal_position(&mut shard.checkout).await;
-        committed.push((shard.cluster, position));
-        session.shared.pools.checkin(shard.checkout);
-    }
-    Ok(committed)
-}
-
-/// A WAL position at or after the commit just made on this connection (0 if unknown).
-async fn wal_position(checkout: &mut Checkout) -> u64 {
-    let position = checkout
-        .conn
-        .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-        .await;
-    position
-        .ok()
-        .flatten()
-        .as_deref()
-        .and_then(crate::topology::monitor::parse_lsn)
-        .unwrap_or(0)
-}
-
-/// A COPY some shards committed and one refused.
-fn partly_committed(done: &[(String, u64)], failed: &str, e: &FrontendError) -> FrontendError {
-    let done: Vec<&str> = done.iter().map(|(name, _)| name.as_str()).collect();
-    FrontendError::refuse(
-        SqlState::INTERNAL_ERROR,
-        format!(
-            "the COPY committed its rows on shard(s) {} but its commit failed on shard \"{failed}\" ({}): the rows of the other shards are not written",
-            done.join(", "),
-            server_reason(e)
-        ),
-    )
-}
-
-/// A shard's own words for its error (SQLSTATE and message), else pgsplit's.
-fn server_reason(e: &FrontendError) -> String {
-    if let FrontendError::Backend(BackendError::Server(raw)) = e {
-        let body = raw.get(5..).unwrap_or_default();
-        if let (Some(code), Some(message)) = (
-            crate::protocol::error_code(body),
-            crate::protocol::error_field(body, b'M'),
-        ) {
-            return format!("{code}: {message}");
-        }
-    }
-    e.to_string()
-}
-
 impl ShardCopy {
+    fn conn(&mut self) -> &mut crate::backend::ServerConn {
+        &mut self.part.attached.checkout.conn
+    }
+
     async fn send_pending(&mut self) -> Result<(), FrontendError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -282,7 +196,7 @@ impl ShardCopy {
         let mut message = BytesMut::with_capacity(self.pending.len() + 5);
         put_message(&mut message, tag::COPY_DATA, &self.pending);
         self.pending.clear();
-        self.checkout.conn.write_all(&message).await?;
+        self.conn().write_all(&message).await?;
         Ok(())
     }
 
@@ -290,9 +204,9 @@ impl ShardCopy {
     async fn end_copy(&mut self) -> Result<u64, FrontendError> {
         let mut done = BytesMut::new();
         put_message(&mut done, tag::COPY_DONE, &[]);
-        self.checkout.conn.write_all(&done).await?;
+        self.conn().write_all(&done).await?;
         self.copying = false;
-        let (answer, error) = read_to_ready(&mut self.checkout).await?;
+        let (answer, error) = read_to_ready(&mut self.part.attached.checkout).await?;
         match error {
             Some(bytes) => Err(BackendError::Server(with_client_line(&bytes, &self.lines)).into()),
             None => Ok(answer),
@@ -305,17 +219,17 @@ impl ShardCopy {
         if self.copying {
             let mut fail = BytesMut::new();
             put_message(&mut fail, tag::COPY_FAIL, b"COPY aborted by pgsplit\0");
-            let ended = match self.checkout.conn.write_all(&fail).await {
-                Ok(()) => read_to_ready(&mut self.checkout).await.is_ok(),
+            let ended = match self.conn().write_all(&fail).await {
+                Ok(()) => read_to_ready(&mut self.part.attached.checkout)
+                    .await
+                    .is_ok(),
                 Err(_) => false,
             };
             if !ended {
-                return;
+                return; // dropped: closing the connection rolls it back
             }
         }
-        if self.checkout.conn.run_internal("ROLLBACK").await.is_ok() {
-            session.shared.pools.checkin(self.checkout);
-        }
+        session.roll_back(vec![self.part]).await;
     }
 }
 

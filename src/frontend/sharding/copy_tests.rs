@@ -25,6 +25,7 @@ fn layout() -> Sharding {
         }],
         replicated: HashSet::from(["countries".to_string()]),
         default: Some("a".into()),
+        two_phase_commit: false,
     }
 }
 

@@ -12,7 +12,9 @@ mod copy;
 mod copy_shards;
 mod joins;
 mod refusal;
+mod split;
 mod target;
+mod twophase;
 
 use std::collections::HashMap;
 
@@ -31,7 +33,9 @@ use super::work::Work;
 pub(super) use bind::BindParams;
 use copy::{CopyPlan, copy_not_alone, copy_target, unreadable_copy};
 use refusal::refuse_multi_shard;
+pub(super) use split::ShardPart;
 use target::{combine, hinted_target, statement_target};
+pub(super) use twophase::MultiShard;
 
 /// Where a unit runs in a sharded setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub(super) enum ShardTarget {
     Everywhere { clusters: Vec<String>, sql: String },
     /// COPY FROM STDIN into a sharded table (rows split by key) or a replicated one (to all).
     CopyIn(Box<CopyPlan>),
+    /// A multi-row INSERT whose rows belong to several shards (two-phase commit on): each
+    /// part on its shard, committed as one.
+    SplitWrite { parts: Vec<ShardPart> },
 }
 
 /// The SQL texts a unit runs, and the parameters bound for them.
@@ -121,6 +128,11 @@ impl Session {
                 return Err(refuse_multi_shard(&unit.texts, &target));
             }
         }
+        if let ShardTarget::SplitWrite { .. } = &target
+            && !(statements == 1 && unit.simple)
+        {
+            return Err(refuse_multi_shard(&unit.texts, &target));
+        }
         Ok(target)
     }
 
@@ -185,14 +197,46 @@ impl Session {
         true
     }
 
-    /// Runs the held BEGIN on the connection the transaction's first statement got.
-    pub(super) async fn start_deferred_transaction(&mut self) -> Result<(), FrontendError> {
-        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_mut())
+    /// Runs the held BEGIN on the connection the transaction's first statement got. A first
+    /// statement that only reads was routed as a read: a read-write transaction moves to its
+    /// cluster's primary first, where its later writes can run.
+    pub(super) async fn start_deferred_transaction(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
+        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_ref())
         else {
             return Ok(());
         };
-        attached.checkout.conn.run_internal(&begin).await?;
+        let on_replica = attached.route.node.role() == crate::topology::Role::Replica;
+        if on_replica && !self.reads_only(&begin) {
+            let cluster = cluster_of_node(&self.shared.topology.load(), &attached.route.node.name)
+                .unwrap_or_default();
+            if let Some(replica) = self.server.take() {
+                self.shared.pools.checkin(replica.checkout);
+            }
+            let moved = match self.primary_route(&cluster) {
+                Ok(route) => self.attach(client, route).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = moved {
+                self.deferred_begin = Some(begin);
+                return Err(e);
+            }
+        }
+        if let Some(attached) = self.server.as_mut() {
+            attached.checkout.conn.run_internal(&begin).await?;
+        }
+        self.multi_shard.remember_begin(&begin);
         Ok(())
+    }
+
+    /// The held BEGIN opens a read-only transaction (READ ONLY, or the session's default).
+    fn reads_only(&self, begin: &str) -> bool {
+        let held = super::work::describe_text(begin, &self.shared.live().classifier);
+        held.tx.iter().any(|t| {
+            matches!(t, crate::route::classify::TxControl::Begin { read_only } if *read_only || self.state.default_read_only())
+        })
     }
 
     /// A unit for `target` while the session holds a connection (a transaction, a pin): the
@@ -210,12 +254,15 @@ impl Session {
         let topology = self.shared.topology.load();
         let current = cluster_of_node(&topology, &attached.route.node.name).unwrap_or_default();
         match target {
-            ShardTarget::Cluster(cluster) if *cluster != current => Err(FrontendError::refuse(
-                SqlState::FEATURE_NOT_SUPPORTED,
-                format!(
-                    "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard (two-phase commit across shards is not enabled)"
-                ),
-            )),
+            ShardTarget::Cluster(cluster) if *cluster != current && !self.may_join_shard() => {
+                Err(FrontendError::refuse(
+                    SqlState::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "this transaction runs on shard \"{current}\" and this statement belongs to shard \"{cluster}\": a transaction stays on one shard ({})",
+                        self.why_one_shard()
+                    ),
+                ))
+            }
             ShardTarget::FanOut { .. } => Err(FrontendError::refuse(
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
@@ -226,6 +273,12 @@ impl Session {
                 SqlState::FEATURE_NOT_SUPPORTED,
                 format!(
                     "a write to a replicated table goes to every shard and cannot run inside a transaction on shard \"{current}\": write it outside the transaction"
+                ),
+            )),
+            ShardTarget::SplitWrite { .. } if !self.may_join_shard() => Err(FrontendError::refuse(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "an INSERT whose rows belong to several shards cannot run on the connection this session holds on shard \"{current}\": insert each shard's rows separately"
                 ),
             )),
             _ => Ok(()),

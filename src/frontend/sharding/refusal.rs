@@ -49,6 +49,7 @@ pub(super) fn write_without_key(
     )
 }
 
+/// A write whose keys span shards, with two-phase commit off.
 pub(super) fn cross_shard_write(sharding: &Sharding, table: &str) -> FrontendError {
     FrontendError::refuse(
         SqlState::FEATURE_NOT_SUPPORTED,
@@ -62,6 +63,7 @@ pub(super) fn cross_shard_write(sharding: &Sharding, table: &str) -> FrontendErr
 pub(super) fn refuse_multi_shard(texts: &[&str], target: &ShardTarget) -> FrontendError {
     let what = match target {
         ShardTarget::Everywhere { .. } => "a write to a replicated table (run on every shard)",
+        ShardTarget::SplitWrite { .. } => "an INSERT whose rows belong to several shards",
         _ => "a read of every shard",
     };
     let why = if texts.len() > 1 || texts.first().is_some_and(|t| t.contains(';')) {

@@ -14,7 +14,7 @@ use super::super::error::FrontendError;
 use super::ShardTarget;
 use super::bind::BindParams;
 use super::joins::{co_located, joined_key, single_shard_tables};
-use super::refusal::{cross_shard_write, write_without_key};
+use super::refusal::write_without_key;
 
 /// `shard=<n or name>` or `shard_key=<value>`: the shard the operator named, under the map of
 /// the statement's first sharded table (else the first map).
@@ -191,7 +191,7 @@ async fn keys_target(
             sql: statement.to_string(),
             clusters,
         }),
-        _ => Err(cross_shard_write(sharding, table)),
+        _ => super::split::split_write(sharding, table, statement, keys).await,
     }
 }
 
@@ -250,14 +250,16 @@ pub(super) fn combine(a: ShardTarget, b: ShardTarget) -> Result<ShardTarget, Fro
         (
             many @ (ShardTarget::FanOut { .. }
             | ShardTarget::Everywhere { .. }
-            | ShardTarget::CopyIn(_)),
+            | ShardTarget::CopyIn(_)
+            | ShardTarget::SplitWrite { .. }),
             _,
         )
         | (
             _,
             many @ (ShardTarget::FanOut { .. }
             | ShardTarget::Everywhere { .. }
-            | ShardTarget::CopyIn(_)),
+            | ShardTarget::CopyIn(_)
+            | ShardTarget::SplitWrite { .. }),
         ) => Ok(many),
     }
 }
