@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::process::{KillOnDrop, free_port};
 use common::proxy::{TestProxy, start_proxy};
+use common::shards::rows_of;
 use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
 use pgsplit::shard::KeyValue;
@@ -97,20 +98,6 @@ async fn through_pgsplit() -> Client {
     connect(&setup().proxy.connstr("postgres", "postgres")).await
 }
 
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The server's (or pgsplit's) message of an error.
 fn message(error: &tokio_postgres::Error) -> String {
     error
@@ -137,7 +124,7 @@ async fn ids_on(shard: &LocalCluster, table: &str, from: i64, to: i64) -> Vec<i6
         ))
         .await
         .expect("read a shard");
-    rows(&answer)
+    rows_of(&answer)
         .into_iter()
         .filter_map(|row| row[0].as_ref()?.parse().ok())
         .collect()
@@ -161,6 +148,13 @@ async fn assert_none_between(shards: &[LocalCluster], from: i64, to: i64) {
     }
 }
 
+/// One test at a time: "nothing is left prepared" cannot tell another test's transaction, in
+/// the middle of its commit, from one left behind.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
+}
+
 /// The gids left prepared on a shard.
 async fn prepared_on(shard: &LocalCluster) -> Vec<String> {
     let client = connect(&shard.primary().connstr("postgres", "postgres")).await;
@@ -168,7 +162,7 @@ async fn prepared_on(shard: &LocalCluster) -> Vec<String> {
         .simple_query("SELECT gid FROM pg_prepared_xacts ORDER BY gid")
         .await
         .expect("pg_prepared_xacts");
-    rows(&answer)
+    rows_of(&answer)
         .into_iter()
         .filter_map(|r| r[0].clone())
         .collect()
@@ -208,6 +202,7 @@ fn one_per_shard(from: i64) -> [i64; 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_on_three_shards_commits_or_rolls_back_on_all() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(1000);
@@ -223,7 +218,7 @@ async fn a_transaction_on_three_shards_commits_or_rolls_back_on_all() {
         .simple_query(&format!("SELECT v FROM items WHERE id = {}", keys[0]))
         .await
         .expect("read back");
-    assert_eq!(rows(&own), vec![vec![Some("committed".to_string())]]);
+    assert_eq!(rows_of(&own), vec![vec![Some("committed".to_string())]]);
     client.simple_query("COMMIT").await.expect("commit");
     for (shard, key) in setup.shards.iter().zip(keys) {
         assert_eq!(ids_on(shard, "items", 1000, 2000).await, vec![key]);
@@ -238,6 +233,7 @@ async fn a_transaction_on_three_shards_commits_or_rolls_back_on_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(12_000);
@@ -247,7 +243,7 @@ async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
         .simple_query(&format!("SELECT v FROM items WHERE id = {}", keys[0]))
         .await
         .expect("first read");
-    assert!(rows(&read).is_empty());
+    assert!(rows_of(&read).is_empty());
     for key in [keys[1], keys[0]] {
         client
             .simple_query(&format!("INSERT INTO items (id) VALUES ({key})"))
@@ -274,6 +270,7 @@ async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_aborts_the_transaction_on_every_shard() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(3000);
@@ -302,6 +299,7 @@ async fn an_error_aborts_the_transaction_on_every_shard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_extended_protocol_and_a_vanishing_client_work_too() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let mut client = through_pgsplit().await;
     let keys = one_per_shard(4000);
@@ -341,6 +339,7 @@ async fn the_extended_protocol_and_a_vanishing_client_work_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_row_insert_is_split_over_its_shards() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let client = through_pgsplit().await;
     let mut on = Vec::new();
@@ -392,6 +391,7 @@ async fn a_multi_row_insert_is_split_over_its_shards() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_prepare_leaves_nothing_behind() {
+    let _turn = one_at_a_time().await;
     let setup = setup();
     let client = through_pgsplit().await;
     let keys = one_per_shard(10_000);
@@ -469,6 +469,7 @@ async fn a_failed_prepare_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_over_shards_commits_through_two_phase_commit() {
+    let _turn = one_at_a_time().await;
     use futures_util::SinkExt;
     let setup = setup();
     let client = through_pgsplit().await;
@@ -480,14 +481,14 @@ async fn a_copy_over_shards_commits_through_two_phase_commit() {
         sink.send(bytes::Bytes::from(rows)).await?;
         sink.finish().await
     };
-    let keys = one_per_shard(12_000);
+    let keys = one_per_shard(20_000);
     let rows: String = keys.iter().map(|k| format!("{k}\t\\N\n")).collect();
     assert_eq!(copy(rows).await.expect("COPY on three shards"), 3);
     for (i, shard) in setup.shards.iter().enumerate() {
-        assert_eq!(ids_on(shard, "items", 12_000, 13_000).await, vec![keys[i]]);
+        assert_eq!(ids_on(shard, "items", 20_000, 21_000).await, vec![keys[i]]);
     }
     // A deferred duplicate on shard_b fails its PREPARE: no shard keeps its rows.
-    let more = one_per_shard(13_000);
+    let more = one_per_shard(21_000);
     let twin = keys_on(&SHARDS, "shard_b", more[1] + 1, 1)[0];
     let rows = format!(
         "{}\t\\N\n{}\t88\n{}\t88\n{}\t\\N\n",
@@ -497,7 +498,7 @@ async fn a_copy_over_shards_commits_through_two_phase_commit() {
         .await
         .expect_err("the duplicate fails the commit");
     assert_eq!(error.code().map(|c| c.code()), Some("23505"), "{error}");
-    assert_none_between(&setup.shards, 13_000, 14_000).await;
+    assert_none_between(&setup.shards, 21_000, 22_000).await;
     nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
 }
 
@@ -650,6 +651,7 @@ async fn crash_and_recover(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_finishes_what_a_crash_left_all_or_nothing() {
+    let _turn = one_at_a_time().await;
     // Shards of its own: no other pgsplit's recovery may see what the crash leaves.
     let names = ["crash_a", "crash_b", "crash_c"];
     let shards = common::shards::start_shards(&names, 0, &[PREPARED_ON]);

@@ -43,8 +43,12 @@ pub type Rows = Vec<Vec<Option<String>>>;
 
 /// The rows `sql` returns (simple query protocol), for comparing answers across shards.
 pub async fn rows(client: &Client, sql: &str) -> Result<Rows, tokio_postgres::Error> {
-    let messages = client.simple_query(sql).await?;
-    Ok(messages
+    Ok(rows_of(&client.simple_query(sql).await?))
+}
+
+/// The rows among a simple query's messages.
+pub fn rows_of(messages: &[SimpleQueryMessage]) -> Rows {
+    messages
         .iter()
         .filter_map(|m| match m {
             SimpleQueryMessage::Row(row) => Some(
@@ -54,7 +58,7 @@ pub async fn rows(client: &Client, sql: &str) -> Result<Rows, tokio_postgres::Er
             ),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 /// How many rows of `table` on `shard` (a direct connection to shard number `remainder` of

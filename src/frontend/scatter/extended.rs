@@ -147,7 +147,7 @@ impl<'a> ExtendedRead<'a> {
 
 /// Records what the client's messages did to its session, as the server would have: the
 /// statements it parsed, the portals it bound, what it closed.
-pub(super) fn remember(frames: &[Frame], state: &mut SessionState) {
+pub(in crate::frontend) fn remember(frames: &[Frame], state: &mut SessionState) {
     for frame in frames {
         match frame.tag {
             tag::PARSE => {

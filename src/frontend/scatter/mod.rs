@@ -8,6 +8,8 @@
 
 mod extended;
 
+pub(super) use extended::remember;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
 

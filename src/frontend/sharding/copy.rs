@@ -11,14 +11,14 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::ParserError;
 use sqlparser::tokenizer::{Span, Token, Tokenizer};
 
-use crate::protocol::{Frame, SqlState, messages, tag};
+use crate::protocol::{Frame, SqlState, tag};
 use crate::shard::copy_rows::{CopyFormat, CopyOptions, FieldError, Row, RowSplitter};
 use crate::shard::extract::{folded, sharded_tables, table_name as table_name_of};
 use crate::shard::map::{Placement, Sharding};
 
 use super::super::client::{ClientConn, IdleLimit};
 use super::super::error::FrontendError;
-use super::super::scatter::put_message;
+use super::super::scatter::{put_message, remember};
 use super::super::session::Session;
 use super::super::state::SessionState;
 use super::super::work::Work;
@@ -466,24 +466,11 @@ fn acknowledge(
     response: Option<&Frame>,
     columns: usize,
 ) {
+    remember(frames, state);
     for frame in frames {
         match frame.tag {
-            tag::PARSE => {
-                if let Some((name, _)) = messages::parse_message(frame.body()) {
-                    state
-                        .statements
-                        .insert(name.to_string(), frame.bytes.clone());
-                }
-                client.writer().bodiless(b'1');
-            }
-            tag::BIND => {
-                if let Some((portal, statement)) = messages::bind_names(frame.body()) {
-                    state
-                        .portals
-                        .insert(portal.to_string(), statement.to_string());
-                }
-                client.writer().bodiless(b'2');
-            }
+            tag::PARSE => client.writer().bodiless(b'1'),
+            tag::BIND => client.writer().bodiless(b'2'),
             tag::DESCRIBE => {
                 if frame.body().first() == Some(&b'S') {
                     put_message(&mut client.out, b't', &0i16.to_be_bytes());
