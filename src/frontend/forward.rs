@@ -4,9 +4,10 @@
 //! its own messages, so the client sees exactly the answers it asked for.
 
 use std::collections::VecDeque;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use bytes::{BufMut, BytesMut};
+use foldhash::fast::FixedState;
 
 use crate::backend::ServerConn;
 use crate::protocol::{Frame, messages, tag};
@@ -168,9 +169,11 @@ impl ResponseFilter {
     }
 }
 
-/// Identifies a statement's definition (text and parameter types), whatever its name.
+/// Identifies a statement's definition (text and parameter types), whatever its name. The
+/// seed is fixed, as std's `DefaultHasher::new()` was: every connection of the process must
+/// agree on the value. foldhash, because a Bind of a prepared statement hashes its text.
 fn definition_hash(parse_body: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    messages::parse_definition(parse_body).hash(&mut hasher);
-    hasher.finish()
+    FixedState::with_seed(DEFINITION_SEED).hash_one(messages::parse_definition(parse_body))
 }
+
+const DEFINITION_SEED: u64 = 0x7067_7370_6c69_7421;

@@ -162,6 +162,9 @@ pub struct Session {
     pub(super) held_ready: Option<Frame>,
     /// The unit in flight, while it may still run again elsewhere.
     pub(super) replay: Option<Replay>,
+    /// The buffer of the last replay's held answers, kept for the next one: a retryable read
+    /// then holds its answers without allocating.
+    pub(super) spare_held: BytesMut,
     /// The next routing decision is a retry that must go to the primary.
     pub(super) force_primary: bool,
     /// How many times the unit being dispatched was already tried.
@@ -229,6 +232,7 @@ impl Session {
             read_floor: 0,
             held_ready: None,
             replay: None,
+            spare_held: BytesMut::new(),
             force_primary: false,
             retries: 0,
             prepared_on: None,
@@ -468,9 +472,10 @@ impl Session {
             _ if work.executes => None,
             _ => self.prepared_on.take(),
         };
+        // The unit's frames join the replay once forwarded (moved, not copied).
         self.replay = self.may_retry(&work).then(|| Replay {
-            frames: frames.clone(),
             attempts: self.retries,
+            held: std::mem::take(&mut self.spare_held),
             ..Default::default()
         });
         self.note_read_position(&work);
@@ -495,8 +500,11 @@ impl Session {
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.unit.tx.extend(work.tx);
         self.unit.effects.extend(work.effects);
-        for frame in frames {
+        for frame in &frames {
             self.forward(frame);
+        }
+        if let Some(replay) = self.replay.as_mut() {
+            replay.frames = frames;
         }
         Ok(())
     }
@@ -569,7 +577,7 @@ impl Session {
 
     /// Appends one client message for the server, re-preparing on this connection any named
     /// statement the session prepared elsewhere.
-    fn forward(&mut self, frame: Frame) {
+    fn forward(&mut self, frame: &Frame) {
         let Some(attached) = self.server.as_mut() else {
             return;
         };
@@ -577,7 +585,7 @@ impl Session {
             self.pending += 1;
         }
         self.responses.forward(
-            &frame,
+            frame,
             &mut attached.checkout.conn,
             &mut self.state,
             &mut self.to_server,

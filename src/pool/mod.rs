@@ -51,11 +51,12 @@ struct NodePool {
     size: AtomicUsize,
 }
 
-/// One pool, as [`Pools::handle`] found it.
+/// One pool, as [`Pools::handle`] found it. Sessions clone it for every checkout, so the clone
+/// only counts references.
 #[derive(Clone)]
 pub struct PoolHandle {
     pool: Arc<NodePool>,
-    node: String,
+    node: Arc<str>,
 }
 
 impl PoolHandle {
@@ -86,7 +87,7 @@ impl Pools {
     pub fn handle(&self, key: &PoolKey) -> PoolHandle {
         PoolHandle {
             pool: self.pool(key),
-            node: key.node.clone(),
+            node: Arc::from(key.node.as_str()),
         }
     }
 
@@ -146,7 +147,7 @@ impl Pools {
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| PoolError::Exhausted {
-                node: handle.node.clone(),
+                node: handle.node.to_string(),
                 waited,
                 max: self.max_per_pool.load(Ordering::Relaxed),
             })
