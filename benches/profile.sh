@@ -117,7 +117,7 @@ report() {
         if [[ $TOOL == strace ]]; then
             awk -v n="$total" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
                 printf "%-16s %8.2f per transaction\n", $NF, $4 / n } $NF == "total" {
-                printf "%-16s %8.2f per transaction\n", "all", $3 / n }' "$WORK/strace.out"
+                printf "%-16s %8.2f per transaction\n", "all", $4 / n }' "$WORK/strace.out"
             echo
             cat "$WORK/strace.out"
             return

@@ -289,6 +289,10 @@ impl Session {
     /// Relays until the client leaves (Ok) or something breaks (Err, reported to the client).
     async fn relay(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let mut shutdown = self.shared.shutdown_signal();
+        // One future for the whole session, not one per turn of the loop: it subscribes to the
+        // signal once. It is polled only between transactions, and its end ends the session.
+        let stopping = super::stopping(&mut shutdown);
+        tokio::pin!(stopping);
         // While work is in flight, its node's health is looked at this often: a node banned
         // meanwhile (hung) gives up its work rather than hold the client.
         let mut health_tick = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -332,7 +336,7 @@ impl Session {
                     }
                 }
                 _ = idle.elapsed() => return Err(idle.error()),
-                _ = super::stopping(&mut shutdown), if between_transactions => {
+                _ = &mut stopping, if between_transactions => {
                     return Err(FrontendError::refuse(SqlState::ADMIN_SHUTDOWN, "terminating connection because pgsplit is shutting down"));
                 }
             }
