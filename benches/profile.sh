@@ -61,7 +61,7 @@ start_pgsplit() {
     local port=$1 conf="$WORK/pgsplit.toml"
     write_config "$port" "$conf"
     if [[ $TOOL == callgrind ]]; then
-        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
+        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind-$MODE.out" \
             "$PGSPLIT" run --config "$conf" >"$WORK/pgsplit.log" 2>&1 &
     else
         "$PGSPLIT" run --config "$conf" >"$WORK/pgsplit.log" 2>&1 &
@@ -123,15 +123,20 @@ report() {
             return
         fi
         local ir
-        ir=$(callgrind_annotate "$WORK/callgrind.out" 2>/dev/null |
+        ir=$(callgrind_annotate "$WORK/callgrind-$MODE.out" 2>/dev/null |
             awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }')
-        echo "Ir: $ir in all, $((ir / total)) per transaction"
+        # The sessions' own work (their tasks' polls), apart from the runtime's parking and
+        # waking, which varies by a few percent from run to run.
+        session=$(callgrind_annotate --inclusive=yes "$WORK/callgrind-$MODE.out" 2>/dev/null |
+            awk '/frontend\/session.rs:<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll/ && !done {
+                gsub(",", "", $1); print $1; done = 1 }')
+        echo "Ir: $ir in all, $((ir / total)) per transaction; session tasks $((session / total)) per transaction"
         echo
         echo "== by own cost (exclusive) =="
-        callgrind_annotate --inclusive=no "$WORK/callgrind.out" 2>/dev/null | sed -n '1,60p'
+        callgrind_annotate --inclusive=no "$WORK/callgrind-$MODE.out" 2>/dev/null | sed -n '1,60p'
         echo
         echo "== with callees (inclusive) =="
-        callgrind_annotate --inclusive=yes "$WORK/callgrind.out" 2>/dev/null | sed -n '1,80p'
+        callgrind_annotate --inclusive=yes "$WORK/callgrind-$MODE.out" 2>/dev/null | sed -n '1,80p'
     } | tee "$out"
     log "profile: $out (raw: keep it with KEEP_WORK=1, in $WORK)"
 }

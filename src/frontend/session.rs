@@ -246,7 +246,7 @@ impl Session {
     }
 
     pub(super) fn session_mode(&self) -> bool {
-        self.shared.live().config.pool.mode == PoolMode::Session
+        session_mode_in(&self.shared.live())
     }
 
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
@@ -310,7 +310,7 @@ impl Session {
                 self.pending > 0,
                 self.transaction_status(),
             );
-            let server = self.server.as_mut().map(|a| &mut a.checkout.conn);
+            let server = self.server.as_mut().map(|a| &mut *a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
                     if !more? {
@@ -740,6 +740,11 @@ impl Session {
             }
         });
     }
+}
+
+/// `pool.mode = "session"` in a snapshot the caller already holds.
+pub(super) fn session_mode_in(live: &super::live::Live) -> bool {
+    live.config.pool.mode == PoolMode::Session
 }
 
 /// The first statement text of a unit (200 characters at most), when slow queries are logged.

@@ -45,7 +45,7 @@ pub struct Pools {
 
 /// The connections of one (node, database, user).
 struct NodePool {
-    idle: Mutex<Vec<ServerConn>>,
+    idle: Mutex<Vec<Box<ServerConn>>>,
     permits: Arc<Semaphore>,
     /// The permits this pool was last sized to.
     size: AtomicUsize,
@@ -68,7 +68,9 @@ impl PoolHandle {
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
 /// which is the safe default when its state is unknown.
 pub struct Checkout {
-    pub conn: ServerConn,
+    /// Boxed: a connection moves from the pool to the session and back for every unit, and
+    /// a pointer moves cheaper than the whole record (some 400 bytes).
+    pub conn: Box<ServerConn>,
     pool: Arc<NodePool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -128,7 +130,7 @@ impl Pools {
         let idle = if fresh { None } else { pool.take_live_idle() };
         let conn = match idle {
             Some(conn) => conn,
-            None => ServerConn::connect(&spec()).await?,
+            None => Box::new(ServerConn::connect(&spec()).await?),
         };
         Ok(Checkout {
             conn,
@@ -209,7 +211,7 @@ impl Pools {
 impl NodePool {
     /// The most recently used idle connection that is still open (LIFO keeps few connections
     /// warm and lets the rest age out).
-    fn take_live_idle(&self) -> Option<ServerConn> {
+    fn take_live_idle(&self) -> Option<Box<ServerConn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(conn) = idle.pop() {
             if !conn.is_stale() {

@@ -145,6 +145,10 @@ mod tests {
         assert_eq!(h.ban_reason().as_deref(), Some("refused"));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!h.is_banned());
+        // The ban that ran out is forgotten; a new one still counts.
+        h.ban("n", "lost", Duration::from_millis(200));
+        assert!(h.is_banned());
+        assert_eq!(h.ban_reason().as_deref(), Some("lost"));
     }
 
     #[test]
