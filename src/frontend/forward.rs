@@ -67,9 +67,7 @@ impl ResponseFilter {
             tag::BIND => {
                 if let Some((portal, statement)) = messages::bind_names(body) {
                     self.ensure_statement(statement, conn, state, out);
-                    state
-                        .portals
-                        .insert(portal.to_string(), statement.to_string());
+                    remember_portal(state, portal, statement);
                 }
             }
             tag::DESCRIBE => {
@@ -165,6 +163,20 @@ impl ResponseFilter {
                 !ours
             }
             _ => true,
+        }
+    }
+}
+
+/// Records which statement `portal` was bound from. Clients bind the same portal (usually the
+/// unnamed one) to the same statement unit after unit: then nothing is allocated.
+fn remember_portal(state: &mut SessionState, portal: &str, statement: &str) {
+    match state.portals.get_mut(portal) {
+        Some(bound) if bound == statement => {}
+        Some(bound) => statement.clone_into(bound),
+        None => {
+            state
+                .portals
+                .insert(portal.to_string(), statement.to_string());
         }
     }
 }
