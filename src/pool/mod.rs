@@ -45,6 +45,8 @@ pub struct Pools {
 
 /// The connections of one (node, database, user).
 struct NodePool {
+    /// Boxed as in [`Checkout`]: a connection leaves and rejoins this list without a copy.
+    #[allow(clippy::vec_box)]
     idle: Mutex<Vec<Box<ServerConn>>>,
     permits: Arc<Semaphore>,
     /// The permits this pool was last sized to.
