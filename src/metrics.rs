@@ -7,14 +7,17 @@
 //! CONTRACT for the data path (keep these methods): `route`, `unit_finished`, `error`.
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode_registry;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::route::{REASON_COUNT, Reason};
@@ -78,16 +81,61 @@ impl EncodeLabelValue for SqlstateClass {
     }
 }
 
-/// A histogram with [`DURATION_BUCKETS`], as a `fn` so that the family's type can be named.
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
+/// Unit durations over [`DURATION_BUCKETS`]. prometheus-client's `Histogram` takes a mutex on
+/// every observation, which every session finishing a unit on a node would contend on; here an
+/// observation is two atomic adds. Clones share their counts (the family and the node's slot
+/// hold the same series).
+#[derive(Clone, Debug, Default)]
+pub struct DurationHistogram(Arc<DurationCounts>);
+
+#[derive(Debug, Default)]
+struct DurationCounts {
+    /// Observations per bucket, the last one +Inf; not cumulative (the encoder sums them), so
+    /// the count is their sum and always agrees with them.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for DurationHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for DurationHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        // The encoder writes `le="+Inf"` for an infinite bound.
+        let bounds = DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(&self.0.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = Duration::from_nanos(self.0.sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// A node's series, found in their families on first use (a node may move between
 /// [`Metrics`] of different processes only in tests, where each keeps its own node objects).
 pub struct NodeSlots {
     routes: [OnceLock<Counter>; REASON_COUNT],
-    duration: OnceLock<Histogram>,
+    duration: OnceLock<DurationHistogram>,
 }
 
 impl fmt::Debug for NodeSlots {
@@ -110,7 +158,7 @@ pub struct Metrics {
     /// Owns clones of the families below (they share their series), for encoding.
     registry: Registry,
     routes: Family<RouteLabels, Counter>,
-    unit_duration: Family<NodeLabels, Histogram, fn() -> Histogram>,
+    unit_duration: Family<NodeLabels, DurationHistogram>,
     errors: Family<ErrorLabels, Counter>,
     two_phase: Family<OutcomeLabels, Counter>,
 }
@@ -118,7 +166,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let routes = Family::<RouteLabels, Counter>::default();
-        let unit_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        let unit_duration = Family::<NodeLabels, DurationHistogram>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let two_phase = Family::<OutcomeLabels, Counter>::default();
         // Names get the prefix, then the unit and `_total` suffixes from the registry.
@@ -178,7 +226,7 @@ impl Metrics {
                 };
                 self.unit_duration.get_or_create(&labels).clone()
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed);
     }
 
     /// A client received an error with this SQLSTATE (from a server or from pgsplit).
@@ -233,6 +281,14 @@ mod tests {
         );
         assert!(
             text.contains(r#"pgsplit_unit_duration_seconds_bucket{le="0.005",node="replica1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgsplit_unit_duration_seconds_bucket{le="+Inf",node="replica1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgsplit_unit_duration_seconds_count{node="replica1"} 1"#),
             "{text}"
         );
         assert!(

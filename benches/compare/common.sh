@@ -70,7 +70,13 @@ wait_ready() {
     log "$name ready on 127.0.0.1:$port"
 }
 
+# Builds pgsplit in release, unless PGSPLIT already names a binary (say, a build kept from
+# before a change, to profile both).
 build_pgsplit() {
+    if [[ -n ${PGSPLIT:-} ]]; then
+        [[ -x $PGSPLIT ]] || die "PGSPLIT=$PGSPLIT is not an executable"
+        return
+    fi
     log "building pgsplit (release)"
     (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin pgsplit) || die "cargo build failed"
     PGSPLIT="${CARGO_TARGET_DIR:-$ROOT/target}/release/pgsplit"

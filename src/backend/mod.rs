@@ -60,7 +60,8 @@ pub struct ServerConn {
     /// open with none, so RESET returns a setting to the server's default.
     pub settings: HashMap<String, String>,
     /// Protocol-level prepared statements on this connection: name -> hash of the definition.
-    pub prepared: HashMap<String, u64>,
+    /// foldhash: every extended-protocol unit looks up or replaces its statement here.
+    pub prepared: foldhash::HashMap<String, u64>,
     /// SQL-level prepared statements on this connection: name -> the PREPARE statement.
     pub sql_prepared: HashMap<String, String>,
     /// Transaction status from the last ReadyForQuery: b'I', b'T' or b'E'.
@@ -100,7 +101,7 @@ impl ServerConn {
             key: CancelKey { pid: 0, secret: 0 },
             params: HashMap::new(),
             settings: HashMap::new(),
-            prepared: HashMap::new(),
+            prepared: Default::default(),
             sql_prepared: HashMap::new(),
             tx_status: b'I',
         };

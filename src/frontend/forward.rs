@@ -4,9 +4,10 @@
 //! its own messages, so the client sees exactly the answers it asked for.
 
 use std::collections::VecDeque;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use bytes::{BufMut, BytesMut};
+use foldhash::fast::FixedState;
 
 use crate::backend::ServerConn;
 use crate::protocol::{Frame, messages, tag};
@@ -66,9 +67,7 @@ impl ResponseFilter {
             tag::BIND => {
                 if let Some((portal, statement)) = messages::bind_names(body) {
                     self.ensure_statement(statement, conn, state, out);
-                    state
-                        .portals
-                        .insert(portal.to_string(), statement.to_string());
+                    remember_portal(state, portal, statement);
                 }
             }
             tag::DESCRIBE => {
@@ -168,9 +167,25 @@ impl ResponseFilter {
     }
 }
 
-/// Identifies a statement's definition (text and parameter types), whatever its name.
-fn definition_hash(parse_body: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    messages::parse_definition(parse_body).hash(&mut hasher);
-    hasher.finish()
+/// Records which statement `portal` was bound from. Clients bind the same portal (usually the
+/// unnamed one) to the same statement unit after unit: then nothing is allocated.
+fn remember_portal(state: &mut SessionState, portal: &str, statement: &str) {
+    match state.portals.get_mut(portal) {
+        Some(bound) if bound == statement => {}
+        Some(bound) => statement.clone_into(bound),
+        None => {
+            state
+                .portals
+                .insert(portal.to_string(), statement.to_string());
+        }
+    }
 }
+
+/// Identifies a statement's definition (text and parameter types), whatever its name. The
+/// seed is fixed, as std's `DefaultHasher::new()` was: every connection of the process must
+/// agree on the value. foldhash, because a Bind of a prepared statement hashes its text.
+fn definition_hash(parse_body: &[u8]) -> u64 {
+    FixedState::with_seed(DEFINITION_SEED).hash_one(messages::parse_definition(parse_body))
+}
+
+const DEFINITION_SEED: u64 = 0x7067_7370_6c69_7421;

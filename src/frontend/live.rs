@@ -32,7 +32,8 @@ pub struct Live {
     pub sharding: Option<Arc<Sharding>>,
     /// One balancer per cluster, by name. Kept across reloads when the algorithm stays, so
     /// their cursors carry on.
-    balancers: HashMap<String, Arc<Balancer>>,
+    /// foldhash: every balanced read looks its cluster up here.
+    balancers: foldhash::HashMap<String, Arc<Balancer>>,
 }
 
 impl Live {

@@ -90,8 +90,10 @@ impl Session {
     /// The unit's answer begins: what was held goes to the client first, and there is no way
     /// back.
     pub(super) fn commit_to_answer(&mut self, client: &mut ClientConn) {
-        if let Some(replay) = self.replay.take() {
+        if let Some(mut replay) = self.replay.take() {
             client.out.extend_from_slice(&replay.held);
+            replay.held.clear();
+            self.spare_held = replay.held;
         }
     }
 

@@ -89,7 +89,7 @@ impl Session {
             tx: &work.tx,
             default_read_only: self.state.default_read_only(),
             pin: self.state.pin(),
-            session_mode: self.session_mode(),
+            session_mode: super::session::session_mode_in(&live),
             client: self.client_ip,
             executes: work.executes,
             last_read_node: self.last_read_node.as_ref(),
@@ -148,6 +148,10 @@ impl Session {
     /// (bounded) for one, fail the read, or take the primary.
     pub(super) async fn decide_with_fallback(&self, work: &Work) -> Result<Route, FrontendError> {
         let route = self.decide(work);
+        if !matches!(route.reason, Reason::ReplicaLag | Reason::ReadYourWrites) {
+            return Ok(route);
+        }
+        // Only a read no replica could take looks at the fallback settings.
         let topology = self.shared.topology.load();
         let live = self.shared.live();
         let settings = live.consistency(&self.unit_cluster_in(&topology).name);

@@ -164,6 +164,9 @@ pub struct Session {
     pub(super) held_ready: Option<Frame>,
     /// The unit in flight, while it may still run again elsewhere.
     pub(super) replay: Option<Replay>,
+    /// The buffer of the last replay's held answers, kept for the next one: a retryable read
+    /// then holds its answers without allocating.
+    pub(super) spare_held: BytesMut,
     /// The next routing decision is a retry that must go to the primary.
     pub(super) force_primary: bool,
     /// How many times the unit being dispatched was already tried.
@@ -232,6 +235,7 @@ impl Session {
             read_floor: 0,
             held_ready: None,
             replay: None,
+            spare_held: BytesMut::new(),
             force_primary: false,
             retries: 0,
             prepared_on: None,
@@ -245,7 +249,7 @@ impl Session {
     }
 
     pub(super) fn session_mode(&self) -> bool {
-        self.shared.live().config.pool.mode == PoolMode::Session
+        session_mode_in(&self.shared.live())
     }
 
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
@@ -288,6 +292,10 @@ impl Session {
     /// Relays until the client leaves (Ok) or something breaks (Err, reported to the client).
     async fn relay(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let mut shutdown = self.shared.shutdown_signal();
+        // One future for the whole session, not one per turn of the loop: it subscribes to the
+        // signal once. It is polled only between transactions, and its end ends the session.
+        let stopping = super::stopping(&mut shutdown);
+        tokio::pin!(stopping);
         // While work is in flight, its node's health is looked at this often: a node banned
         // meanwhile (hung) gives up its work rather than hold the client.
         let mut health_tick = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -305,7 +313,7 @@ impl Session {
                 self.pending > 0,
                 self.transaction_status(),
             );
-            let server = self.server.as_mut().map(|a| &mut a.checkout.conn);
+            let server = self.server.as_mut().map(|a| &mut *a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
                     if !more? {
@@ -331,7 +339,7 @@ impl Session {
                     }
                 }
                 _ = idle.elapsed() => return Err(idle.error()),
-                _ = super::stopping(&mut shutdown), if between_transactions => {
+                _ = &mut stopping, if between_transactions => {
                     return Err(FrontendError::refuse(SqlState::ADMIN_SHUTDOWN, "terminating connection because pgsplit is shutting down"));
                 }
             }
@@ -487,9 +495,10 @@ impl Session {
             _ if work.executes => None,
             _ => self.prepared_on.take(),
         };
+        // The unit's frames join the replay once forwarded (moved, not copied).
         self.replay = self.may_retry(&work).then(|| Replay {
-            frames: frames.clone(),
             attempts: self.retries,
+            held: std::mem::take(&mut self.spare_held),
             ..Default::default()
         });
         self.note_read_position(&work);
@@ -514,8 +523,11 @@ impl Session {
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.unit.tx.extend(work.tx);
         self.unit.effects.extend(work.effects);
-        for frame in frames {
+        for frame in &frames {
             self.forward(frame);
+        }
+        if let Some(replay) = self.replay.as_mut() {
+            replay.frames = frames;
         }
         Ok(())
     }
@@ -588,7 +600,7 @@ impl Session {
 
     /// Appends one client message for the server, re-preparing on this connection any named
     /// statement the session prepared elsewhere.
-    fn forward(&mut self, frame: Frame) {
+    fn forward(&mut self, frame: &Frame) {
         let Some(attached) = self.server.as_mut() else {
             return;
         };
@@ -596,7 +608,7 @@ impl Session {
             self.pending += 1;
         }
         self.responses.forward(
-            &frame,
+            frame,
             &mut attached.checkout.conn,
             &mut self.state,
             &mut self.to_server,
@@ -750,6 +762,11 @@ impl Session {
             }
         });
     }
+}
+
+/// `pool.mode = "session"` in a snapshot the caller already holds.
+pub(super) fn session_mode_in(live: &super::live::Live) -> bool {
+    live.config.pool.mode == PoolMode::Session
 }
 
 /// The first statement text of a unit (200 characters at most), when slow queries are logged.

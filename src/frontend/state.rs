@@ -19,9 +19,10 @@ pub struct SessionState {
     /// SQL-level prepared statements: name -> the PREPARE statement.
     pub sql_prepared: HashMap<String, String>,
     /// Protocol-level prepared statements: name ("" for the unnamed one) -> the Parse message.
-    pub statements: HashMap<String, Bytes>,
+    /// Looked up and replaced by every extended-protocol unit, hence foldhash over SipHash.
+    pub statements: foldhash::HashMap<String, Bytes>,
     /// Portal -> the statement it was bound from (for classifying an Execute).
-    pub portals: HashMap<String, String>,
+    pub portals: foldhash::HashMap<String, String>,
     /// Why the session must stay on its primary connection, if it must.
     pins: Vec<PinCause>,
     /// Effects of the open transaction block, applied at COMMIT, dropped at ROLLBACK.

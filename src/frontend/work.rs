@@ -1,8 +1,9 @@
 //! What a unit of client messages will do, from the classification of the SQL it runs: the
 //! input of the routing decision and of session-state tracking.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use crate::cache::{WriteScope, write_scope};
 use crate::hint::{HintWarning, Hints, parse_hints};
@@ -97,8 +98,8 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
         ..Default::default()
     };
     // Statements parsed and portals bound within this unit, ahead of the session's record.
-    let mut statements: HashMap<&str, &str> = HashMap::new();
-    let mut portals: HashMap<&str, &str> = HashMap::new();
+    let mut statements: UnitNames<UnitStatement> = UnitNames::new();
+    let mut portals: UnitNames<&str> = UnitNames::new();
     for frame in frames {
         let body = frame.body();
         match frame.tag {
@@ -115,30 +116,29 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
             },
             tag::PARSE => {
                 if let Some((name, sql)) = messages::parse_message(body) {
-                    statements.insert(name, sql);
-                    work.add_access(&classifier.classify(sql));
+                    let class = classifier.classify(sql);
+                    work.add_access(&class);
+                    // Kept for this unit's Execute, which then needs no second lookup.
+                    statements.push((name, (sql, Some(class))));
                 }
             }
             tag::BIND => {
                 if let Some((portal, statement)) = messages::bind_names(body) {
-                    portals.insert(portal, statement);
+                    portals.push((portal, statement));
                 }
             }
             tag::EXECUTE => {
-                let sql = messages::execute_portal(body).and_then(|portal| {
-                    let statement = portals
-                        .get(portal)
-                        .copied()
+                let found = messages::execute_portal(body).and_then(|portal| {
+                    let statement = latest(&portals, portal)
                         .or_else(|| state.portals.get(portal).map(String::as_str))?;
-                    statements
-                        .get(statement)
-                        .copied()
-                        .or_else(|| saved_statement_text(state, statement))
+                    latest(&statements, statement)
+                        .or_else(|| Some((saved_statement_text(state, statement)?, None)))
                 });
-                match sql {
-                    Some(sql) => {
+                match found {
+                    Some((sql, class)) => {
                         work.add_hints(sql);
-                        work.add(&classify_with_prepared(sql, state, classifier));
+                        let class = class.unwrap_or_else(|| classifier.classify(sql));
+                        work.add(&judge_with_prepared(class, sql, state, classifier));
                     }
                     None => work.add_unknown("execute of an unknown portal"),
                 }
@@ -150,6 +150,22 @@ pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier)
     work
 }
 
+/// Names defined within one unit (statement -> text, portal -> statement), in the order the
+/// client sent them. A unit defines a handful at most, so a scan of an inline array beats a
+/// hash map, and allocates nothing.
+type UnitNames<'a, V> = SmallVec<[(&'a str, V); 4]>;
+
+/// A statement parsed in this unit: its text and classification.
+type UnitStatement<'a> = (&'a str, Option<Arc<Classification>>);
+
+/// What `name` was last defined as in this unit: a later Parse or Bind replaces an earlier one.
+fn latest<V: Clone>(names: &[(&str, V)], name: &str) -> Option<V> {
+    names
+        .iter()
+        .rev()
+        .find_map(|(defined, value)| (*defined == name).then(|| value.clone()))
+}
+
 /// Classifies `sql`; an `EXECUTE` of a statement the session prepared earlier (which the text
 /// alone cannot judge) is judged by that statement, by classifying it together with its
 /// PREPARE. Session effects stay those of `sql` itself.
@@ -158,7 +174,19 @@ fn classify_with_prepared(
     state: &SessionState,
     classifier: &Classifier,
 ) -> Arc<Classification> {
-    let c = classifier.classify(sql);
+    judge_with_prepared(classifier.classify(sql), sql, state, classifier)
+}
+
+/// [`classify_with_prepared`] for a text already classified as `c`.
+fn judge_with_prepared(
+    c: Arc<Classification>,
+    sql: &str,
+    state: &SessionState,
+    classifier: &Classifier,
+) -> Arc<Classification> {
+    if c.access == Access::Read {
+        return c;
+    }
     let prepares: Vec<&str> = c
         .effects
         .iter()
@@ -167,7 +195,7 @@ fn classify_with_prepared(
             _ => None,
         })
         .collect();
-    if c.access == Access::Read || prepares.is_empty() {
+    if prepares.is_empty() {
         return c;
     }
     let combined = classifier.classify(&format!("{}; {sql}", prepares.join("; ")));

@@ -45,17 +45,20 @@ pub struct Pools {
 
 /// The connections of one (node, database, user).
 struct NodePool {
-    idle: Mutex<Vec<ServerConn>>,
+    /// Boxed as in [`Checkout`]: a connection leaves and rejoins this list without a copy.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<ServerConn>>>,
     permits: Arc<Semaphore>,
     /// The permits this pool was last sized to.
     size: AtomicUsize,
 }
 
-/// One pool, as [`Pools::handle`] found it.
+/// One pool, as [`Pools::handle`] found it. Sessions clone it for every checkout, so the clone
+/// only counts references.
 #[derive(Clone)]
 pub struct PoolHandle {
     pool: Arc<NodePool>,
-    node: String,
+    node: Arc<str>,
 }
 
 impl PoolHandle {
@@ -67,7 +70,9 @@ impl PoolHandle {
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
 /// which is the safe default when its state is unknown.
 pub struct Checkout {
-    pub conn: ServerConn,
+    /// Boxed: a connection moves from the pool to the session and back for every unit, and
+    /// a pointer moves cheaper than the whole record (some 400 bytes).
+    pub conn: Box<ServerConn>,
     pool: Arc<NodePool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -86,7 +91,7 @@ impl Pools {
     pub fn handle(&self, key: &PoolKey) -> PoolHandle {
         PoolHandle {
             pool: self.pool(key),
-            node: key.node.clone(),
+            node: Arc::from(key.node.as_str()),
         }
     }
 
@@ -127,7 +132,7 @@ impl Pools {
         let idle = if fresh { None } else { pool.take_live_idle() };
         let conn = match idle {
             Some(conn) => conn,
-            None => ServerConn::connect(&spec()).await?,
+            None => Box::new(ServerConn::connect(&spec()).await?),
         };
         Ok(Checkout {
             conn,
@@ -146,7 +151,7 @@ impl Pools {
             .ok()
             .and_then(Result::ok)
             .ok_or_else(|| PoolError::Exhausted {
-                node: handle.node.clone(),
+                node: handle.node.to_string(),
                 waited,
                 max: self.max_per_pool.load(Ordering::Relaxed),
             })
@@ -208,7 +213,7 @@ impl Pools {
 impl NodePool {
     /// The most recently used idle connection that is still open (LIFO keeps few connections
     /// warm and lets the rest age out).
-    fn take_live_idle(&self) -> Option<ServerConn> {
+    fn take_live_idle(&self) -> Option<Box<ServerConn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(conn) = idle.pop() {
             if !conn.is_stale() {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::config::LoadBalancing;
 use crate::topology::{Cluster, Node};
 
@@ -275,7 +277,8 @@ fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
         };
     }
     let mut refusal = None;
-    let candidates: Vec<Candidate<'_>> = cluster
+    // On the stack for up to 8 nodes: a cluster rarely has more, and a read allocates nothing.
+    let candidates: SmallVec<[Candidate<'_>; 8]> = cluster
         .replicas
         .iter()
         .filter(|node| match req.freshness.refuses(node) {

@@ -40,8 +40,21 @@ pub enum CheckOutcome {
 }
 
 impl Health {
+    /// Asked for every candidate of every balanced read: a node never banned, or whose ban
+    /// was seen to run out, answers without reading the clock.
     pub fn is_banned(&self) -> bool {
-        micros_since_epoch(Instant::now()) < self.banned_until.load(Ordering::Relaxed)
+        let until = self.banned_until.load(Ordering::Relaxed);
+        if until == 0 {
+            return false;
+        }
+        if micros_since_epoch(Instant::now()) < until {
+            return true;
+        }
+        // Over: forget it, unless a new ban came in meanwhile.
+        let _ = self
+            .banned_until
+            .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
+        false
     }
 
     /// Why the node was last banned, while it is.
@@ -132,6 +145,10 @@ mod tests {
         assert_eq!(h.ban_reason().as_deref(), Some("refused"));
         std::thread::sleep(Duration::from_millis(250));
         assert!(!h.is_banned());
+        // The ban that ran out is forgotten; a new one still counts.
+        h.ban("n", "lost", Duration::from_millis(200));
+        assert!(h.is_banned());
+        assert_eq!(h.ban_reason().as_deref(), Some("lost"));
     }
 
     #[test]

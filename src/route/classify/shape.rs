@@ -12,43 +12,54 @@ const PLACEHOLDER: char = '\0';
 
 /// The text with its literals replaced, or None when it has none (its shape is itself) or
 /// when it holds something the scan does not follow (an unterminated quote or comment).
+///
+/// Runs between literals are copied whole. The scan goes byte by byte: every byte it stops
+/// at is ASCII, which a UTF-8 continuation byte never is, so every cut is on a char boundary.
 pub fn literal_shape(sql: &str) -> Option<String> {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
     let mut replaced = false;
+    // `sql[..copied]` is in `out` already (with its literals replaced).
+    let mut copied = 0;
     let mut i = 0;
-    // Copies `sql[from..to]` as is.
-    let copy = |out: &mut String, from: usize, to: usize| out.push_str(&sql[from..to]);
     while i < bytes.len() {
-        let b = bytes[i];
-        let start = i;
-        match b {
-            b'\'' => {
-                i = end_of_quoted(bytes, i + 1, b'\'')?;
-                // E'...', B'...', X'...', U&'...' prefixes stay; only the quoted part goes.
-                out.push(PLACEHOLDER);
-                replaced = true;
-                continue;
+        let literal_end = match bytes[i] {
+            // E'...', B'...', X'...', U&'...' prefixes stay; only the quoted part goes.
+            b'\'' => Some(end_of_quoted(bytes, i + 1, b'\'')?),
+            b'0'..=b'9' if !continues_word(bytes, i) => Some(end_of_number(bytes, i)),
+            b'"' => {
+                i = end_of_quoted(bytes, i + 1, b'"')?;
+                None
             }
-            b'"' => i = end_of_quoted(bytes, i + 1, b'"')?,
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 i = bytes[i..]
                     .iter()
                     .position(|&c| c == b'\n')
                     .map_or(bytes.len(), |n| i + n);
+                None
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = end_of_block_comment(bytes, i)?,
-            b'$' => i = end_of_dollar(bytes, i)?,
-            b'0'..=b'9' if !continues_word(bytes, i) => {
-                i = end_of_number(bytes, i);
-                out.push(PLACEHOLDER);
-                replaced = true;
-                continue;
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = end_of_block_comment(bytes, i)?;
+                None
             }
-            _ => i += utf8_len(b),
+            b'$' => {
+                i = end_of_dollar(bytes, i)?;
+                None
+            }
+            _ => {
+                i += 1;
+                None
+            }
+        };
+        if let Some(end) = literal_end {
+            out.push_str(&sql[copied..i]);
+            out.push(PLACEHOLDER);
+            replaced = true;
+            copied = end;
+            i = end;
         }
-        copy(&mut out, start, i.min(bytes.len()));
     }
+    out.push_str(&sql[copied..]);
     replaced.then_some(out)
 }
 
@@ -124,15 +135,6 @@ fn end_of_dollar(bytes: &[u8], i: usize) -> Option<usize> {
         .windows(tag.len())
         .position(|w| w == tag)
         .map(|n| body + n + tag.len())
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0.. => 4,
-        0xE0.. => 3,
-        0xC0.. => 2,
-        _ => 1,
-    }
 }
 
 #[cfg(test)]

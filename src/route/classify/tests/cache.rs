@@ -110,3 +110,19 @@ fn texts_that_differ_only_in_literals_share_one_classification() {
         crate::route::classify::Access::Write
     );
 }
+
+#[test]
+fn what_a_thread_remembers_follows_mark_write_and_reloads() {
+    use crate::route::classify::Access;
+    let sql = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+    let classifier = Classifier::new(policy(), 1 << 20);
+    let first = classifier.classify(sql);
+    assert_eq!(first.access, Access::Read);
+    assert!(Arc::ptr_eq(&first, &classifier.classify(sql)), "remembered");
+    classifier.mark_write(sql, "refused by a replica as a write");
+    assert_eq!(classifier.classify(sql).access, Access::Write);
+    // A reloaded classifier starts from its own cache, not from this thread's slots.
+    let reloaded = Classifier::new(policy(), 1 << 20);
+    assert_eq!(reloaded.classify(sql).access, Access::Read);
+    assert_eq!(classifier.classify(sql).access, Access::Write);
+}
