@@ -26,7 +26,6 @@ use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Screened};
-use super::sharding::ShardTarget;
 use super::state::{SessionState, UnitOutcome};
 use super::work::{self, Work};
 
@@ -438,34 +437,8 @@ impl Session {
         if self.defer_begin(client, &frames, &work) || self.end_empty_transaction(client, &work) {
             return Ok(());
         }
-        let target = self.shard_target(&frames, &work).await;
-        match target.and_then(|t| self.check_same_shard(&t).map(|()| t)) {
-            Err(e) => return self.fail_unit(client, e, &frames),
-            Ok(ShardTarget::FanOut { clusters, sql }) => {
-                self.settle(client).await?;
-                let answer = self.gather(&clusters, &sql, &work, &frames).await;
-                return self.answer_from_shards(client, answer, &frames);
-            }
-            Ok(ShardTarget::Everywhere { clusters, sql }) => {
-                self.settle(client).await?;
-                let answer = self.write_everywhere(&clusters, &sql, &work).await;
-                return self.answer_from_shards(client, answer, &frames);
-            }
-            Ok(ShardTarget::CopyIn(plan)) => {
-                return self.copy_in(client, *plan, &frames, &work).await;
-            }
-            Ok(ShardTarget::SplitWrite { parts }) => {
-                self.settle(client).await?;
-                let answer = self.write_split(client, parts, &work).await;
-                return self.answer_from_shards(client, answer, &frames);
-            }
-            Ok(ShardTarget::Cluster(cluster)) => {
-                if let Err(e) = self.enter_shard(client, &cluster).await {
-                    return self.fail_unit(client, e, &frames);
-                }
-                self.unit_cluster = Some(cluster);
-            }
-            Ok(ShardTarget::Anywhere) => self.unit_cluster = None,
+        if self.dispatch_to_shards(client, &frames, &work).await? {
+            return Ok(());
         }
         if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
             return Ok(());

@@ -136,6 +136,54 @@ impl Session {
         Ok(target)
     }
 
+    /// Runs a unit the shards answer by themselves (a read of every shard, a write to every
+    /// shard, a split COPY or INSERT), or notes the one shard it runs on; true when the unit
+    /// has been answered (or refused).
+    pub(super) async fn dispatch_to_shards(
+        &mut self,
+        client: &mut ClientConn,
+        frames: &[Frame],
+        work: &Work,
+    ) -> Result<bool, FrontendError> {
+        let target = self.shard_target(frames, work).await;
+        match target.and_then(|t| self.check_same_shard(&t).map(|()| t)) {
+            Err(e) => self.fail_unit(client, e, frames).map(|()| true),
+            Ok(ShardTarget::FanOut { clusters, sql }) => {
+                self.settle(client).await?;
+                let answer = self.gather(&clusters, &sql, work, frames).await;
+                self.answer_from_shards(client, answer, frames)
+                    .map(|()| true)
+            }
+            Ok(ShardTarget::Everywhere { clusters, sql }) => {
+                self.settle(client).await?;
+                let answer = self.write_everywhere(&clusters, &sql, work).await;
+                self.answer_from_shards(client, answer, frames)
+                    .map(|()| true)
+            }
+            Ok(ShardTarget::CopyIn(plan)) => self
+                .copy_in(client, *plan, frames, work)
+                .await
+                .map(|()| true),
+            Ok(ShardTarget::SplitWrite { parts }) => {
+                self.settle(client).await?;
+                let answer = self.write_split(client, parts, work).await;
+                self.answer_from_shards(client, answer, frames)
+                    .map(|()| true)
+            }
+            Ok(ShardTarget::Cluster(cluster)) => {
+                if let Err(e) = self.enter_shard(client, &cluster).await {
+                    return self.fail_unit(client, e, frames).map(|()| true);
+                }
+                self.unit_cluster = Some(cluster);
+                Ok(false)
+            }
+            Ok(ShardTarget::Anywhere) => {
+                self.unit_cluster = None;
+                Ok(false)
+            }
+        }
+    }
+
     /// The cluster of tables that are neither sharded nor replicated.
     fn default_cluster(&self) -> String {
         let topology = self.shared.topology.load();
