@@ -288,6 +288,18 @@ impl ServerConn {
         }
     }
 
+    /// A WAL position at or after the last commit made on this connection, for read-your-writes
+    /// (0 if the server's answer does not parse).
+    pub async fn commit_position(&mut self) -> Result<u64, BackendError> {
+        let position = self
+            .run_internal("SELECT pg_current_wal_insert_lsn()::text")
+            .await?;
+        Ok(position
+            .as_deref()
+            .and_then(crate::topology::monitor::parse_lsn)
+            .unwrap_or(0))
+    }
+
     /// Forgets all session state, after `DISCARD ALL` ran on the connection.
     pub fn forget_session_state(&mut self) {
         self.settings.clear();

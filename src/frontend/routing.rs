@@ -7,7 +7,6 @@ use crate::hint::{CausalToken, Consistency, Hints, RouteHint};
 use crate::protocol::SqlState;
 use crate::route::classify::Access;
 use crate::route::{self, Reason, Route};
-use crate::topology::monitor::parse_lsn;
 use crate::topology::{Cluster, Topology};
 
 use super::client::ClientConn;
@@ -210,16 +209,11 @@ impl Session {
         let held = self.held_ready.take();
         // A transaction that rolled back committed nothing: no new token (end_unit knew).
         let mut committed_at = 0;
-        let mut asked = Ok(None);
+        let mut asked = Ok(0);
         if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
             self.wrote = false;
-            let conn = &mut attached.checkout.conn;
-            asked = conn
-                .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-                .await;
-            if let Ok(Some(position)) = &asked {
-                committed_at = parse_lsn(position).unwrap_or(0);
-            }
+            asked = attached.checkout.conn.commit_position().await;
+            committed_at = *asked.as_ref().unwrap_or(&0);
         }
         // Even when the position could not be learned (then at once, position unknown).
         let writes = self.committed_writes.take();

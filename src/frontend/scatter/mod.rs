@@ -205,14 +205,7 @@ impl Session {
             return Err(BackendError::Server(bytes).into());
         }
         let lsn = if writes {
-            let position = checkout
-                .conn
-                .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-                .await?;
-            position
-                .as_deref()
-                .and_then(crate::topology::monitor::parse_lsn)
-                .unwrap_or(0)
+            checkout.conn.commit_position().await?
         } else {
             0
         };

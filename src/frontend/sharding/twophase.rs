@@ -24,7 +24,6 @@ use crate::route::classify::TxControl;
 use crate::route::{Reason, Route};
 use crate::shard::twophase::{Decision, Gid};
 use crate::topology::Role;
-use crate::topology::monitor::parse_lsn;
 
 use super::super::cancel::CancelTarget;
 use super::super::client::ClientConn;
@@ -406,7 +405,7 @@ impl Session {
             if decision == Decision::Commit {
                 positions.push((
                     participant.cluster.clone(),
-                    position_after_commit(conn).await,
+                    conn.commit_position().await.unwrap_or(0),
                 ));
             }
             self.shared.pools.checkin(participant.attached.checkout);
@@ -563,7 +562,7 @@ impl Session {
                 self.roll_back(remaining.collect()).await;
                 return Err(commit_failed(&committed, &participant.cluster, e));
             }
-            let lsn = position_after_commit(conn).await;
+            let lsn = conn.commit_position().await.unwrap_or(0);
             self.shared.pools.checkin(participant.attached.checkout);
             committed.push((participant.cluster, lsn));
         }
@@ -656,14 +655,4 @@ fn commit_failed(committed: &[(String, u64)], failed: &str, error: BackendError)
             error.reason()
         ),
     )
-}
-
-/// A WAL position at or after the commit just made on `conn` (0 if it cannot be learned).
-async fn position_after_commit(conn: &mut crate::backend::ServerConn) -> u64 {
-    conn.run_internal("SELECT pg_current_wal_insert_lsn()::text")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|text| parse_lsn(&text))
-        .unwrap_or(0)
 }
