@@ -12,8 +12,10 @@
 #   MODE=extended benches/profile.sh
 #   MODES="simple extended prepared" benches/profile.sh   # one cluster, a report per mode
 #   TOOL=strace MODE=prepared benches/profile.sh   # syscalls per transaction instead
+#   BUILTIN=tpcb-like MODE=prepared benches/profile.sh   # another pgbench script
 #
-# Settings (environment): MODE (simple, extended, prepared) or MODES (several), CLIENTS,
+# Settings (environment): MODE (simple, extended, prepared) or MODES (several), BUILTIN (a
+# pgbench built-in script, select-only by default), CLIENTS,
 # TRANSACTIONS (per client), SCALE, PGSPLIT (a binary to profile instead of building one),
 # TOOL (callgrind, or strace: attached to every thread once pgsplit is ready, it counts the
 # system calls of the run, `strace -c`).
@@ -27,6 +29,7 @@ MODES=${MODES:-${MODE:-simple}}
 CLIENTS=${CLIENTS:-4}
 TRANSACTIONS=${TRANSACTIONS:-2000}
 TOOL=${TOOL:-callgrind}
+BUILTIN=${BUILTIN:-select-only}
 SCALE=${SCALE:-2}
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 WORK=$(mktemp -d /tmp/pgsplit-profile.XXXXXX)
@@ -109,10 +112,11 @@ stop_pgsplit() {
 }
 
 report() {
-    local out="$HERE/results/$STAMP-$TOOL-$MODE.txt" total=$((CLIENTS * TRANSACTIONS))
+    local script=${BUILTIN/#select-only/}
+    local out="$HERE/results/$STAMP-$TOOL${script:+-$script}-$MODE.txt" total=$((CLIENTS * TRANSACTIONS))
     mkdir -p "$HERE/results"
     {
-        echo "$TOOL of pgsplit, pgbench -S -M $MODE -c $CLIENTS -t $TRANSACTIONS (scale $SCALE), $STAMP"
+        echo "$TOOL of pgsplit, pgbench -b $BUILTIN -M $MODE -c $CLIENTS -t $TRANSACTIONS (scale $SCALE), $STAMP"
         echo "pgbench: $(grep -E '^(tps|number of transactions actually processed)' "$WORK/pgbench.out" | paste -sd';')"
         if [[ $TOOL == strace ]]; then
             awk -v n="$total" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
@@ -161,8 +165,8 @@ profile_mode() {
     port=$(free_port)
     start_pgsplit "$port"
     start_measuring
-    log "pgbench -S -M $MODE -c $CLIENTS -t $TRANSACTIONS through pgsplit under $TOOL"
-    timeout 1200 pgbench -n -S -M "$MODE" -c "$CLIENTS" -j 2 -t "$TRANSACTIONS" \
+    log "pgbench -b $BUILTIN -M $MODE -c $CLIENTS -t $TRANSACTIONS through pgsplit under $TOOL"
+    timeout 1200 pgbench -n -b "$BUILTIN" -M "$MODE" -c "$CLIENTS" -j 2 -t "$TRANSACTIONS" \
         -h 127.0.0.1 -p "$port" -U postgres bench >"$WORK/pgbench.out" 2>&1 ||
         die "pgbench failed: $(tail -5 "$WORK/pgbench.out")"
     stop_measuring

@@ -6,25 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::proxy::proxy;
+use common::wire::startup_packet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
-
-const PROTOCOL_3: i32 = 196_608;
-
-fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = PROTOCOL_3.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend_from_slice(&body);
-    packet
-}
 
 async fn raw() -> TcpStream {
     TcpStream::connect(proxy().addr)
@@ -74,27 +59,7 @@ fn first_error_code(bytes: &[u8]) -> Option<String> {
 
 /// A session that has completed startup through raw bytes, up to ReadyForQuery.
 async fn logged_in() -> TcpStream {
-    let mut s = raw().await;
-    s.write_all(&startup_packet(&[
-        ("user", "postgres"),
-        ("database", "postgres"),
-    ]))
-    .await
-    .expect("send the startup packet");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let wait = async {
-        // ReadyForQuery 'Z' length 5 status 'I' ends the greeting.
-        while !seen.windows(6).any(|w| w == [b'Z', 0, 0, 0, 5, b'I']) {
-            let n = s.read(&mut buf).await.expect("read the greeting");
-            assert!(n > 0, "closed during startup");
-            seen.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait)
-        .await
-        .expect("greeting");
-    s
+    common::wire::logged_in(proxy().addr).await
 }
 
 async fn assert_others_still_work() {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::load::config_for;
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
+use common::wire;
 use futures_util::StreamExt;
 use pgsplit::localcluster::LocalCluster;
 use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
@@ -343,76 +344,81 @@ async fn hints_and_session_settings_change_the_route() {
     assert_eq!(err.code().map(|c| c.code()), Some("42704"));
 }
 
-/// Backend messages (tag, body) up to and including the next ReadyForQuery.
-async fn read_until_ready(stream: &mut tokio::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
-    use tokio::io::AsyncReadExt;
-    let mut messages = Vec::new();
-    let read = async {
-        loop {
-            let mut header = [0u8; 5];
-            stream
-                .read_exact(&mut header)
-                .await
-                .expect("message header");
-            let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-            let mut body = vec![0u8; len - 4];
-            stream.read_exact(&mut body).await.expect("message body");
-            messages.push((header[0], body));
-            if header[0] == b'Z' {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("ReadyForQuery within 10 s");
-    messages
-}
-
-fn frontend_message(tag: Option<u8>, body: &[u8]) -> Vec<u8> {
-    let mut out: Vec<u8> = tag.into_iter().collect();
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_write_reports_its_causal_token_before_ready_for_query() {
-    use tokio::io::AsyncWriteExt;
     let c = private_cluster(1);
     let proxy = start_proxy(config_for(&c));
-    let mut stream = tokio::net::TcpStream::connect(proxy.addr)
-        .await
-        .expect("connect");
-    let mut startup = 196_608i32.to_be_bytes().to_vec();
-    startup.extend_from_slice(b"user\0postgres\0database\0postgres\0\0");
-    stream
-        .write_all(&frontend_message(None, &startup))
-        .await
-        .expect("startup");
-    read_until_ready(&mut stream).await;
-    stream
-        .write_all(&frontend_message(
-            Some(b'Q'),
-            b"CREATE TABLE token_t (i int); INSERT INTO token_t VALUES (1)\0",
-        ))
-        .await
-        .expect("query");
-    let messages = read_until_ready(&mut stream).await;
-    let token_at = messages
-        .iter()
-        .position(|(tag, body)| *tag == b'S' && body.starts_with(b"pgsplit.causal_token\0"))
-        .expect("a ParameterStatus pgsplit.causal_token");
+    let mut stream = wire::logged_in(proxy.addr).await;
+    let sql = "CREATE TABLE token_t (i int); INSERT INTO token_t VALUES (1)";
+    let messages = wire::round_trip(&mut stream, &wire::query(sql)).await;
     assert_eq!(
-        token_at,
-        messages.len() - 2,
-        "it comes right before ReadyForQuery"
+        wire::tags(&messages),
+        "CCSZ",
+        "both statements' answers, the token right before ReadyForQuery, nothing else"
     );
-    let token = String::from_utf8_lossy(&messages[token_at].1["pgsplit.causal_token\0".len()..])
-        .trim_end_matches('\0')
-        .to_string();
+    let token = wire::parameter_status(&messages, "pgsplit.causal_token").expect("a token");
     assert!(
         pgsplit::topology::monitor::parse_lsn(&token).is_some(),
         "{token}"
     );
+}
+
+/// An insert that returns a WAL position inside its own transaction (before its commit).
+fn insert_returning_position(id: i32) -> String {
+    format!("INSERT INTO asked VALUES ({id}, 1) RETURNING pg_current_wal_insert_lsn()::text")
+}
+
+/// The causal token in `answer` is at or past every position in `rows`' first column.
+fn assert_token_past(rows: &[(u8, Vec<u8>)], answer: &[(u8, Vec<u8>)]) {
+    let parse = pgsplit::topology::monitor::parse_lsn;
+    let token = wire::parameter_status(answer, "pgsplit.causal_token").expect("a token");
+    let token_lsn = parse(&token).expect("a bare position");
+    for written in wire::first_columns(rows) {
+        let written_lsn = parse(&written).expect("a position");
+        assert!(
+            token_lsn > written_lsn,
+            "token {token} must be past the write at {written}"
+        );
+    }
+}
+
+/// pgsplit asks for a commit's WAL position in the same write as the commit: the client never
+/// sees that question's answer, and the token is past the write, also after a transaction
+/// block, over the extended protocol and in a pipeline of writes; a failed transaction's COMMIT
+/// leaves the session usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
+    let c = private_cluster(1);
+    setup_table(&c, "asked").await;
+    let proxy = start_proxy(config_for(&c));
+    let mut s = wire::logged_in(proxy.addr).await;
+
+    let extended =
+        wire::round_trip(&mut s, &wire::extended_unit(&insert_returning_position(1))).await;
+    assert_eq!(wire::tags(&extended), "12DCSZ", "{extended:?}");
+    assert_token_past(&extended, &extended);
+
+    let block = format!("BEGIN; {}", insert_returning_position(2));
+    let opened = wire::round_trip(&mut s, &wire::query(&block)).await;
+    assert_eq!(wire::tags(&opened), "CTDCZ", "no token before the commit");
+    let committed = wire::round_trip(&mut s, &wire::query("COMMIT")).await;
+    assert_eq!(wire::tags(&committed), "CSZ");
+    assert_token_past(&opened, &committed);
+
+    let mut pipeline = wire::query(&insert_returning_position(3));
+    pipeline.extend(wire::query(&insert_returning_position(4)));
+    wire::send(&mut s, &pipeline).await;
+    let first = wire::read_until_ready(&mut s).await;
+    let second = wire::read_until_ready(&mut s).await;
+    assert_eq!(wire::tags(&first), "TDCZ");
+    assert_eq!(wire::tags(&second), "TDCSZ");
+    assert_token_past(&first, &second);
+    assert_token_past(&second, &second);
+
+    let failed = wire::query("BEGIN; INSERT INTO asked VALUES (1, 1)");
+    assert_eq!(wire::tags(&wire::round_trip(&mut s, &failed).await), "CEZ");
+    let rolled_back = wire::round_trip(&mut s, &wire::query("COMMIT")).await;
+    assert!(wire::tags(&rolled_back).starts_with('C'), "{rolled_back:?}");
+    let counted = wire::round_trip(&mut s, &wire::query("SELECT count(*) FROM asked")).await;
+    assert_eq!(wire::first_columns(&counted), ["4"], "{counted:?}");
 }

@@ -278,7 +278,7 @@ impl ServerConn {
             match frame.tag {
                 tag::READY_FOR_QUERY => break,
                 tag::ERROR_RESPONSE => error = Some(frame.bytes),
-                b'D' if value.is_none() => value = first_column(frame.body()),
+                b'D' if value.is_none() => value = first_column(frame.body()).map(str::to_string),
                 _ => {}
             }
         }
@@ -291,9 +291,7 @@ impl ServerConn {
     /// A WAL position at or after the last commit made on this connection, for read-your-writes
     /// (0 if the server's answer does not parse).
     pub async fn commit_position(&mut self) -> Result<u64, BackendError> {
-        let position = self
-            .run_internal("SELECT pg_current_wal_insert_lsn()::text")
-            .await?;
+        let position = self.run_internal(COMMIT_POSITION_QUERY).await?;
         Ok(position
             .as_deref()
             .and_then(crate::topology::monitor::parse_lsn)
@@ -380,11 +378,20 @@ fn tls_refused(spec: &ConnectSpec, reason: &str) -> BackendError {
     }
 }
 
+/// Asks for a WAL position at or after the last commit made on the connection (one row, one
+/// text column). Also sent in the same write as a committing unit: see `frontend::forward`.
+pub const COMMIT_POSITION_QUERY: &str = "SELECT pg_current_wal_insert_lsn()::text";
+
+/// The WAL position in the DataRow (body) answering [`COMMIT_POSITION_QUERY`].
+pub fn commit_position_in(data_row: &[u8]) -> Option<u64> {
+    first_column(data_row).and_then(crate::topology::monitor::parse_lsn)
+}
+
 /// The first column of a DataRow body as text (None for NULL or a malformed row).
-fn first_column(body: &[u8]) -> Option<String> {
+fn first_column(body: &[u8]) -> Option<&str> {
     let len = i32::from_be_bytes(body.get(2..6)?.try_into().ok()?);
     let bytes = body.get(6..6 + usize::try_from(len).ok()?)?;
-    String::from_utf8(bytes.to_vec()).ok()
+    std::str::from_utf8(bytes).ok()
 }
 
 /// Asks the server process behind `key` to cancel its current query (a separate connection,

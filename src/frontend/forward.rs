@@ -1,7 +1,9 @@
 //! Forwarding extended-protocol messages over pooled connections. A statement the client
 //! prepared on one server connection may be executed on another: pgsplit then sends that
 //! connection the Parse first, and drops the ParseComplete (and CloseComplete) that answer
-//! its own messages, so the client sees exactly the answers it asked for.
+//! its own messages, so the client sees exactly the answers it asked for. After a unit that
+//! commits a write, pgsplit may also ask for the commit's WAL position in the same write, and
+//! takes the answer for itself.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -9,7 +11,7 @@ use std::hash::BuildHasher;
 use bytes::{BufMut, BytesMut};
 use foldhash::fast::FixedState;
 
-use crate::backend::ServerConn;
+use crate::backend::{COMMIT_POSITION_QUERY, ServerConn, commit_position_in};
 use crate::protocol::{Frame, messages, tag};
 
 use super::state::SessionState;
@@ -26,11 +28,24 @@ enum Expect {
     /// ReadyForQuery ends what a Sync or Query started; after an error the server skips the
     /// rest up to it, so unanswered expectations before it are void.
     ReadyForQuery,
+    /// The whole answer to pgsplit's question for a commit's WAL position, up to its own
+    /// ReadyForQuery.
+    CommitPosition,
+}
+
+/// What became of the last question for a commit's WAL position.
+#[derive(Default)]
+enum Asked {
+    #[default]
+    Nothing,
+    Waiting,
+    Answered(u64),
 }
 
 #[derive(Default)]
 pub struct ResponseFilter {
     expected: VecDeque<Expect>,
+    asked: Asked,
 }
 
 impl ResponseFilter {
@@ -48,6 +63,8 @@ impl ResponseFilter {
         state: &mut SessionState,
         out: &mut BytesMut,
     ) {
+        // What this message runs may commit after the position asked for: it no longer counts.
+        self.asked = Asked::Nothing;
         let body = frame.body();
         match frame.tag {
             tag::PARSE => {
@@ -134,8 +151,39 @@ impl ResponseFilter {
             .push_back(Expect::CloseComplete { ours: true });
     }
 
+    /// Appends to `out` a simple query asking for a WAL position at or after the last commit on
+    /// `conn`: sent right behind a unit that commits, it saves a round trip of its own. Its
+    /// answer is kept for [`Self::take_commit_position`], never passed to the client.
+    pub fn ask_commit_position(&mut self, conn: &mut ServerConn, out: &mut BytesMut) {
+        out.put_u8(tag::QUERY);
+        out.put_i32((4 + COMMIT_POSITION_QUERY.len() + 1) as i32);
+        out.put_slice(COMMIT_POSITION_QUERY.as_bytes());
+        out.put_u8(0);
+        conn.prepared.remove(""); // as any simple query does
+        self.expected.push_back(Expect::CommitPosition);
+        self.asked = Asked::Waiting;
+    }
+
+    /// A question for a commit's WAL position is still to be answered.
+    pub fn awaits_commit_position(&self) -> bool {
+        self.expected.contains(&Expect::CommitPosition)
+    }
+
+    /// The answer to the last question for a commit's WAL position, if it came, parsed, and
+    /// nothing was sent after the question.
+    pub fn take_commit_position(&mut self) -> Option<u64> {
+        match std::mem::take(&mut self.asked) {
+            Asked::Answered(position) => Some(position),
+            _ => None,
+        }
+    }
+
     /// Whether a server message goes on to the client (false for answers to our own messages).
     pub fn pass_to_client(&mut self, frame: &Frame) -> bool {
+        if self.expected.front() == Some(&Expect::CommitPosition) && !is_asynchronous(frame.tag) {
+            self.note_commit_position(frame);
+            return false;
+        }
         match frame.tag {
             b'1' => self.take(|e| matches!(e, Expect::ParseComplete { .. })),
             b'3' => self.take(|e| matches!(e, Expect::CloseComplete { .. })),
@@ -148,6 +196,24 @@ impl ResponseFilter {
                 true
             }
             _ => true,
+        }
+    }
+
+    /// Takes in one message of the answer to the question for a commit's WAL position (an
+    /// error leaves it unanswered: the caller then asks on its own).
+    fn note_commit_position(&mut self, frame: &Frame) {
+        match frame.tag {
+            tag::DATA_ROW => {
+                if let (Asked::Waiting, Some(position)) =
+                    (&self.asked, commit_position_in(frame.body()))
+                {
+                    self.asked = Asked::Answered(position);
+                }
+            }
+            tag::READY_FOR_QUERY => {
+                self.expected.pop_front();
+            }
+            _ => {}
         }
     }
 
@@ -165,6 +231,15 @@ impl ResponseFilter {
             _ => true,
         }
     }
+}
+
+/// Messages a server may send at any time, between or within the answers to queries
+/// (NotificationResponse, ParameterStatus, NoticeResponse): they belong to the client.
+fn is_asynchronous(message: u8) -> bool {
+    matches!(
+        message,
+        tag::NOTIFICATION_RESPONSE | tag::PARAMETER_STATUS | tag::NOTICE_RESPONSE
+    )
 }
 
 /// Records which statement `portal` was bound from. Clients bind the same portal (usually the

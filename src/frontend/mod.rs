@@ -5,6 +5,7 @@ mod caching;
 mod cancel;
 mod client;
 mod commands;
+mod commits;
 mod console;
 mod error;
 mod forward;

@@ -198,40 +198,4 @@ impl Session {
             self.read_floor = self.read_floor.max(seen);
         }
     }
-
-    /// After a write committed, learns a WAL position at or after its commit record, on the
-    /// connection that committed it (one small round trip per write, none per read), and tells
-    /// the client as ParameterStatus `pgsplit.causal_token` before its commit's ReadyForQuery.
-    pub(super) async fn take_causal_token(
-        &mut self,
-        client: &mut ClientConn,
-    ) -> Result<(), FrontendError> {
-        let held = self.held_ready.take();
-        // A transaction that rolled back committed nothing: no new token (end_unit knew).
-        let mut committed_at = 0;
-        let mut asked = Ok(0);
-        if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
-            self.wrote = false;
-            asked = attached.checkout.conn.commit_position().await;
-            committed_at = *asked.as_ref().unwrap_or(&0);
-        }
-        // Even when the position could not be learned (then at once, position unknown).
-        let writes = self.committed_writes.take();
-        self.invalidate(writes, committed_at);
-        asked?;
-        let cluster = self.server.as_ref().and_then(|attached| {
-            super::sharding::cluster_of_node(
-                &self.shared.topology.load(),
-                &attached.route.node.name,
-            )
-        });
-        if let Some(cluster) = cluster {
-            self.advance_causal(client, [(cluster, committed_at)]);
-        }
-        if let Some(ready) = held {
-            client.out.extend_from_slice(&ready.bytes);
-        }
-        self.release_if_idle();
-        Ok(())
-    }
 }

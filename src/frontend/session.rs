@@ -479,6 +479,8 @@ impl Session {
             return self.fail_unit(client, e, &frames);
         }
         self.state.add_pins(&work.effects);
+        let nothing_in_flight =
+            self.pending == 0 && self.server.as_ref().is_some_and(|a| a.work.is_none());
         if let Some(attached) = self.server.as_mut() {
             let node = &attached.route.node;
             match work.access() {
@@ -493,11 +495,15 @@ impl Session {
                 self.unit_text = slow_query_text(&self.shared, &frames);
             }
         }
+        let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.unit.tx.extend(work.tx);
         self.unit.effects.extend(work.effects);
         for frame in &frames {
             self.forward(frame);
+        }
+        if asks_commit_position {
+            self.ask_commit_position();
         }
         if let Some(replay) = self.replay.as_mut() {
             replay.frames = frames;
@@ -664,6 +670,7 @@ impl Session {
             return Box::pin(self.retry_unit(client)).await;
         }
         self.settle_participants().await;
+        self.finish_commit_position(client).await?;
         if self.held_ready.is_some() {
             self.take_causal_token(client).await?;
         }
@@ -723,7 +730,7 @@ impl Session {
             return;
         };
         let checkout = attached.checkout;
-        if self.pending > 0 || checkout.conn.tx_status != b'I' {
+        if self.pending > 0 || checkout.conn.tx_status != b'I' || !self.responses.is_settled() {
             return; // mid-statement or mid-transaction: dropping closes it
         }
         let shared = self.shared.clone();

@@ -31,6 +31,8 @@ pub struct Work {
     pub warnings: Vec<HintWarning>,
     /// What the unit's writes must drop from the result cache once they commit.
     pub writes: Option<WriteScope>,
+    /// It runs a COPY FROM: copy data may follow it on the connection.
+    pub copy_in: bool,
 }
 
 /// Both scopes of invalidation together.
@@ -64,6 +66,7 @@ impl Work {
             self.writes = merge_scopes(self.writes.take(), Some(write_scope(c)));
         }
         self.add_access(c);
+        self.copy_in |= c.copy_in;
         self.tx.extend(c.tx.iter().cloned());
         self.effects.extend(c.effects.iter().cloned());
     }

@@ -39,6 +39,8 @@ pub mod tag {
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
+    pub const DATA_ROW: u8 = b'D';
     pub const AUTHENTICATION: u8 = b'R';
     pub const BACKEND_KEY_DATA: u8 = b'K';
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';

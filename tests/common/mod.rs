@@ -27,6 +27,9 @@ pub mod load;
 /// Several shard clusters at once, and their config text (sharding tests).
 pub mod shards;
 
+/// A client in raw protocol bytes (several messages in one write, every answer seen).
+pub mod wire;
+
 /// Child processes (the `pgsplit` binary, client tools) and HTTP requests to the admin server.
 pub mod process;
 

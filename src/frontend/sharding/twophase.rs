@@ -59,6 +59,11 @@ pub(in crate::frontend) struct MultiShard {
 }
 
 impl MultiShard {
+    /// A transaction across shards is in progress (other shards' connections wait aside).
+    pub(in crate::frontend) fn spans_shards(&self) -> bool {
+        !self.parked.is_empty() || !self.prepared.is_empty()
+    }
+
     /// The BEGIN pgsplit held for the transaction, to run again on the shards it reaches.
     pub(in crate::frontend) fn remember_begin(&mut self, begin: &str) {
         self.begin = Some(begin.to_string());

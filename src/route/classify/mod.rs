@@ -107,6 +107,9 @@ pub struct Classification {
     pub write_reason: Option<String>,
     /// Number of statements in the text (a multi-statement string is one unit).
     pub statements: usize,
+    /// A COPY FROM: the server may then take copy data from the client, and until its end
+    /// nothing else may be sent on the connection.
+    pub copy_in: bool,
 }
 
 mod cache;
@@ -151,6 +154,7 @@ impl Classification {
             explain_route: None,
             write_reason: None,
             statements: 0,
+            copy_in: false,
         }
     }
 

@@ -17,6 +17,7 @@ pub(super) struct Findings {
     pub tables_written: Vec<String>,
     pub tx: Vec<TxControl>,
     pub effects: Vec<SessionEffect>,
+    pub copy_in: bool,
 }
 
 impl Findings {
@@ -172,6 +173,7 @@ fn absorb(out: &mut Classification, found: Findings) {
     add_new(&mut out.tables_written, found.tables_written);
     out.tx.extend(found.tx);
     out.effects.extend(found.effects);
+    out.copy_in |= found.copy_in;
 }
 
 /// Appends the names not there yet, in order.

@@ -156,9 +156,13 @@ impl Walker<'_> {
         match (source, to) {
             (CopySource::Table { table_name, .. }, false) => {
                 self.found.write("COPY FROM");
+                self.found.copy_in = true;
                 self.written(table_name);
             }
-            (CopySource::Query(_), false) => self.found.write("COPY FROM"),
+            (CopySource::Query(_), false) => {
+                self.found.write("COPY FROM");
+                self.found.copy_in = true;
+            }
             (CopySource::Table { table_name, .. }, true) => {
                 self.from_items.push(names::object(table_name));
             }

@@ -524,6 +524,26 @@ fn write_reasons_name_the_cause() {
     }
 }
 
+/// A COPY FROM anywhere in a text is flagged (copy data may follow it on the connection); a
+/// COPY TO is not.
+#[test]
+fn copy_from_is_flagged_wherever_it_is() {
+    for (sql, copy_in) in [
+        ("COPY t FROM STDIN", true),
+        (
+            "INSERT INTO u VALUES (1); COPY t (a, b) FROM STDIN WITH (FORMAT csv)",
+            true,
+        ),
+        ("COPY t FROM '/tmp/t.csv'", true),
+        ("COPY t TO STDOUT", false),
+        ("COPY (SELECT 1) TO STDOUT", false),
+        ("INSERT INTO t VALUES (1)", false),
+        ("EXPLAIN SELECT 1", false),
+    ] {
+        assert_eq!(classified(sql).copy_in, copy_in, "{sql}");
+    }
+}
+
 /// Every function the brief names as a write is one, whatever the declared list says.
 #[test]
 fn known_side_effect_functions_write_even_when_declared_read_only() {
