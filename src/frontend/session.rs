@@ -423,7 +423,11 @@ impl Session {
             self.answer_session_command(client, command);
             return Ok(());
         }
-        let work = work::describe(&frames, &self.state, &self.shared.live().classifier);
+        let live = self.shared.live();
+        // Only the result cache and sharding act on what writes make stale.
+        let tracks_writes = live.cache.is_some() || live.sharding.is_some();
+        let work = work::describe(&frames, &self.state, &live.classifier, tracks_writes);
+        drop(live);
         if let Some(inner) = &work.explain_route {
             self.settle(client).await?;
             self.explain_route(client, inner);
@@ -454,7 +458,8 @@ impl Session {
         if let Err(e) = self.before_transaction_end(client, &work.tx).await {
             return self.fail_unit(client, e, &frames);
         }
-        if let Some(stamp) = self.fill_stamp()
+        if self.fill.is_some()
+            && let Some(stamp) = self.fill_stamp()
             && let Some(fill) = self.fill.as_mut()
         {
             fill.stamp = stamp;

@@ -33,6 +33,8 @@ pub struct Work {
     pub writes: Option<WriteScope>,
     /// It runs a COPY FROM: copy data may follow it on the connection.
     pub copy_in: bool,
+    /// Whether `writes` is worked out (only the result cache and sharding need it).
+    tracks_writes: bool,
 }
 
 /// Both scopes of invalidation together.
@@ -62,7 +64,7 @@ impl Work {
 
     fn add(&mut self, c: &Classification) {
         self.executes = true;
-        if c.access == Access::Write {
+        if c.access == Access::Write && self.tracks_writes {
             self.writes = merge_scopes(self.writes.take(), Some(write_scope(c)));
         }
         self.add_access(c);
@@ -94,10 +96,17 @@ impl Work {
 }
 
 /// Classifies the SQL that `frames` will execute: Query texts, and for Execute the text of the
-/// statement its portal was bound from (in this unit or earlier in the session).
-pub fn describe(frames: &[Frame], state: &SessionState, classifier: &Classifier) -> Work {
+/// statement its portal was bound from (in this unit or earlier in the session). What the
+/// writes make stale (`writes`) is worked out only when `tracks_writes`.
+pub fn describe(
+    frames: &[Frame],
+    state: &SessionState,
+    classifier: &Classifier,
+    tracks_writes: bool,
+) -> Work {
     let mut work = Work {
         parsed: true,
+        tracks_writes,
         ..Default::default()
     };
     // Statements parsed and portals bound within this unit, ahead of the session's record.
@@ -217,6 +226,7 @@ fn saved_statement_text<'a>(state: &'a SessionState, name: &str) -> Option<&'a s
 pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
     let mut work = Work {
         parsed: true,
+        tracks_writes: true,
         ..Default::default()
     };
     work.add_hints(sql);

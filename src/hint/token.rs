@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::topology::monitor::{format_lsn, parse_lsn};
+use crate::topology::monitor::{LsnText, parse_lsn};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CausalToken {
@@ -82,17 +82,19 @@ impl CausalToken {
 /// The text [`CausalToken::parse`] reads back: a bare position alone, else the named ones
 /// (after a bare one, if any).
 impl fmt::Display for CausalToken {
+    /// Written straight into the formatter: a token goes out with every committed write.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::with_capacity(self.clusters.len() + 1);
-        if self.everywhere > 0 || self.clusters.is_empty() {
-            parts.push(format_lsn(self.everywhere));
+        let bare = self.everywhere > 0 || self.clusters.is_empty();
+        if bare {
+            write!(f, "{}", LsnText(self.everywhere))?;
         }
-        parts.extend(
-            self.clusters
-                .iter()
-                .map(|(name, lsn)| format!("{name}:{}", format_lsn(*lsn))),
-        );
-        f.write_str(&parts.join(","))
+        for (i, (name, lsn)) in self.clusters.iter().enumerate() {
+            if bare || i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{name}:{}", LsnText(*lsn))?;
+        }
+        Ok(())
     }
 }
 

@@ -394,7 +394,16 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 
 /// The text form of an LSN.
 pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+    LsnText(lsn).to_string()
+}
+
+/// An LSN written in its text form (`16/B374D848`) where it is formatted.
+pub struct LsnText(pub u64);
+
+impl std::fmt::Display for LsnText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
 }
 
 #[cfg(test)]

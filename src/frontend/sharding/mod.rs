@@ -293,6 +293,9 @@ impl Session {
         let Some(attached) = &self.server else {
             return Ok(());
         };
+        if matches!(target, ShardTarget::Anywhere) {
+            return Ok(()); // whatever the session holds serves it
+        }
         let holds_session = attached.checkout.conn.tx_status != b'I'
             || self.state.pin().is_some()
             || self.session_mode();

@@ -37,36 +37,71 @@ pub struct Classifier {
 /// Texts longer than this are not remembered per thread (a slot holds its own copy).
 const MAX_RECENT_TEXT: usize = 4 * 1024;
 
-/// Slots per thread, chosen by the text's hash.
-const RECENT_SLOTS: usize = 8;
+/// Texts remembered per thread: more than an application's hot statements usually number.
+const RECENT_SLOTS: usize = 16;
 
 /// A few texts each thread classified lately, in front of the shared cache: an application
 /// repeats a handful of texts, and a hit here costs a hash and a comparison, where the
 /// shared cache's lookup (its own clock read, access log and bookkeeping) costs some 850
-/// instructions. Only texts the shared cache holds under their own text are kept, so what is
-/// cached by literal shape (`-M simple`) never churns the slots.
+/// instructions. Entries are kept under the key the shared cache uses: the text, or for texts
+/// that inline their values (`-M simple`) the shape, which a text never equals (it holds NUL).
+/// Any slot may hold any text (a scan of 16 hashes is cheaper than a miss from two texts
+/// sharing a slot); the oldest entry makes room.
 #[derive(Default)]
 struct Recent {
     slots: [Option<RecentEntry>; RECENT_SLOTS],
+    /// The slot the next new entry takes.
+    next: usize,
 }
 
 struct RecentEntry {
+    hash: u64,
     classifier: u64,
     generation: u64,
     text: Box<str>,
     class: Arc<Classification>,
 }
 
+impl Recent {
+    fn find(&self, hash: u64, text: &str) -> Option<&RecentEntry> {
+        self.slots
+            .iter()
+            .flatten()
+            .find(|e| e.hash == hash && *e.text == *text)
+    }
+
+    /// Replaces the entry for the same text (from another generation), or the oldest one.
+    fn put(&mut self, entry: RecentEntry) {
+        let same = self.slots.iter().position(|slot| {
+            slot.as_ref()
+                .is_some_and(|e| e.hash == entry.hash && e.text == entry.text)
+        });
+        let slot = same.unwrap_or_else(|| {
+            let oldest = self.next;
+            self.next = (self.next + 1) % RECENT_SLOTS;
+            oldest
+        });
+        self.slots[slot] = Some(entry);
+    }
+}
+
 thread_local! {
     static RECENT: RefCell<Recent> = RefCell::new(Recent::default());
 }
 
+/// Where the shared cache keeps a classification.
+enum Held {
+    Text,
+    Shape(String),
+    /// Not cached (the text did not parse).
+    Nowhere,
+}
+
 static NEXT_CLASSIFIER_ID: AtomicU64 = AtomicU64::new(1);
 
-fn recent_slot(sql: &str) -> usize {
-    // Any fixed seed: the slot only spreads texts, it decides nothing.
-    let hash = FixedState::with_seed(0).hash_one(sql);
-    usize::try_from(hash % RECENT_SLOTS as u64).unwrap_or(0)
+fn text_hash(sql: &str) -> u64 {
+    // Any fixed seed: the hash only tells texts apart quickly, it decides nothing.
+    FixedState::with_seed(0).hash_one(sql)
 }
 
 impl Classifier {
@@ -104,57 +139,76 @@ impl Classifier {
         if remembered && let Some(hit) = self.recent(sql, generation) {
             return hit;
         }
-        let (class, by_text) = self.classify_shared(cache, sql);
-        if remembered && by_text {
-            self.remember(sql, generation, &class);
+        // Texts that inline their values are remembered by shape: one shape, many texts.
+        let shape = literal_shape(sql);
+        if remembered
+            && let Some(shape) = &shape
+            && let Some(hit) = self.recent(shape, generation)
+        {
+            return hit;
+        }
+        let (class, held) = self.classify_shared(cache, sql, shape);
+        let key = match &held {
+            Held::Text => Some(sql),
+            Held::Shape(shape) => Some(shape.as_str()),
+            Held::Nowhere => None,
+        };
+        if remembered && let Some(key) = key {
+            self.remember(key, generation, &class);
         }
         class
     }
 
-    /// The shared cache's answer, and whether it holds it under `sql` itself (not its shape).
+    /// The shared cache's answer, and the key it holds it under.
     fn classify_shared(
         &self,
         cache: &Cache<String, Arc<Classification>, RandomState>,
         sql: &str,
-    ) -> (Arc<Classification>, bool) {
+        shape: Option<String>,
+    ) -> (Arc<Classification>, Held) {
         if let Some(hit) = cache.get(sql) {
-            return (hit, true);
+            return (hit, Held::Text);
         }
-        let shape = literal_shape(sql);
         if let Some(hit) = shape.as_ref().and_then(|shape| cache.get(shape)) {
-            return (hit, false);
+            return (hit, Held::Shape(shape.unwrap_or_default()));
         }
         let class = Arc::new(classify(sql, &self.policy));
         // What did not parse is never cached: the primary decides what it means, each time.
         if !class.parsed {
-            return (class, false);
+            return (class, Held::Nowhere);
         }
-        let key = match shape {
-            Some(shape) if literals_do_not_matter(&class) => shape,
-            _ => sql.to_owned(),
+        let held = match shape {
+            Some(shape) if literals_do_not_matter(&class) => {
+                cache.insert(shape.clone(), Arc::clone(&class));
+                Held::Shape(shape)
+            }
+            _ => {
+                cache.insert(sql.to_owned(), Arc::clone(&class));
+                Held::Text
+            }
         };
-        let by_text = key == sql;
-        cache.insert(key, Arc::clone(&class));
-        (class, by_text)
+        (class, held)
     }
 
     /// What this thread remembers of `sql`, if it is current.
     fn recent(&self, sql: &str, generation: u64) -> Option<Arc<Classification>> {
+        let hash = text_hash(sql);
         RECENT.with_borrow(|recent| {
-            let entry = recent.slots[recent_slot(sql)].as_ref()?;
+            let entry = recent.find(hash, sql)?;
             let current = entry.classifier == self.id && entry.generation == generation;
-            (current && *entry.text == *sql).then(|| Arc::clone(&entry.class))
+            current.then(|| Arc::clone(&entry.class))
         })
     }
 
     fn remember(&self, sql: &str, generation: u64, class: &Arc<Classification>) {
         let entry = RecentEntry {
+            hash: text_hash(sql),
             classifier: self.id,
             generation,
             text: sql.into(),
             class: Arc::clone(class),
         };
-        RECENT.with_borrow_mut(|recent| recent.slots[recent_slot(sql)] = Some(entry));
+        RECENT.with_borrow_mut(|recent| recent.put(entry));
     }
 
     /// Records that a server refused `sql` as a write although it was classified as a read (a

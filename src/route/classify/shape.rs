@@ -48,6 +48,10 @@ pub fn literal_shape(sql: &str) -> Option<String> {
             }
             _ => {
                 i += 1;
+                // Most of a text is words, spaces and operators: skip them in a tight loop.
+                while i < bytes.len() && !MAY_START_SOMETHING[usize::from(bytes[i])] {
+                    i += 1;
+                }
                 None
             }
         };
@@ -62,6 +66,17 @@ pub fn literal_shape(sql: &str) -> Option<String> {
     out.push_str(&sql[copied..]);
     replaced.then_some(out)
 }
+
+/// The bytes the scan stops at: quotes, digits, and the starts of comments and dollar quotes.
+const MAY_START_SOMETHING: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'\'' | b'"' | b'0'..=b'9' | b'-' | b'/' | b'$');
+        b += 1;
+    }
+    table
+};
 
 /// Whether the digit at `i` continues an identifier or a parameter (`t1`, `$1`).
 fn continues_word(bytes: &[u8], i: usize) -> bool {
