@@ -20,6 +20,7 @@ use common::load::{
 use common::load::{STATEMENT, Verdicts, on_cluster, psql_ids};
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
+use common::wire;
 use pgsplit::localcluster::{LocalCluster, PgNode};
 use tokio::task::block_in_place;
 use tokio::time::sleep_until;
@@ -606,6 +607,59 @@ async fn a_read_on_a_failing_replica_is_retried_unseen() {
         errors.len()
     );
     assert!(wrong.is_empty(), "a dead replica answered? {wrong:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A primary connection lost with a pipeline on it
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_unit_pipelined_on_a_lost_connection_gets_its_answer() {
+    let c = on_cluster(|| private_cluster(1));
+    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let mut session = wire::logged_in(proxy.addr).await;
+    // Two units in one write, both for the primary: the second waits behind the first on the
+    // same server connection, which is then ended under them.
+    let mut pipeline =
+        wire::query("/* pgsplit: route=primary */ SELECT pg_sleep(30), 'pipelined_loss'");
+    pipeline.extend(wire::query("/* pgsplit: route=primary */ SELECT 2"));
+    wire::send(&mut session, &pipeline).await;
+    bounded("the slow unit ends", STATEMENT, async {
+        loop {
+            let ended = on_cluster(|| {
+                c.psql(
+                    c.primary(),
+                    "postgres",
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE query LIKE '%pipelined_loss%' AND pid <> pg_backend_pid()",
+                )
+            })
+            .expect("psql on the primary");
+            if ended.trim() != "0" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let mut answers = Vec::new();
+    for unit in ["the slow unit", "the unit behind it"] {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), wire::read_until_ready(&mut session))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{unit}: no ReadyForQuery within 5 s; answers so far: {answers:?}")
+                });
+        let tags = wire::tags(&answer);
+        assert!(
+            tags.contains('E') && tags.ends_with('Z'),
+            "{unit}: an error, then ReadyForQuery; got {tags:?}"
+        );
+        answers.push(tags);
+    }
+    // The session goes on.
+    let answer = wire::round_trip(&mut session, &wire::query("SELECT 3")).await;
+    assert_eq!(wire::first_columns(&answer), ["3"], "{answer:?}");
 }
 
 /// `failover.promote_command`: a shell command that promotes the replica pgsplit names in
