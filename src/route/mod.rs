@@ -305,7 +305,8 @@ fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
             }
         })
         .map(Candidate::replica)
-        .chain(Candidate::primary(cluster))
+        // A primary down takes no reads, as a replica down takes none.
+        .chain(Candidate::primary(cluster).filter(|c| c.node.is_available()))
         .collect();
     if candidates.is_empty()
         && let Some(reason) = refusal
@@ -500,6 +501,23 @@ mod tests {
             .map(|_| read_with(&balancer, &cluster, 0, true).0)
             .collect();
         assert_eq!(picked, ["replica1".into(), "replica2".into()].into());
+    }
+
+    #[test]
+    fn a_primary_down_takes_no_balanced_reads() {
+        let mut cluster = cluster();
+        cluster.primary_read_weight = 1;
+        for replica in &cluster.replicas {
+            replica.stats.lag_bytes.store(0, Ordering::Relaxed);
+            replica.stats.lag_micros.store(0, Ordering::Relaxed);
+        }
+        primary_down(&cluster);
+        let balancer = Balancer::new(LoadBalancing::RoundRobin);
+        for _ in 0..4 {
+            let (node, reason) = read_with(&balancer, &cluster, 0, true);
+            assert!(node.starts_with("replica"), "{node}");
+            assert_eq!(reason, Reason::Balanced(LoadBalancing::RoundRobin));
+        }
     }
 
     #[test]
