@@ -208,6 +208,18 @@ struct Attempt {
     result: Result<(), (Option<String>, String)>,
 }
 
+impl Attempt {
+    fn took(&self) -> Duration {
+        self.ended - self.started
+    }
+
+    /// Failed within [`FAILS_FAST`] with a clear "the server is not there" error.
+    fn failed_clearly(&self) -> bool {
+        self.took() <= FAILS_FAST
+            && matches!(&self.result, Err((code, _)) if is_unavailable(code.as_deref()))
+    }
+}
+
 /// Autocommit INSERTs through pgsplit, one after another, until `stop`; every attempt logged.
 /// A session pgsplit closes is replaced by a new one.
 async fn insert_loop(
@@ -512,19 +524,27 @@ async fn primary_down_then_promotion() {
             )
         },
     );
-    let unclear: Vec<_> = outage
-        .iter()
-        .filter(|a| match &a.result {
-            Ok(()) => true,
-            Err((code, _)) => !is_unavailable(code.as_deref()) || a.ended - a.started > FAILS_FAST,
-        })
-        .collect();
+    let unclear: Vec<_> = outage.iter().filter(|a| !a.failed_clearly()).collect();
     v.check(unclear.is_empty(), || {
         format!(
             "during the outage, every INSERT must fail within {FAILS_FAST:?} with SQLSTATE class \
              08 or 57; not so ({} of {}): {unclear:?}",
             unclear.len(),
             outage.len()
+        )
+    });
+    // The INSERTs the stop caught in flight may have committed, but none may hang: a lost
+    // server connection answers every unit sent on it.
+    let stuck: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.ended > stop_started && a.started < stop_done)
+        .filter(|a| !a.failed_clearly() && (a.result.is_err() || a.took() > FAILS_FAST))
+        .map(|a| (a.id, a.took(), &a.result))
+        .collect();
+    v.check(stuck.is_empty(), || {
+        format!(
+            "an INSERT in flight while the primary stopped must commit, or fail with SQLSTATE \
+             class 08 or 57, within {FAILS_FAST:?}; not so (id, duration, result): {stuck:?}"
         )
     });
     for (when, [fresh_read, writer_read]) in [
