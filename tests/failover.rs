@@ -20,6 +20,7 @@ use common::load::{
 use common::load::{STATEMENT, Verdicts, on_cluster, psql_ids};
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
+use common::wire;
 use pgsplit::localcluster::{LocalCluster, PgNode};
 use tokio::task::block_in_place;
 use tokio::time::sleep_until;
@@ -207,6 +208,18 @@ struct Attempt {
     result: Result<(), (Option<String>, String)>,
 }
 
+impl Attempt {
+    fn took(&self) -> Duration {
+        self.ended - self.started
+    }
+
+    /// Failed within [`FAILS_FAST`] with a clear "the server is not there" error.
+    fn failed_clearly(&self) -> bool {
+        self.took() <= FAILS_FAST
+            && matches!(&self.result, Err((code, _)) if is_unavailable(code.as_deref()))
+    }
+}
+
 /// Autocommit INSERTs through pgsplit, one after another, until `stop`; every attempt logged.
 /// A session pgsplit closes is replaced by a new one.
 async fn insert_loop(
@@ -289,10 +302,49 @@ async fn insert_returning_port(
     }
 }
 
+/// How soon a write must fail once the primary is down. pgsplit fails it at once (the server
+/// ends its connections, and a stopped server refuses new ones on loopback), so this is only
+/// room for a loaded machine to schedule pgsplit and the test.
+const FAILS_FAST: Duration = Duration::from_secs(5);
+
+/// A read in a fresh session, and an eventual read in `writer`, a session that has written.
+async fn reads_in_an_outage(
+    proxy: &TestProxy,
+    writer: &tokio_postgres::Client,
+) -> [Result<i64, String>; 2] {
+    let fresh = match connect_within(proxy, STATEMENT).await {
+        Ok(client) => bounded(
+            "a read with the primary down",
+            STATEMENT,
+            client.query_one("SELECT count(*) FROM failover_t", &[]),
+        )
+        .await
+        .map(|r| r.get::<_, i64>(0))
+        .map_err(|e| describe(&e)),
+        Err(e) => Err(e),
+    };
+    let eventual = bounded("an eventual read with the primary down", STATEMENT, async {
+        writer
+            .batch_execute("SET pgsplit.consistency = 'eventual'")
+            .await?;
+        writer
+            .query_one("SELECT count(*) FROM failover_t", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    })
+    .await
+    .map_err(|e| describe(&e));
+    [fresh, eventual]
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn primary_down_then_promotion() {
     let c = on_cluster(|| private_cluster(2));
-    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let config = config_for(&c);
+    // The monitor measures lag against the primary's position, which it stops trusting this
+    // long after its last poll: past it, no replica's lag is known.
+    let lag_unknown_after = config.health.timeout + 2 * config.monitor.interval;
+    let proxy = on_cluster(|| start_proxy(config));
     let (old_primary, new_primary) = (c.primary().clone(), c.replicas()[0].clone());
 
     let setup = connect_within(&proxy, STATEMENT).await.expect("connect");
@@ -358,13 +410,13 @@ async fn primary_down_then_promotion() {
         &proxy,
         next_id.fetch_add(1, Ordering::SeqCst),
         "outage",
-        Duration::from_secs(5),
+        FAILS_FAST,
     )
     .await;
     let fresh_write_took = t.elapsed();
 
     // The running loop sees its writes fail fast too.
-    let loop_deadline = stop_done + Duration::from_secs(5);
+    let loop_deadline = stop_done + FAILS_FAST;
     let first_loop_failure = loop {
         let found = log
             .lock()
@@ -378,29 +430,11 @@ async fn primary_down_then_promotion() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
 
-    // Reads keep working: a fresh session, and the session that wrote (eventual consistency).
-    let fresh_read = match connect_within(&proxy, STATEMENT).await {
-        Ok(client) => bounded(
-            "a read with the primary down",
-            STATEMENT,
-            client.query_one("SELECT count(*) FROM failover_t", &[]),
-        )
-        .await
-        .map(|r| r.get::<_, i64>(0))
-        .map_err(|e| describe(&e)),
-        Err(e) => Err(e),
-    };
-    let writer_read = bounded("an eventual read with the primary down", STATEMENT, async {
-        writer
-            .batch_execute("SET pgsplit.consistency = 'eventual'")
-            .await?;
-        writer
-            .query_one("SELECT count(*) FROM failover_t", &[])
-            .await
-            .map(|r| r.get::<_, i64>(0))
-    })
-    .await
-    .map_err(|e| describe(&e));
+    // Reads keep working: a fresh session, and the session that wrote (eventual consistency);
+    // right away, and again once the replicas' lag is unknown for want of a primary.
+    let early_reads = reads_in_an_outage(&proxy, &writer).await;
+    sleep_until((stop_started + lag_unknown_after + Duration::from_secs(1)).into()).await;
+    let late_reads = reads_in_an_outage(&proxy, &writer).await;
 
     // The attempts of the loop during the outage, before any promotion.
     let promote_started = Instant::now();
@@ -461,53 +495,74 @@ async fn primary_down_then_promotion() {
     let mut v = Verdicts::default();
     v.check(
         matches!(&fresh_write, Err((code, _)) if is_unavailable(code.as_deref()))
-            && fresh_write_took <= Duration::from_secs(5),
+            && fresh_write_took <= FAILS_FAST,
         || {
             format!(
-                "with the primary stopped, a write in a fresh session must fail within 5 s with \
-                 SQLSTATE class 08 or 57; got {fresh_write:?} after {fresh_write_took:?}"
+                "with the primary stopped, a write in a fresh session must fail within \
+                 {FAILS_FAST:?} with SQLSTATE class 08 or 57; got {fresh_write:?} after \
+                 {fresh_write_took:?}"
             )
         },
     );
     v.check(
         matches!(&first_loop_failure, Some(a)
-            if is_unavailable(a.result.as_ref().err().and_then(|e| e.0.as_deref()))),
+            if a.ended <= loop_deadline
+                && is_unavailable(a.result.as_ref().err().and_then(|e| e.0.as_deref()))),
         || {
+            let since_stop = |t: Instant| t.saturating_duration_since(stop_done);
             format!(
                 "with the primary stopped (the stop took {:?}), the running session's INSERT must \
-                 fail within 5 s of the stop with SQLSTATE class 08 or 57; first failure: \
-                 {first_loop_failure:?}; the loop's failed reconnects: {:?}",
+                 fail within {FAILS_FAST:?} of the stop with SQLSTATE class 08 or 57; first \
+                 failure (started, ended after the stop): {:?}; the loop's failed reconnects: {:?}",
                 stop_done - stop_started,
+                first_loop_failure.as_ref().map(|a| (
+                    since_stop(a.started),
+                    since_stop(a.ended),
+                    &a.result
+                )),
                 reconnects.lock().expect("log")
             )
         },
     );
-    let unclear: Vec<_> = outage
-        .iter()
-        .filter(|a| match &a.result {
-            Ok(()) => true,
-            Err((code, _)) => {
-                !is_unavailable(code.as_deref()) || a.ended - a.started > Duration::from_secs(5)
-            }
-        })
-        .collect();
+    let unclear: Vec<_> = outage.iter().filter(|a| !a.failed_clearly()).collect();
     v.check(unclear.is_empty(), || {
         format!(
-            "during the outage, every INSERT must fail within 5 s with SQLSTATE class 08 or 57; \
-             not so ({} of {}): {unclear:?}",
+            "during the outage, every INSERT must fail within {FAILS_FAST:?} with SQLSTATE class \
+             08 or 57; not so ({} of {}): {unclear:?}",
             unclear.len(),
             outage.len()
         )
     });
-    v.check(fresh_read.is_ok(), || {
-        format!("with the primary down, a read in a fresh session fails: {fresh_read:?}")
-    });
-    v.check(writer_read.is_ok(), || {
+    // The INSERTs the stop caught in flight may have committed, but none may hang: a lost
+    // server connection answers every unit sent on it.
+    let stuck: Vec<_> = attempts
+        .iter()
+        .filter(|a| a.ended > stop_started && a.started < stop_done)
+        .filter(|a| !a.failed_clearly() && (a.result.is_err() || a.took() > FAILS_FAST))
+        .map(|a| (a.id, a.took(), &a.result))
+        .collect();
+    v.check(stuck.is_empty(), || {
         format!(
-            "with the primary down, an eventual read in a session that has written fails: \
-             {writer_read:?}"
+            "an INSERT in flight while the primary stopped must commit, or fail with SQLSTATE \
+             class 08 or 57, within {FAILS_FAST:?}; not so (id, duration, result): {stuck:?}"
         )
     });
+    for (when, [fresh_read, writer_read]) in [
+        ("right after the stop", early_reads),
+        ("with every replica's lag unknown", late_reads),
+    ] {
+        v.check(fresh_read.is_ok(), || {
+            format!(
+                "with the primary down ({when}), a read in a fresh session fails: {fresh_read:?}"
+            )
+        });
+        v.check(writer_read.is_ok(), || {
+            format!(
+                "with the primary down ({when}), an eventual read in a session that has \
+                 written fails: {writer_read:?}"
+            )
+        });
+    }
     v.check(
         matches!(promoted_write, Some((_, p)) if p == port(&new_primary)),
         || match promoted_write {
@@ -606,6 +661,59 @@ async fn a_read_on_a_failing_replica_is_retried_unseen() {
         errors.len()
     );
     assert!(wrong.is_empty(), "a dead replica answered? {wrong:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A primary connection lost with a pipeline on it
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_unit_pipelined_on_a_lost_connection_gets_its_answer() {
+    let c = on_cluster(|| private_cluster(1));
+    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    let mut session = wire::logged_in(proxy.addr).await;
+    // Two units in one write, both for the primary: the second waits behind the first on the
+    // same server connection, which is then ended under them.
+    let mut pipeline =
+        wire::query("/* pgsplit: route=primary */ SELECT pg_sleep(30), 'pipelined_loss'");
+    pipeline.extend(wire::query("/* pgsplit: route=primary */ SELECT 2"));
+    wire::send(&mut session, &pipeline).await;
+    bounded("the slow unit ends", STATEMENT, async {
+        loop {
+            let ended = on_cluster(|| {
+                c.psql(
+                    c.primary(),
+                    "postgres",
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE query LIKE '%pipelined_loss%' AND pid <> pg_backend_pid()",
+                )
+            })
+            .expect("psql on the primary");
+            if ended.trim() != "0" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let mut answers = Vec::new();
+    for unit in ["the slow unit", "the unit behind it"] {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), wire::read_until_ready(&mut session))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("{unit}: no ReadyForQuery within 5 s; answers so far: {answers:?}")
+                });
+        let tags = wire::tags(&answer);
+        assert!(
+            tags.contains('E') && tags.ends_with('Z'),
+            "{unit}: an error, then ReadyForQuery; got {tags:?}"
+        );
+        answers.push(tags);
+    }
+    // The session goes on.
+    let answer = wire::round_trip(&mut session, &wire::query("SELECT 3")).await;
+    assert_eq!(wire::first_columns(&answer), ["3"], "{answer:?}");
 }
 
 /// `failover.promote_command`: a shell command that promotes the replica pgsplit names in

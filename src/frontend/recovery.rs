@@ -166,16 +166,21 @@ impl Session {
         if in_transaction || self.state.pin().is_some() {
             return Err(lost_state(&node.name, &error));
         }
-        // Mid-answer, outside a transaction: this statement fails, the session goes on.
+        // Mid-answer, outside a transaction: what was in flight fails, the session goes on.
+        // The client waits for a ReadyForQuery per Query or Sync it sent, and a pipeline (a
+        // driver's Close + Sync, then its next statement) can have several on the lost
+        // connection: each gets its error, or the client would wait forever for the rest.
+        let unanswered = self.pending;
         self.reset_unit();
         let message = format!(
             "lost the connection to server {} in the middle of an answer: {error}",
             node.name
         );
-        client
-            .writer()
-            .error_response(&ErrorFields::error(SqlState::CONNECTION_FAILURE, message));
-        client.writer().ready_for_query(b'I');
+        let failed = ErrorFields::error(SqlState::CONNECTION_FAILURE, message);
+        for _ in 0..unanswered {
+            client.writer().error_response(&failed);
+            client.writer().ready_for_query(b'I');
+        }
         client.flush().await.map_err(|_| FrontendError::ClientGone)
     }
 

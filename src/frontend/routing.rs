@@ -139,6 +139,7 @@ impl Session {
             max_lag,
             max_lag_bytes: settings.max_lag_bytes,
             min_lsn,
+            freshest_if_primary_down: settings.lag_fallback != LagFallback::Error,
         };
         (freshness, primary_only)
     }

@@ -53,6 +53,9 @@ pub enum Reason {
     Hint,
     /// A read with every replica down (banned by its health checks or a failed request).
     NodeDown,
+    /// A read no replica was fresh enough for, while the primary, where it would have gone
+    /// instead, is down: the replica that has replayed the most takes it.
+    FreshestReplica,
     /// A read a replica refused (recovery conflict, or a write it could not run), run again on
     /// the primary.
     Retry,
@@ -91,6 +94,7 @@ impl Reason {
             Reason::Hint => 18,
             Reason::NodeDown => 19,
             Reason::Retry => 20,
+            Reason::FreshestReplica => 21,
         }
     }
 }
@@ -98,7 +102,7 @@ impl Reason {
 /// How many reasons there are.
 pub(crate) const REASON_COUNT: usize = REASON_NAMES.len();
 
-const REASON_NAMES: [&str; 21] = [
+const REASON_NAMES: [&str; 22] = [
     "login",
     "session_mode",
     "pinned: temp table",
@@ -120,6 +124,7 @@ const REASON_NAMES: [&str; 21] = [
     "hint: route=primary",
     "replica down: every replica banned",
     "retry on the primary",
+    "replica lag: primary down, freshest replica",
 ];
 
 #[derive(Debug, Clone)]
@@ -164,6 +169,11 @@ pub struct Freshness {
     /// The replica must have replayed at least this far (0: no constraint): the session's
     /// causal token, a token it was given, or (monotonic) what it already read.
     pub min_lsn: u64,
+    /// When no replica is within the lag limits and the primary is down, the read goes to the
+    /// replica that has replayed the most rather than to the primary (which would fail it).
+    /// Lag is measured against the primary: without it, a replica's lag is soon unknown,
+    /// though what it holds is as fresh as any data left. Off for `lag_fallback = "error"`.
+    pub freshest_if_primary_down: bool,
 }
 
 impl Freshness {
@@ -181,8 +191,13 @@ impl Freshness {
         if lag > self.max_lag || self.max_lag_bytes.is_some_and(|max| bytes > max) {
             return Some(Reason::ReplicaLag);
         }
-        let replayed = node.stats.replay_lsn.load(Ordering::Relaxed);
-        (self.min_lsn > 0 && replayed < self.min_lsn).then_some(Reason::ReadYourWrites)
+        self.lacks_session_writes(node)
+            .then_some(Reason::ReadYourWrites)
+    }
+
+    /// The node has not replayed what the session must see.
+    fn lacks_session_writes(&self, node: &Node) -> bool {
+        self.min_lsn > 0 && node.stats.replay_lsn.load(Ordering::Relaxed) < self.min_lsn
     }
 }
 
@@ -290,11 +305,18 @@ fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
             }
         })
         .map(Candidate::replica)
-        .chain(Candidate::primary(cluster))
+        // A primary down takes no reads, as a replica down takes none.
+        .chain(Candidate::primary(cluster).filter(|c| c.node.is_available()))
         .collect();
     if candidates.is_empty()
         && let Some(reason) = refusal
     {
+        if req.freshness.freshest_if_primary_down
+            && !cluster.primary.is_available()
+            && let Some(route) = freshest_replica(req)
+        {
+            return route;
+        }
         return Route {
             node: cluster.primary.clone(),
             reason,
@@ -313,6 +335,29 @@ fn balanced_read(req: &Request<'_>, reason: Reason) -> Route {
             detail: None,
         },
     }
+}
+
+/// The available replicas that have what the session must see, balanced among those that
+/// have replayed the most, whatever their lag; None if there are none.
+fn freshest_replica(req: &Request<'_>) -> Option<Route> {
+    let usable = || {
+        req.cluster
+            .replicas
+            .iter()
+            .filter(|node| node.is_available() && !req.freshness.lacks_session_writes(node))
+    };
+    let replayed = |node: &Node| node.stats.replay_lsn.load(Ordering::Relaxed);
+    let furthest = usable().map(|node| replayed(node)).max()?;
+    let candidates: SmallVec<[Candidate<'_>; 8]> = usable()
+        .filter(|node| replayed(node) == furthest)
+        .map(Candidate::replica)
+        .collect();
+    let pick = req.balancer.pick(&candidates, req.client)?;
+    Some(Route {
+        node: candidates[pick].node.clone(),
+        reason: Reason::FreshestReplica,
+        detail: None,
+    })
 }
 
 /// How many units went each way, by reason, for metrics and the dashboard.
@@ -334,5 +379,159 @@ impl RouteCounters {
             .map(|(name, count)| (*name, count.load(Ordering::Relaxed)))
             .filter(|(_, count)| *count > 0)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::topology::Role;
+
+    fn node(name: &str, role: Role, replayed: u64) -> Arc<Node> {
+        let node = Node::new(name.to_owned(), format!("{name}:5432"), role, 1);
+        node.stats.replay_lsn.store(replayed, Ordering::Relaxed);
+        Arc::new(node)
+    }
+
+    /// A primary and three replicas whose lag is unknown (as once the primary stops answering
+    /// the monitor): replica1 has replayed the most, replica3 more still but it is banned.
+    fn cluster() -> Cluster {
+        let replicas = vec![
+            node("replica1", Role::Replica, 300),
+            node("replica2", Role::Replica, 200),
+            node("replica3", Role::Replica, 400),
+        ];
+        replicas[2]
+            .stats
+            .health
+            .ban("replica3", "down", Duration::from_secs(60));
+        Cluster {
+            name: "main".into(),
+            fenced: Vec::new(),
+            databases: Vec::new(),
+            load_balancing: LoadBalancing::RoundRobin,
+            primary_read_weight: 0,
+            primary: node("primary", Role::Primary, 0),
+            replicas,
+        }
+    }
+
+    fn primary_down(cluster: &Cluster) {
+        cluster
+            .primary
+            .stats
+            .health
+            .ban("primary", "connection refused", Duration::from_secs(60));
+    }
+
+    /// Where a read goes with lag limits of 1 s, the session needing `min_lsn`.
+    fn read(cluster: &Cluster, min_lsn: u64, freshest_if_primary_down: bool) -> (String, Reason) {
+        read_with(
+            &Balancer::new(LoadBalancing::RoundRobin),
+            cluster,
+            min_lsn,
+            freshest_if_primary_down,
+        )
+    }
+
+    fn read_with(
+        balancer: &Balancer,
+        cluster: &Cluster,
+        min_lsn: u64,
+        freshest_if_primary_down: bool,
+    ) -> (String, Reason) {
+        let route = decide(&Request {
+            cluster,
+            balancer,
+            access: Access::Read,
+            parsed: true,
+            write_reason: None,
+            tx: &[],
+            default_read_only: false,
+            pin: None,
+            session_mode: false,
+            client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            executes: true,
+            last_read_node: None,
+            freshness: Freshness {
+                max_lag: Duration::from_secs(1),
+                max_lag_bytes: None,
+                min_lsn,
+                freshest_if_primary_down,
+            },
+            primary_only: None,
+            reuse: None,
+        });
+        (route.node.name.clone(), route.reason)
+    }
+
+    #[test]
+    fn with_the_primary_down_a_read_no_replica_is_fresh_for_goes_to_the_freshest_replica() {
+        let cluster = cluster();
+        primary_down(&cluster);
+        for _ in 0..3 {
+            assert_eq!(
+                read(&cluster, 0, true),
+                ("replica1".into(), Reason::FreshestReplica)
+            );
+        }
+        // The session's own writes still bound where it may read.
+        assert_eq!(
+            read(&cluster, 250, true),
+            ("replica1".into(), Reason::FreshestReplica)
+        );
+        assert_eq!(
+            read(&cluster, 350, true),
+            ("primary".into(), Reason::ReplicaLag)
+        );
+    }
+
+    #[test]
+    fn replicas_of_equal_position_share_the_reads_of_a_down_primary() {
+        let cluster = cluster();
+        primary_down(&cluster);
+        cluster.replicas[1]
+            .stats
+            .replay_lsn
+            .store(300, Ordering::Relaxed);
+        let balancer = Balancer::new(LoadBalancing::RoundRobin);
+        let picked: std::collections::BTreeSet<String> = (0..4)
+            .map(|_| read_with(&balancer, &cluster, 0, true).0)
+            .collect();
+        assert_eq!(picked, ["replica1".into(), "replica2".into()].into());
+    }
+
+    #[test]
+    fn a_primary_down_takes_no_balanced_reads() {
+        let mut cluster = cluster();
+        cluster.primary_read_weight = 1;
+        for replica in &cluster.replicas {
+            replica.stats.lag_bytes.store(0, Ordering::Relaxed);
+            replica.stats.lag_micros.store(0, Ordering::Relaxed);
+        }
+        primary_down(&cluster);
+        let balancer = Balancer::new(LoadBalancing::RoundRobin);
+        for _ in 0..4 {
+            let (node, reason) = read_with(&balancer, &cluster, 0, true);
+            assert!(node.starts_with("replica"), "{node}");
+            assert_eq!(reason, Reason::Balanced(LoadBalancing::RoundRobin));
+        }
+    }
+
+    #[test]
+    fn lag_still_sends_reads_to_a_primary_that_is_up_or_fails_them_as_configured() {
+        let cluster = cluster();
+        assert_eq!(
+            read(&cluster, 0, true),
+            ("primary".into(), Reason::ReplicaLag)
+        );
+        primary_down(&cluster);
+        // lag_fallback = "error": the session refuses the read.
+        assert_eq!(
+            read(&cluster, 0, false),
+            ("primary".into(), Reason::ReplicaLag)
+        );
     }
 }
