@@ -10,6 +10,8 @@
 # Settings (environment): DURATION (s per run), ROUNDS, CLIENTS ("1 16 64"), SCALE (pgbench
 # scale), WORKLOADS, ENDPOINTS (see below), NOTE (a line for the report, e.g. "machine shared").
 # Workloads: select-simple select-extended select-prepared tpcb readmostly cached.
+# Endpoints: direct pgsplit pgsplit-primary pgbouncer pgpool, and pgsplit-rr (pgsplit with
+# load_balancing = "round_robin" instead of its default, "sticky").
 # The report (Markdown) goes to stdout and to benches/results/<date>.md; raw numbers to
 # benches/results/<date>.tsv. Nothing is installed: PgBouncer and pgpool-II are used when
 # present (Debian: apt-get install -y pgbouncer pgpool2) and skipped otherwise.

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::load::config_for;
+use common::load::{config_for, round_robin};
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
 use common::wire;
@@ -121,7 +121,7 @@ async fn no_stale_reads_under_real_lag_and_reads_return_to_replicas() {
 async fn a_paused_replica_leaves_the_rotation_until_it_catches_up() {
     let c = private_cluster(2);
     setup_table(&c, "paused").await;
-    let mut config = config_for(&c);
+    let mut config = round_robin(config_for(&c));
     config.clusters[0].consistency.max_lag = Duration::from_millis(500);
     let proxy = start_proxy(config);
     let names = ports(&c);
@@ -165,7 +165,7 @@ async fn a_paused_replica_leaves_the_rotation_until_it_catches_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_primary_keeps_every_replica_in_rotation() {
     let c = private_cluster(2);
-    let proxy = start_proxy(config_for(&c));
+    let proxy = start_proxy(round_robin(config_for(&c)));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let names = ports(&c);
     let client = connect(&proxy, "").await;

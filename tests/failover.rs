@@ -17,7 +17,7 @@ use common::load::{
     fresh_read_port, processed_transactions, read_port, read_port_extended, sqlstate,
     wait_served_by,
 };
-use common::load::{STATEMENT, Verdicts, on_cluster, psql_ids};
+use common::load::{STATEMENT, Verdicts, on_cluster, psql_ids, round_robin};
 use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
 use common::wire;
@@ -617,7 +617,8 @@ async fn primary_down_then_promotion() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_on_a_failing_replica_is_retried_unseen() {
     let c = on_cluster(|| private_cluster(2));
-    let proxy = on_cluster(|| start_proxy(config_for(&c)));
+    // Round robin: the session's reads reach both replicas, whichever dies.
+    let proxy = on_cluster(|| start_proxy(round_robin(config_for(&c))));
     let victim = c.replicas()[0].clone();
     // The session reads on both replicas first, so the pool holds idle connections to each.
     let session = connect_within(&proxy, STATEMENT).await.expect("connect");

@@ -6,11 +6,13 @@ mod common;
 use std::time::Duration;
 
 use common::cluster;
-use common::proxy::{cluster_config, start_proxy};
+use common::proxy::{TestProxy, cluster_config, start_proxy};
+use common::wire;
 use tokio_postgres::NoTls;
 
-#[tokio::test]
-async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
+/// A function that writes, on every node, and a pgsplit told it only reads (so a replica
+/// refuses it with 25006); returns the proxy, the function's table and its name.
+fn sneaky_function() -> (TestProxy, String, String) {
     let c = cluster();
     let table = common::unique_name("sneaky");
     let function = format!("{table}_fn");
@@ -30,7 +32,13 @@ async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
     }
     let mut config = cluster_config();
     config.routing.read_only_functions = vec![function.clone()];
-    let proxy = start_proxy(config);
+    (start_proxy(config), table, function)
+}
+
+#[tokio::test]
+async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
+    let c = cluster();
+    let (proxy, table, function) = sneaky_function();
     let (client, connection) =
         tokio_postgres::connect(&proxy.connstr("postgres", "postgres"), NoTls)
             .await
@@ -65,4 +73,37 @@ async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
         )
         .expect("count");
     assert_eq!(count.trim(), "4", "each statement ran once, on the primary");
+}
+
+/// Reads pipelined in one write, the refused one behind another: it runs again on the primary
+/// once the first is answered, and the client gets both answers, whole and in order.
+#[tokio::test]
+async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
+    let c = cluster();
+    let (proxy, table, function) = sneaky_function();
+    let mut s = wire::logged_in(proxy.addr).await;
+    let mut pipeline = wire::query("SELECT 'first', inet_server_port()");
+    pipeline.extend(wire::extended_unit(&format!(
+        "SELECT {function}()::text, inet_server_port()"
+    )));
+    wire::send(&mut s, &pipeline).await;
+    let first = wire::read_until_ready(&mut s).await;
+    let second = wire::read_until_ready(&mut s).await;
+    assert_eq!(wire::tags(&first), "TDCZ", "{first:?}");
+    assert_eq!(wire::first_columns(&first), ["first"]);
+    // Its run on the primary wrote: the causal token comes with it.
+    assert_eq!(
+        wire::tags(&second),
+        "12DCSZ",
+        "one answer, nothing of the refusal: {second:?}"
+    );
+    assert_eq!(wire::first_columns(&second), ["1"]);
+    let count = c
+        .psql(
+            c.primary(),
+            "postgres",
+            &format!("SELECT count(*) FROM {table}"),
+        )
+        .expect("count");
+    assert_eq!(count.trim(), "1", "the write ran once, on the primary");
 }

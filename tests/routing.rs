@@ -24,6 +24,13 @@ async fn connect() -> Client {
     connect_to(proxy()).await
 }
 
+/// A pgsplit that balances reads statement by statement (round robin) rather than by session,
+/// for tests whose one session must reach several servers; shared by the tests that need it.
+fn round_robin_proxy() -> &'static TestProxy {
+    static PROXY: OnceLock<TestProxy> = OnceLock::new();
+    PROXY.get_or_init(|| start_proxy(common::load::round_robin(cluster_config())))
+}
+
 /// Node name ("primary", "replica1", ...) by server port.
 fn node_by_port() -> &'static HashMap<i32, String> {
     static MAP: OnceLock<HashMap<i32, String>> = OnceLock::new();
@@ -179,7 +186,7 @@ async fn transactions_stay_on_one_backend_and_read_only_ones_may_use_a_replica()
 
 #[tokio::test]
 async fn settings_follow_the_session_to_every_server() {
-    let client = connect().await;
+    let client = connect_to(round_robin_proxy()).await;
     client
         .batch_execute("SET application_name = 'routing_test'; SET search_path = information_schema, public; SET statement_timeout = '12345ms'")
         .await
@@ -245,7 +252,7 @@ async fn a_temp_table_pins_the_session_to_the_primary() {
 
 #[tokio::test]
 async fn prepared_statements_are_reused_across_connections_and_transactions() {
-    let mut client = connect().await;
+    let mut client = connect_to(round_robin_proxy()).await;
     let stmt = client
         .prepare("SELECT $1::int + 1, inet_server_port()")
         .await

@@ -23,7 +23,7 @@ track_daemon() {
 pgsplit_cluster_toml() {
     local with_replicas=$1 port
     echo '[[clusters]]'
-    echo "load_balancing = \"${BALANCING:-round_robin}\""
+    if [[ -n ${BALANCING:-} ]]; then echo "load_balancing = \"$BALANCING\""; fi
     echo "primary = { name = \"primary\", addr = \"127.0.0.1:$PRIMARY_PORT\" }"
     if [[ $with_replicas == yes ]]; then
         echo 'replicas = ['
@@ -153,7 +153,7 @@ start_endpoints() {
         direct) wanted+=(direct) ;;
         pgsplit) start_pgsplit pgsplit yes && wanted+=(pgsplit) ;;
         pgsplit-primary) start_pgsplit pgsplit-primary no && wanted+=(pgsplit-primary) ;;
-        pgsplit-sticky) BALANCING=sticky start_pgsplit pgsplit-sticky yes && wanted+=(pgsplit-sticky) ;;
+        pgsplit-rr) BALANCING=round_robin start_pgsplit pgsplit-rr yes && wanted+=(pgsplit-rr) ;;
         pgbouncer | pgpool)
             local binary=$name
             if ! command -v "$binary" >/dev/null; then

@@ -330,7 +330,6 @@ pub struct RoutingSettings {
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
     /// Each candidate in turn.
-    #[default]
     RoundRobin,
     /// In proportion to the candidates' weights, interleaved (smooth weighted round robin).
     Weighted,
@@ -345,7 +344,9 @@ pub enum LoadBalancing {
     /// A session keeps reading from its replica while that replica qualifies (fresh enough,
     /// healthy); a session's first read, or one whose replica stopped qualifying, takes the
     /// candidate with the fewest statements in flight. Spreads sessions rather than
-    /// statements, which keeps each server's caches warm (pgpool-II's way).
+    /// statements, which keeps each server's caches warm (pgpool-II's way). The default: the
+    /// benchmarks measured it ahead of round robin in every workload.
+    #[default]
     Sticky,
 }
 

@@ -203,16 +203,17 @@ impl Session {
         }
     }
 
-    /// A read on a replica, outside any transaction or pin, with nothing else in flight: if its
-    /// server fails before answering, it can run again elsewhere.
+    /// A read on a replica, outside any transaction or pin (also behind units still in flight:
+    /// none of them opens a transaction): if its server fails or refuses it before answering,
+    /// it can run again elsewhere.
     pub(super) fn may_retry(&self, work: &Work) -> bool {
         let Some(attached) = &self.server else {
             return false;
         };
         work.access() == Access::Read
             && work.executes
-            && self.pending == 0
             && attached.checkout.conn.tx_status == b'I'
+            && !opens_transaction(&self.unit.tx)
             && !opens_transaction(&work.tx)
             && self.state.pin().is_none()
             && attached.route.node.role() == Role::Replica

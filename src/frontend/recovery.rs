@@ -29,6 +29,18 @@ pub struct Replay {
     /// answer is dropped until its ReadyForQuery.
     pub on_primary: bool,
     pub attempts: usize,
+    /// Units sent before this one on the connection and not answered yet (a pipeline): their
+    /// answers are relayed as usual, up to their ReadyForQuery, before this unit's begin.
+    pub ahead: usize,
+}
+
+/// What the relay does with a server message (see [`Session::screen_replay`]).
+pub enum Step {
+    Relay,
+    /// Held back, or dropped because the unit runs again.
+    Skip,
+    /// The unit's refused answer is over: send it again, on the primary.
+    Retry,
 }
 
 /// Answers that carry no result yet: holding them back costs the client nothing.
@@ -46,7 +58,7 @@ fn retry_on_primary(body: &[u8]) -> bool {
 }
 
 /// What to do with one server message of a unit that may be retried.
-pub enum Screened {
+enum Screened {
     /// Pass it (and what was held) to the client: the unit can no longer be retried.
     Pass,
     /// Keep it back (held, or dropped because the unit will run again).
@@ -54,8 +66,52 @@ pub enum Screened {
 }
 
 impl Session {
-    /// Looks at a server message while the unit in flight may still be retried.
-    pub(super) fn screen(&mut self, frame: &Frame) -> Screened {
+    /// A unit is about to be sent behind one that may still run again elsewhere. That one's
+    /// answer must come first: if it was refused, it runs again now (the new unit waits);
+    /// otherwise it gives up its second chance and what it held goes to the client.
+    pub(super) async fn close_earlier_replay(
+        &mut self,
+        client: &mut ClientConn,
+    ) -> Result<(), FrontendError> {
+        match &self.replay {
+            Some(replay) if replay.on_primary => self.settle(client).await,
+            Some(_) => {
+                self.commit_to_answer(client);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Looks at a server message while a unit in flight may still run again.
+    pub(super) fn screen_replay(&mut self, client: &mut ClientConn, frame: &Frame) -> Step {
+        let Some(replay) = self.replay.as_mut() else {
+            return Step::Relay;
+        };
+        if replay.ahead > 0 {
+            // The answer of a unit sent before the one that may run again.
+            if frame.tag == tag::READY_FOR_QUERY {
+                replay.ahead -= 1;
+            }
+            return Step::Relay;
+        }
+        if frame.tag == tag::READY_FOR_QUERY && replay.on_primary {
+            self.pending = self.pending.saturating_sub(1);
+            return if self.pending == 0 {
+                Step::Retry
+            } else {
+                Step::Skip
+            };
+        }
+        if frame.tag != tag::READY_FOR_QUERY && matches!(self.screen(frame), Screened::Keep) {
+            return Step::Skip;
+        }
+        self.commit_to_answer(client);
+        Step::Relay
+    }
+
+    /// Looks at a server message of the unit that may still be retried.
+    fn screen(&mut self, frame: &Frame) -> Screened {
         let Some(replay) = self.replay.as_mut() else {
             return Screened::Pass;
         };
@@ -156,6 +212,7 @@ impl Session {
         }
         if let Some(replay) = self.replay.take()
             && replay.attempts < MAX_RETRIES
+            && replay.ahead == 0
         {
             tracing::info!(node = %node.name, %error, "server lost before answering; sending the read elsewhere");
             self.reset_unit();

@@ -25,7 +25,7 @@ use super::console::Console;
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
-use super::recovery::{Replay, Screened};
+use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome};
 use super::work::{self, Work};
 
@@ -413,6 +413,7 @@ impl Session {
         client: &mut ClientConn,
         frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
+        self.close_earlier_replay(client).await?;
         if let [frame] = frames.as_slice()
             && frame.tag == tag::QUERY
             && let Some(command) =
@@ -476,6 +477,7 @@ impl Session {
         // The unit's frames join the replay once forwarded (moved, not copied).
         self.replay = self.may_retry(&work).then(|| Replay {
             attempts: self.retries,
+            ahead: self.pending,
             held: std::mem::take(&mut self.spare_held),
             ..Default::default()
         });
@@ -628,22 +630,12 @@ impl Session {
                 continue;
             }
             self.collect_for_cache(&frame);
-            if let Some(replay) = &self.replay {
-                if frame.tag == tag::READY_FOR_QUERY && replay.on_primary {
-                    self.pending = self.pending.saturating_sub(1);
-                    if self.pending == 0 {
-                        retry = true;
-                        break;
-                    }
-                    continue;
-                }
-                if frame.tag == tag::READY_FOR_QUERY {
-                    self.commit_to_answer(client);
-                } else {
-                    match self.screen(&frame) {
-                        Screened::Keep => continue,
-                        Screened::Pass => self.commit_to_answer(client),
-                    }
+            match self.screen_replay(client, &frame) {
+                Step::Relay => {}
+                Step::Skip => continue,
+                Step::Retry => {
+                    retry = true;
+                    break;
                 }
             }
             match frame.tag {

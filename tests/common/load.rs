@@ -19,6 +19,15 @@ pub fn config_for(c: &LocalCluster) -> Config {
     Config::quick_start(&c.primary().addr(), &replicas).expect("quick-start config")
 }
 
+/// `config` with every cluster balancing reads round robin rather than by session (the
+/// default): for tests that watch which replicas are in the rotation, statement by statement.
+pub fn round_robin(mut config: Config) -> Config {
+    for cluster in &mut config.clusters {
+        cluster.load_balancing = pgsplit::config::LoadBalancing::RoundRobin;
+    }
+    config
+}
+
 /// `work`, which must end within `limit`; panics naming `what` otherwise.
 pub async fn bounded<T>(what: &str, limit: Duration, work: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, work)

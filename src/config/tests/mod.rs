@@ -63,7 +63,7 @@ fn defaults_fill_everything_left_out() {
     let cluster = &config.clusters[0];
     assert_eq!(cluster.name, "main");
     assert!(cluster.databases.is_empty());
-    assert_eq!(cluster.load_balancing, LoadBalancing::RoundRobin);
+    assert_eq!(cluster.load_balancing, LoadBalancing::Sticky);
     assert_eq!(cluster.primary_read_weight, 0);
     assert_eq!(
         cluster.primary,
@@ -291,7 +291,7 @@ fn quick_start_is_one_cluster_with_defaults() {
     let cluster = &config.clusters[0];
     assert_eq!(cluster.name, "main");
     assert_eq!(cluster.primary.addr(), "db1:5432");
-    assert_eq!(cluster.load_balancing, LoadBalancing::RoundRobin);
+    assert_eq!(cluster.load_balancing, LoadBalancing::Sticky);
     assert_eq!(cluster.primary_read_weight, 0);
     let replicas: Vec<_> = cluster
         .replicas
@@ -454,7 +454,7 @@ fn topology_report_shows_the_topology_and_no_secrets() {
         "transaction mode",
         "cluster main (default",
         "databases       any",
-        "load balancing  round_robin over the replicas (weights unused)",
+        "load balancing  sticky over the replicas (weights unused)",
         "role     node     address   read weight",
         "primary  primary  db1:5432  0",
         "routing   classification cache 8 MiB, extra read-only functions: none",
