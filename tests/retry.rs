@@ -35,6 +35,17 @@ fn sneaky_function() -> (TestProxy, String, String) {
     (start_proxy(config), table, function)
 }
 
+/// How many rows `table` has on the primary.
+fn rows_on_primary(table: &str) -> String {
+    let c = cluster();
+    c.psql(
+        c.primary(),
+        "postgres",
+        &format!("SELECT count(*) FROM {table}"),
+    )
+    .expect("count")
+}
+
 #[tokio::test]
 async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
     let c = cluster();
@@ -65,13 +76,7 @@ async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
             .iter()
             .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
     );
-    let count = c
-        .psql(
-            c.primary(),
-            "postgres",
-            &format!("SELECT count(*) FROM {table}"),
-        )
-        .expect("count");
+    let count = rows_on_primary(&table);
     assert_eq!(count.trim(), "4", "each statement ran once, on the primary");
 }
 
@@ -79,7 +84,6 @@ async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
 /// once the first is answered, and the client gets both answers, whole and in order.
 #[tokio::test]
 async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
-    let c = cluster();
     let (proxy, table, function) = sneaky_function();
     let mut s = wire::logged_in(proxy.addr).await;
     let mut pipeline = wire::query("SELECT 'first', inet_server_port()");
@@ -98,12 +102,6 @@ async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
         "one answer, nothing of the refusal: {second:?}"
     );
     assert_eq!(wire::first_columns(&second), ["1"]);
-    let count = c
-        .psql(
-            c.primary(),
-            "postgres",
-            &format!("SELECT count(*) FROM {table}"),
-        )
-        .expect("count");
+    let count = rows_on_primary(&table);
     assert_eq!(count.trim(), "1", "the write ran once, on the primary");
 }
