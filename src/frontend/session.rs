@@ -33,6 +33,10 @@ use super::work::{self, Work};
 /// a client's pipeline never grows pgsplit's memory without bound.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// The frames of a typical extended-protocol unit (Parse, Bind, Describe, Execute, Sync, and
+/// a Close or two).
+const UNIT_FRAMES: usize = 8;
+
 /// Runs a client connection from its first byte to its end.
 pub async fn run(mut client: ClientConn, shared: Arc<Shared>, peer: IpAddr) {
     let login_timeout = shared.live().config.timeouts.client_login;
@@ -392,6 +396,10 @@ impl Session {
     }
 
     fn push_batch(&mut self, frame: Frame) {
+        if self.batch.capacity() == 0 {
+            // A unit's Vec leaves with it: room for a Parse/Bind/Describe/Execute/Sync at once.
+            self.batch.reserve(UNIT_FRAMES);
+        }
         self.batch_bytes += frame.bytes.len();
         self.batch.push(frame);
     }
