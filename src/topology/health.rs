@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 use crate::config::HealthSettings;
 
-/// The moment health times are counted from (atomics hold microseconds since it).
+/// The moment health times are counted from (atomics hold microseconds since it): an hour
+/// before it was first asked for, so that moments shortly before that are told apart too.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+    })
 }
 
 fn micros_since_epoch(at: Instant) -> u64 {
@@ -27,6 +31,8 @@ pub struct Health {
     banned_until: AtomicU64,
     /// Why the last ban happened, for logs and status pages (never read on the data path).
     reason: Mutex<Option<String>>,
+    /// When the node last finished a unit of live work, in microseconds after the epoch.
+    last_answer: AtomicU64,
 }
 
 /// How a check went.
@@ -35,7 +41,9 @@ pub enum CheckOutcome {
     Passed,
     /// Refused or broken: counts towards `ban_after`.
     Failed,
-    /// Not answered in time: a hung node, banned at once.
+    /// Not answered in time: a hung node, banned at once; unless it finished live work within
+    /// that time, which a hung node cannot (then it is only slow: a loaded primary must not be
+    /// taken out of service by one slow poll).
     TimedOut,
 }
 
@@ -93,8 +101,23 @@ impl Health {
         }
     }
 
+    /// The node finished a unit of live work at `at`.
+    pub fn note_answer(&self, at: Instant) {
+        // At least 1: 0 means "never".
+        self.last_answer
+            .fetch_max(micros_since_epoch(at).max(1), Ordering::Relaxed);
+    }
+
+    /// Whether the node finished live work within the last `span`.
+    fn answered_within(&self, span: Duration) -> bool {
+        let since = Instant::now()
+            .checked_sub(span)
+            .map_or(0, micros_since_epoch);
+        self.last_answer.load(Ordering::Relaxed) > since
+    }
+
     /// Counts a check: passing ones reset the count, failing ones ban after `ban_after` in a
-    /// row, and a timed-out one bans at once.
+    /// row, and a timed-out one bans at once, unless the node is answering live work.
     pub fn record_check(
         &self,
         node: &str,
@@ -108,6 +131,13 @@ impl Health {
                     tracing::info!(node, "node healthy again");
                     crate::events::record("healthy", Some(node), "health checks pass again");
                 }
+            }
+            CheckOutcome::TimedOut if self.answered_within(settings.timeout) => {
+                tracing::info!(
+                    node,
+                    reason,
+                    "a health check timed out, but the node is answering work: slow, not banned"
+                );
             }
             CheckOutcome::TimedOut => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
@@ -170,5 +200,20 @@ mod tests {
         assert!(!h.is_banned());
         h.record_check("n", CheckOutcome::TimedOut, "hung", &settings());
         assert!(h.is_banned());
+    }
+
+    #[test]
+    fn a_timeout_while_the_node_answers_work_is_slowness_not_a_hang() {
+        let h = Health::default();
+        h.note_answer(Instant::now());
+        h.record_check("n", CheckOutcome::TimedOut, "slow poll", &settings());
+        assert!(!h.is_banned(), "work answered within the timeout");
+        let stale = Health::default();
+        stale.note_answer(Instant::now() - Duration::from_secs(5));
+        stale.record_check("n", CheckOutcome::TimedOut, "hung", &settings());
+        assert!(
+            stale.is_banned(),
+            "nothing answered for longer than the timeout"
+        );
     }
 }

@@ -283,6 +283,7 @@ impl WorkGuard {
     /// there for the simple case.
     pub fn finish(self, elapsed: Duration) {
         self.node.stats.record_response(elapsed);
+        self.node.stats.health.note_answer(self.started + elapsed);
     }
 }
 
