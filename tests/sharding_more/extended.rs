@@ -71,6 +71,7 @@ async fn compare(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_corpus_answers_the_same_over_the_extended_protocol_in_binary() {
     let (sharded, reference) = (crate::sharded().await, crate::reference().await);
+    let _rows_as_loaded = crate::REPLICATED_ROWS.read().await;
     let corpus = crate::corpus();
     let mut differences = Vec::new();
     for sql in &corpus {
