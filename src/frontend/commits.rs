@@ -46,29 +46,6 @@ impl Session {
         }
     }
 
-    /// Once every unit sent was answered, reads the rest of the answer to a question for a
-    /// commit's position (whatever the unit did: the connection must be quiet before anything
-    /// else is sent or it goes back to the pool). Notifications meanwhile go to the client.
-    pub(super) async fn finish_commit_position(
-        &mut self,
-        client: &mut ClientConn,
-    ) -> Result<(), FrontendError> {
-        while self.pending == 0 && self.responses.awaits_commit_position() {
-            let Some(attached) = self.server.as_mut() else {
-                return Ok(());
-            };
-            let conn = &mut attached.checkout.conn;
-            conn.fill().await?;
-            while let Some(frame) = conn.next_buffered_frame()? {
-                conn.observe(&frame);
-                if self.responses.pass_to_client(&frame) {
-                    client.out.extend_from_slice(&frame.bytes);
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// After a write committed, takes a WAL position at or after its commit record, learned on
     /// the connection that committed it (asked behind the commit, or now, in a round trip of
     /// its own), and tells the client as ParameterStatus `pgsplit.causal_token` before its

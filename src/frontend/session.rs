@@ -631,6 +631,12 @@ impl Session {
         let mut retry = false;
         while let Some(attached) = self.server.as_mut() {
             let Some(frame) = attached.checkout.conn.next_buffered_frame()? else {
+                // Every unit answered but pgsplit's question for a commit's position: the
+                // connection must be quiet before anything else is sent or it is released.
+                if self.pending == 0 && self.responses.awaits_commit_position() {
+                    attached.checkout.conn.fill().await?;
+                    continue;
+                }
                 break;
             };
             attached.checkout.conn.observe(&frame);
@@ -675,7 +681,6 @@ impl Session {
             return Box::pin(self.retry_unit(client)).await;
         }
         self.settle_participants().await;
-        self.finish_commit_position(client).await?;
         if self.held_ready.is_some() {
             self.take_causal_token(client).await?;
         }
