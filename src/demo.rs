@@ -96,11 +96,13 @@ fn report(
     }
 }
 
-/// `{"dir": ..., "primary": 5432, "replicas": [5433, ...], "pgsplit": 6432 or null}` on one line.
+/// `{"dir": ..., "socket_dir": ..., "primary": 5432, "replicas": [5433, ...], "pgsplit": 6432 or
+/// null}` on one line; `socket_dir` holds every server's Unix-domain socket.
 fn addresses_json(cluster: &LocalCluster, pgsplit: Option<u16>) -> serde_json::Value {
     let replicas: Vec<u16> = cluster.replicas().iter().map(|r| r.port).collect();
     serde_json::json!({
         "dir": cluster.dir().display().to_string(),
+        "socket_dir": cluster.primary().socket_dir.display().to_string(),
         "primary": cluster.primary().port,
         "replicas": replicas,
         "pgsplit": pgsplit,
