@@ -466,3 +466,64 @@ async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
         .await
         .unwrap();
 }
+
+/// Which node ran `sql` (whose first column is the server's port setting), and whether the server
+/// saw a Unix-socket client (`inet_server_addr()` is NULL there).
+async fn node_and_transport(client: &Client, sql: &str) -> (String, bool) {
+    let row = client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let port: i32 = row.get(0);
+    let over_unix: bool = row.get(1);
+    let node = node_by_port().get(&port).cloned();
+    (node.unwrap_or_else(|| format!("port {port}")), over_unix)
+}
+
+#[tokio::test]
+async fn nodes_addressed_by_their_unix_socket_serve_reads_writes_and_cancels() {
+    let c = cluster();
+    let replicas: Vec<String> = c.replicas().iter().map(|r| r.socket_addr()).collect();
+    let config = Config::quick_start(&c.primary().socket_addr(), &replicas).expect("config");
+    let p = start_proxy(config);
+    let client = connect_to(&p).await;
+    let table = common::unique_name("unix");
+    client
+        .batch_execute(&format!("CREATE TABLE {table} (id int)"))
+        .await
+        .unwrap();
+    let where_and_how = "current_setting('port')::int, inet_server_addr() IS NULL";
+    let (writer, unix) = node_and_transport(
+        &client,
+        &format!("INSERT INTO {table} VALUES (1) RETURNING {where_and_how}"),
+    )
+    .await;
+    assert_eq!((writer.as_str(), unix), ("primary", true));
+    // The read returns to a replica only once the monitor (also over the socket) has seen
+    // the replica replay the write.
+    let reader = eventually_on_a_replica(|| async {
+        let (node, unix) = node_and_transport(&client, &format!("SELECT {where_and_how}")).await;
+        assert!(unix, "{node} reached over TCP");
+        node
+    })
+    .await;
+    assert!(is_replica(&reader), "{reader}");
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await
+    });
+    let err = common::load::bounded(
+        "a cancelled sleep",
+        Duration::from_secs(5),
+        client.simple_query("SELECT pg_sleep(10)"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    canceller.await.unwrap().unwrap();
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}

@@ -47,10 +47,7 @@ impl AuthQuery {
     }
 
     async fn fetch(&self, user: &str, primary: &str) -> Result<Option<Arc<str>>, String> {
-        let (host, port) = primary
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-            .ok_or_else(|| format!("auth_query: bad primary address {primary}"))?;
+        let (host, port) = crate::config::address::split_node_addr(primary);
         let mut config = tokio_postgres::Config::new();
         config
             .host(host)

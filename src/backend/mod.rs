@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::auth::ServerAuth;
+use crate::config::address;
 use crate::protocol::{CancelKey, Frame, read_cstr, tag, try_backend_frame};
 use crate::tls::{MaybeTls, ServerStream, ServerTls};
 
@@ -82,17 +83,13 @@ impl ServerConn {
     }
 
     async fn connect_unbounded(spec: &ConnectSpec) -> Result<ServerConn, BackendError> {
-        let stream =
-            TcpStream::connect(&spec.addr)
-                .await
-                .map_err(|source| BackendError::Connect {
-                    node: spec.node.clone(),
-                    addr: spec.addr.clone(),
-                    source,
-                })?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| BackendError::lost(spec, e))?;
+        let stream = open_socket(&spec.addr)
+            .await
+            .map_err(|source| BackendError::Connect {
+                node: spec.node.clone(),
+                addr: spec.addr.clone(),
+                source,
+            })?;
         let mut conn = ServerConn {
             stream: negotiate_tls(stream, spec).await?,
             read_buf: BytesMut::with_capacity(16 * 1024),
@@ -308,13 +305,14 @@ impl ServerConn {
     /// True if the idle connection was closed or sent something unasked (then it is unusable).
     pub fn is_stale(&self) -> bool {
         // Under TLS, bytes waiting on the socket (a close_notify alert, say) mean the same.
-        let tcp = match &self.stream {
-            MaybeTls::Plain(tcp) => tcp,
-            MaybeTls::Tls(tls) => tls.get_ref().0,
+        let mut probe = [0u8; 1];
+        let peeked = match &self.stream {
+            MaybeTls::Plain(tcp) => tcp.try_read(&mut probe),
+            MaybeTls::Tls(tls) => tls.get_ref().0.try_read(&mut probe),
+            MaybeTls::Unix(unix) => unix.try_read(&mut probe),
             MaybeTls::Closed => return true,
         };
-        let mut probe = [0u8; 1];
-        !matches!(tcp.try_read(&mut probe), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        !matches!(peeked, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// Sends Terminate so the server ends the backend cleanly rather than logging an EOF.
@@ -323,14 +321,32 @@ impl ServerConn {
     }
 }
 
+/// The plain socket to a node: TCP, or the server's Unix-domain socket when the address names
+/// a socket directory ("/var/run/postgresql:5432", libpq's way).
+async fn open_socket(addr: &str) -> std::io::Result<ServerStream> {
+    let (host, port) = address::split_node_addr(addr);
+    if address::is_socket_dir(host) {
+        let unix = UnixStream::connect(address::unix_socket_path(host, port)).await?;
+        return Ok(MaybeTls::Unix(unix));
+    }
+    let tcp = TcpStream::connect(addr).await?;
+    // Every message of the relay is complete when written: waiting to coalesce only adds latency.
+    tcp.set_nodelay(true)?;
+    Ok(MaybeTls::Plain(tcp))
+}
+
 /// Asks the server for TLS when configured to (an SSLRequest, answered 'S' or 'N'), and runs
-/// the handshake; a server declining is given up only when TLS is required.
+/// the handshake; a server declining is given up only when TLS is required. A Unix-domain
+/// socket is left as it is: PostgreSQL offers no TLS there, and libpq does not ask.
 async fn negotiate_tls(
-    mut stream: TcpStream,
+    stream: ServerStream,
     spec: &ConnectSpec,
 ) -> Result<ServerStream, BackendError> {
     let Some(connector) = spec.tls.connector() else {
-        return Ok(MaybeTls::Plain(stream));
+        return Ok(stream);
+    };
+    let MaybeTls::Plain(mut stream) = stream else {
+        return Ok(stream);
     };
     let mut request = BytesMut::new();
     postgres_protocol::message::frontend::ssl_request(&mut request);
@@ -402,7 +418,7 @@ pub async fn send_cancel(
     timeout: Duration,
 ) -> Result<(), std::io::Error> {
     let send = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = open_socket(addr).await?;
         let mut buf = BytesMut::new();
         postgres_protocol::message::frontend::cancel_request(key.pid, key.secret, &mut buf);
         stream.write_all(&buf).await?;

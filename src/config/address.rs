@@ -1,11 +1,37 @@
 //! Parsing the addresses a configuration names: server nodes (`host:port`, where the host may be
-//! a DNS name) and local listeners (a numeric IP and a port, because we bind to them).
+//! a DNS name or, libpq's way, the directory of the server's Unix-domain socket) and local
+//! listeners (a numeric IP and a port, because we bind to them).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// What every node address error ends with, so the operator sees the allowed shape.
-const NODE_SHAPE: &str = "expected \"host:port\" (a name, an IPv4 address or a bracketed IPv6 \
-                          address such as \"[::1]:5432\")";
+const NODE_SHAPE: &str = "expected \"host:port\" (a name, an IPv4 address, a bracketed IPv6 \
+                          address such as \"[::1]:5432\", or the directory of the server's Unix \
+                          socket such as \"/var/run/postgresql:5432\")";
+
+/// The longest socket path Linux accepts (`sun_path` holds 108 bytes with the closing NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// True when a node's host is a socket directory (an absolute path, as libpq reads `host`).
+pub fn is_socket_dir(host: &str) -> bool {
+    host.starts_with('/')
+}
+
+/// The file of the server listening on `port` in socket directory `dir`, as PostgreSQL names it.
+pub fn unix_socket_path(dir: &str, port: u16) -> PathBuf {
+    PathBuf::from(format!("{}/.s.PGSQL.{port}", dir.trim_end_matches('/')))
+}
+
+/// Host and port of an address the configuration built with [`join_host_port`] (an IPv6 host
+/// without its brackets); 5432 where the port cannot be read.
+pub fn split_node_addr(addr: &str) -> (&str, u16) {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "5432"));
+    (
+        host.trim_start_matches('[').trim_end_matches(']'),
+        port.parse().unwrap_or(5432),
+    )
+}
 
 /// Parses a server address into host and port. An IPv6 host is returned without its brackets,
 /// the form connection libraries want.
@@ -27,7 +53,7 @@ pub(crate) fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
 
 /// Formats host and port back into one address, bracketing IPv6 hosts.
 pub(crate) fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
+    if host.contains(':') && !is_socket_dir(host) {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
@@ -37,6 +63,9 @@ pub(crate) fn join_host_port(host: &str, port: u16) -> String {
 fn split_host_port(text: &str) -> Result<(String, u16), String> {
     if let Some(rest) = text.strip_prefix('[') {
         return split_bracketed(rest);
+    }
+    if is_socket_dir(text) {
+        return split_socket_dir(text);
     }
     let (host, port) = text
         .rsplit_once(':')
@@ -58,6 +87,23 @@ fn split_bracketed(rest: &str) -> Result<(String, u16), String> {
         .strip_prefix(':')
         .ok_or_else(|| "the port is missing".to_owned())?;
     Ok((host.to_owned(), parse_port(port)?))
+}
+
+/// "/dir:port": the port follows the last ':', so a directory may contain ':' itself.
+fn split_socket_dir(text: &str) -> Result<(String, u16), String> {
+    let (dir, port) = text.rsplit_once(':').ok_or_else(|| {
+        "the port is missing (it names the socket file, .s.PGSQL.<port>)".to_owned()
+    })?;
+    let port = parse_port(port)?;
+    let path = unix_socket_path(dir, port);
+    let length = path.as_os_str().len();
+    if length > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the socket path {} is {length} bytes long; Unix sockets allow at most {MAX_SOCKET_PATH}",
+            path.display()
+        ));
+    }
+    Ok((dir.to_owned(), port))
 }
 
 fn check_host(host: &str) -> Result<(), String> {
@@ -126,6 +172,33 @@ mod tests {
         assert!(reason("[nope]:5432").contains("not an IPv6 address"));
         assert!(reason("bad host:5432").contains("neither a host name"));
         assert!(reason("a..b:5432").contains("neither a host name"));
+    }
+
+    #[test]
+    fn a_socket_directory_is_a_host_and_the_port_names_its_file() {
+        let ok = |text: &str| parse_node_address(text).ok();
+        assert_eq!(
+            ok("/var/run/postgresql:5432"),
+            Some(("/var/run/postgresql".into(), 5432))
+        );
+        assert_eq!(ok("/odd:dir:5433"), Some(("/odd:dir".into(), 5433)));
+        let reason = |text: &str| parse_node_address(text).err().unwrap_or_default();
+        assert!(reason("/var/run/postgresql").contains("the port is missing"));
+        assert!(reason("/tmp:0").contains("port must be 1-65535"));
+        let long = format!("/{}:5432", "d".repeat(100));
+        assert!(reason(&long).contains("at most 107"), "{}", reason(&long));
+        assert_eq!(
+            unix_socket_path("/var/run/postgresql/", 5432),
+            PathBuf::from("/var/run/postgresql/.s.PGSQL.5432")
+        );
+    }
+
+    #[test]
+    fn joined_addresses_split_back() {
+        for (host, port) in [("db1", 5432), ("::1", 5433), ("/var/run/postgresql", 6000)] {
+            assert_eq!(split_node_addr(&join_host_port(host, port)), (host, port));
+        }
+        assert_eq!(join_host_port("/odd:dir", 5432), "/odd:dir:5432");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!
 //! The module reads the file and nothing else: no DNS, no connections.
 
-mod address;
+pub mod address;
 mod error;
 mod locate;
 mod overrides;

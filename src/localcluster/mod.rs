@@ -146,6 +146,11 @@ impl PgNode {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The node's Unix-domain socket, as a pgsplit node address names it (`<socket dir>:PORT`).
+    pub fn socket_addr(&self) -> String {
+        format!("{}:{}", self.socket_dir.display(), self.port)
+    }
+
     /// A libpq keyword/value connection string over TCP, usable by `tokio_postgres::connect`
     /// and psql, e.g. `host=127.0.0.1 port=15432 user=postgres dbname=postgres`.
     pub fn connstr(&self, db: &str, user: &str) -> String {

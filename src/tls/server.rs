@@ -53,6 +53,8 @@ pub async fn connect_internal(
 > {
     let tls = internal().load_full();
     config.ssl_mode(match tls.mode {
+        // PostgreSQL offers no TLS on its Unix-domain socket, which never leaves the machine.
+        _ if reaches_unix_socket(config) => SslMode::Disable,
         ServerTlsMode::Disable => SslMode::Disable,
         ServerTlsMode::Prefer => SslMode::Prefer,
         ServerTlsMode::Require | ServerTlsMode::VerifyFull => SslMode::Require,
@@ -63,6 +65,13 @@ pub async fn connect_internal(
         None => unused_config(),
     };
     config.connect(MakeRustlsConnect::new(rustls_config)).await
+}
+
+fn reaches_unix_socket(config: &tokio_postgres::Config) -> bool {
+    config
+        .get_hosts()
+        .iter()
+        .any(|host| matches!(host, tokio_postgres::config::Host::Unix(_)))
 }
 
 /// The stream of an internal connection.

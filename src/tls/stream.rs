@@ -1,16 +1,19 @@
 //! A socket that is plain TCP until a TLS handshake replaces it: one type for both sides (the
-//! client's socket upgraded by the acceptor, a server's by the connector).
+//! client's socket upgraded by the acceptor, a server's by the connector). A server on the same
+//! machine may be reached over its Unix-domain socket instead, which is never encrypted.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),
+    /// A server's Unix-domain socket: PostgreSQL offers no TLS there (nor does libpq ask).
+    Unix(UnixStream),
     /// Only while a handshake has taken the socket, or after it failed: every I/O fails.
     Closed,
 }
@@ -30,8 +33,12 @@ impl<T> MaybeTls<T> {
         match std::mem::replace(self, Self::Closed) {
             Self::Plain(tcp) => Ok(tcp),
             other => {
+                let reason = match other {
+                    Self::Unix(_) => "a Unix-domain socket carries no TLS",
+                    _ => "the connection is already encrypted",
+                };
                 *self = other;
-                Err(io::Error::other("the connection is already encrypted"))
+                Err(io::Error::other(reason))
             }
         }
     }
@@ -50,6 +57,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Self::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -64,6 +72,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Self::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -72,6 +81,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
             Self::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -80,6 +90,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Self::Closed => Poll::Ready(Ok(())),
         }
     }

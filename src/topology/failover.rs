@@ -61,18 +61,15 @@ fn most_advanced_replica(cluster: &Cluster) -> Option<Arc<Node>> {
 }
 
 async fn promote(command: &str, cluster: &Cluster, node: &Node) {
-    let (host, port) = node.addr.rsplit_once(':').unwrap_or((&node.addr, ""));
+    let (host, port) = crate::config::address::split_node_addr(&node.addr);
     tracing::warn!(cluster = %cluster.name, node = %node.name, "primary down: running the promote command");
     let run = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .env("PGSPLIT_CLUSTER", &cluster.name)
         .env("PGSPLIT_NODE", &node.name)
-        .env(
-            "PGSPLIT_HOST",
-            host.trim_start_matches('[').trim_end_matches(']'),
-        )
-        .env("PGSPLIT_PORT", port)
+        .env("PGSPLIT_HOST", host)
+        .env("PGSPLIT_PORT", port.to_string())
         .kill_on_drop(true)
         .output();
     match tokio::time::timeout(COMMAND_TIMEOUT, run).await {

@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use super::health::CheckOutcome;
 use super::lag::LsnHistory;
 use super::{Node, Role, Topology};
+use crate::config::address::split_node_addr;
 use crate::config::{HealthSettings, MonitorSettings};
 
 /// The shortest pause before reconnecting, so a node refusing connections is not hammered.
@@ -357,7 +358,7 @@ pub(crate) fn monitor_config(
     settings: &MonitorSettings,
     connect_timeout: Duration,
 ) -> tokio_postgres::Config {
-    let (host, port) = split_addr(&node.addr);
+    let (host, port) = split_node_addr(&node.addr);
     let mut config = tokio_postgres::Config::new();
     config
         .host(host)
@@ -370,15 +371,6 @@ pub(crate) fn monitor_config(
         config.password(password);
     }
     config
-}
-
-/// "host:port" or "[v6]:port" into its parts (the topology built it that way).
-fn split_addr(addr: &str) -> (&str, u16) {
-    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "5432"));
-    (
-        host.trim_start_matches('[').trim_end_matches(']'),
-        port.parse().unwrap_or(5432),
-    )
 }
 
 /// PostgreSQL's text form of an LSN, "16/B374D848", as one 64-bit number.
@@ -418,11 +410,5 @@ mod tests {
         assert_eq!(parse_lsn("x/1"), None);
         assert_eq!(parse_lsn("1"), None);
         assert_eq!(parse_lsn("100000000/0"), None);
-    }
-
-    #[test]
-    fn addresses_split_into_host_and_port() {
-        assert_eq!(split_addr("127.0.0.1:5433"), ("127.0.0.1", 5433));
-        assert_eq!(split_addr("[::1]:5432"), ("::1", 5432));
     }
 }
