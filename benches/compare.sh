@@ -10,8 +10,13 @@
 # Settings (environment): DURATION (s per run), ROUNDS, CLIENTS ("1 16 64"), SCALE (pgbench
 # scale), WORKLOADS, ENDPOINTS (see below), NOTE (a line for the report, e.g. "machine shared").
 # Workloads: select-simple select-extended select-prepared tpcb readmostly cached.
-# Endpoints: direct pgsplit pgsplit-primary pgbouncer pgpool, and pgsplit-rr (pgsplit with
-# load_balancing = "round_robin" instead of its default, "sticky").
+# Endpoints: direct pgsplit pgsplit-primary pgbouncer pgpool, and on request:
+#   pgsplit-rr       pgsplit with load_balancing = "round_robin" instead of its default, "sticky";
+#   direct-replicas  no proxy: one pgbench per replica at once, the clients split evenly (16 ->
+#                    6/5/5; 1 -> the first replica only), one thread each, tps summed, latencies
+#                    pooled; the ceiling of reads spread on the replicas. Select workloads only;
+#   pgsplit-unix     pgsplit reaching every server over its Unix-domain socket, not TCP;
+#   pgbouncer-unix   PgBouncer reaching the primary over its Unix-domain socket, not TCP.
 # The report (Markdown) goes to stdout and to benches/results/<date>.md; raw numbers to
 # benches/results/<date>.tsv. Nothing is installed: PgBouncer and pgpool-II are used when
 # present (Debian: apt-get install -y pgbouncer pgpool2) and skipped otherwise.
@@ -65,27 +70,74 @@ pgbench_args() { # the pgbench options of a workload
     esac
 }
 
-endpoints_for() { # the cache workload compares pgsplit with its cache against the server
-    if [[ $1 == cached ]]; then echo "direct pgsplit-cache"; else echo "$ENDPOINTS"; fi
+# The endpoints a workload runs on: the cache workload compares pgsplit's cache with the server,
+# and direct-replicas runs only the select workloads (the replicas are read-only).
+endpoints_for() {
+    local name
+    case $1 in
+    cached) echo "direct pgsplit-cache" ;;
+    select-*) echo "$ENDPOINTS" ;;
+    *) for name in $ENDPOINTS; do [[ $name == direct-replicas ]] || printf '%s ' "$name"; done ;;
+    esac
 }
 
-# One pgbench run; appends a line to the raw TSV: workload clients endpoint round tps p50_us
-# p99_us and the statement counts per node (primary first). Latencies come from --log (every
-# transaction's latency, so exact percentiles); -r would give only per-statement averages.
+# pgbench_at PORT CLIENTS THREADS WORKLOAD DIR OUT: one bounded pgbench run; its transaction log
+# goes to DIR/tx.<pid>..., its output to OUT.
+pgbench_at() {
+    local port=$1 clients=$2 threads=$3 workload=$4 dir=$5 out=$6
+    # shellcheck disable=SC2046 # the workload's options are words
+    timeout $((DURATION + 60)) pgbench $(pgbench_args "$workload") -n -c "$clients" \
+        -j "$threads" -T "$DURATION" --log --log-prefix="$dir/tx" \
+        -h 127.0.0.1 -p "$port" -U postgres bench >"$out" 2>&1
+}
+
+# direct-replicas: one pgbench per replica, all at once, the clients split as evenly as possible
+# (16 -> 6/5/5; with fewer clients than replicas the last replicas stay idle), one thread each.
+pgbench_on_replicas() {
+    local workload=$1 clients=$2 dir=$3 n=${#REPLICA_PORTS[@]} i pids=() pid rc=0
+    for ((i = 0; i < n && i < clients; i++)); do
+        pgbench_at "${REPLICA_PORTS[i]}" $((clients / n + (i < clients % n ? 1 : 0))) 1 \
+            "$workload" "$dir" "$dir/out.$i" &
+        pids+=("$!")
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+    return "$rc"
+}
+
+# The sum of the tps of pgbench outputs (without connection time); nothing when one lacks it.
+summed_tps() {
+    local values
+    values=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$@")
+    [[ -n $values && $(wc -l <<<"$values") == "$#" ]] || return 0
+    awk '{ sum += $1 } END { printf "%.6f\n", sum }' <<<"$values"
+}
+
+# The first error line of pgbench outputs, or else their last line.
+failure_line() {
+    awk 'tolower($0) ~ /error|fatal|abort/ { print; found = 1; exit } { last = $0 }
+        END { if (!found) print last }' "$@"
+}
+
+# One pgbench run (for direct-replicas, one per replica at once); appends a line to the raw TSV:
+# workload clients endpoint round tps p50_us p99_us and the statement counts per node (primary
+# first). Latencies come from --log (every transaction's latency, so exact percentiles); -r would
+# give only per-statement averages.
 run_one() {
     local workload=$1 clients=$2 endpoint=$3 round=$4
     local dir="$WORK/runs/$workload-$clients-$endpoint-$round" before after tps p50 p99 rc=0
     mkdir -p "$dir"
     before=$(node_counts)
-    # shellcheck disable=SC2046 # the workload's options are words
-    timeout $((DURATION + 60)) pgbench $(pgbench_args "$workload") -n -c "$clients" \
-        -j "$((clients < 2 ? clients : 2))" -T "$DURATION" --log --log-prefix="$dir/tx" \
-        -h 127.0.0.1 -p "${ENDPOINT_PORT[$endpoint]}" -U postgres bench >"$dir/out" 2>&1 || rc=$?
+    if [[ $endpoint == direct-replicas ]]; then
+        pgbench_on_replicas "$workload" "$clients" "$dir" || rc=$?
+    else
+        pgbench_at "${ENDPOINT_PORT[$endpoint]}" "$clients" "$((clients < 2 ? clients : 2))" \
+            "$workload" "$dir" "$dir/out" || rc=$?
+    fi
     after=$(node_counts)
-    tps=$(sed -nE 's/^tps = ([0-9.]+) \(without.*/\1/p' "$dir/out")
+    tps=$(summed_tps "$dir"/out*)
     if ((rc != 0)) || [[ -z $tps ]]; then
         tps=fail
-        log "$workload c=$clients $endpoint: pgbench failed: $(grep -m1 -iE 'error|fatal|abort' "$dir/out" || tail -1 "$dir/out")"
+        log "$workload c=$clients $endpoint: pgbench failed: $(failure_line "$dir"/out*)"
     fi
     read -r p50 p99 < <(cat "$dir"/tx.* 2>/dev/null | awk '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { if (NR == 0) print "- -"; else print v[int((NR - 1) * 0.5) + 1], v[int((NR - 1) * 0.99) + 1] }')

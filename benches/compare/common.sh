@@ -84,7 +84,8 @@ build_pgsplit() {
 }
 
 # Starts the servers (no proxy; fsync off, the test harness's way) and reads their ports from
-# the demo's JSON line: PRIMARY_PORT, REPLICA_PORTS, NODE_PORTS (primary first).
+# the demo's JSON line: PRIMARY_PORT, REPLICA_PORTS, NODE_PORTS (primary first), and SOCKET_DIR,
+# the directory of every server's Unix-domain socket (empty from a pgsplit that does not name it).
 start_cluster() {
     log "starting a primary and 3 streaming replicas (fsync off)"
     "$PGSPLIT" demo --no-proxy --json \
@@ -102,7 +103,8 @@ start_cluster() {
     read -r -a REPLICA_PORTS <<<"$(sed -E 's/.*"replicas":\[([0-9,]*)\].*/\1/; s/,/ /g' <<<"$line")"
     # shellcheck disable=SC2034 # read by compare.sh
     NODE_PORTS=("$PRIMARY_PORT" "${REPLICA_PORTS[@]}")
-    log "primary 127.0.0.1:$PRIMARY_PORT, replicas ${REPLICA_PORTS[*]}"
+    SOCKET_DIR=$(sed -nE 's/.*"socket_dir":"([^"]*)".*/\1/p' <<<"$line")
+    log "primary 127.0.0.1:$PRIMARY_PORT, replicas ${REPLICA_PORTS[*]}, sockets in ${SOCKET_DIR:-?}"
 }
 
 # Database `bench` with pgbench's tables at scale $1 (and pg_stat_statements), on every replica.

@@ -1,8 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # ENDPOINT_PORT and MAX_CLIENTS belong to compare.sh
-# Endpoints for benches/compare.sh: pgsplit (three configurations), PgBouncer and pgpool-II,
-# each configured on loopback in $WORK and started in the background. Sourced, not run.
-# Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), MAX_CLIENTS, and
-# log, die, track_pid, wait_ready and free_port from compare/common.sh.
+# Endpoints for benches/compare.sh: pgsplit (several configurations), PgBouncer and pgpool-II,
+# each listening on loopback, configured in $WORK and started in the background. Sourced, not run.
+# Expects: WORK, PGSPLIT (the binary), PRIMARY_PORT, REPLICA_PORTS (array), SOCKET_DIR,
+# MAX_CLIENTS, and log, die, track_pid, wait_ready and free_port from compare/common.sh.
 
 # The prefix that runs a command as the servers' OS user: PgBouncer refuses to run as root, and
 # so do the PostgreSQL servers the demo starts (as `postgres`). A prefix, not a function, so that
@@ -19,17 +19,23 @@ track_daemon() {
     track_pid "$pid" "$name" "$signal"
 }
 
-# The [[clusters]] table of a pgsplit config: the primary and, unless "primary-only", the replicas.
+# Stops the run when the servers' Unix-socket directory is unknown and endpoint $1 needs it.
+require_socket_dir() {
+    [[ -n $SOCKET_DIR ]] || die "$1: the demo's JSON line names no socket_dir (a pgsplit before it did)"
+}
+
+# The [[clusters]] table of a pgsplit config: the primary and, unless "primary-only", the replicas,
+# each at NODE_HOST:port, where NODE_HOST is 127.0.0.1 or a Unix-socket directory (libpq's way).
 pgsplit_cluster_toml() {
-    local with_replicas=$1 port
+    local with_replicas=$1 port host=${NODE_HOST:-127.0.0.1}
     echo '[[clusters]]'
     if [[ -n ${BALANCING:-} ]]; then echo "load_balancing = \"$BALANCING\""; fi
-    echo "primary = { name = \"primary\", addr = \"127.0.0.1:$PRIMARY_PORT\" }"
+    echo "primary = { name = \"primary\", addr = \"$host:$PRIMARY_PORT\" }"
     if [[ $with_replicas == yes ]]; then
         echo 'replicas = ['
         local i=1
         for port in "${REPLICA_PORTS[@]}"; do
-            echo "  { name = \"replica$i\", addr = \"127.0.0.1:$port\" },"
+            echo "  { name = \"replica$i\", addr = \"$host:$port\" },"
             i=$((i + 1))
         done
         echo ']'
@@ -57,14 +63,16 @@ start_pgsplit() {
     ENDPOINT_PORT["$name"]=$port
 }
 
+# start_pgbouncer NAME HOST: transaction pooling to the primary at HOST, 127.0.0.1 or the
+# Unix-socket directory (PgBouncer runs as the servers' user, who owns it); sets ENDPOINT_PORT[NAME].
 start_pgbouncer() {
-    local port dir="$WORK/pgbouncer"
+    local name=$1 host=$2 port dir="$WORK/$1"
     port=$(free_port)
     mkdir -p "$dir"
     echo '"postgres" ""' >"$dir/userlist.txt"
     cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
-bench = host=127.0.0.1 port=$PRIMARY_PORT dbname=bench
+bench = host=$host port=$PRIMARY_PORT dbname=bench
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -80,11 +88,11 @@ ignore_startup_parameters = extra_float_digits
 EOF
     ((EUID == 0)) && chown -R postgres: "$dir"
     "${AS_SERVER_USER[@]}" pgbouncer "$dir/pgbouncer.ini" >"$dir/stdout.log" 2>&1 &
-    track_pid $! runuser-pgbouncer
-    wait_ready pgbouncer "$port"
+    track_pid $! "runuser-$name"
+    wait_ready "$name" "$port"
     # SIGTERM: PgBouncer's immediate shutdown.
-    track_daemon pgbouncer "$dir/pgbouncer.pid" TERM
-    ENDPOINT_PORT["pgbouncer"]=$port
+    track_daemon "$name" "$dir/pgbouncer.pid" TERM
+    ENDPOINT_PORT["$name"]=$port
 }
 
 # Streaming-replication mode, reads balanced over the replicas only (weight 0 on the primary).
@@ -143,27 +151,41 @@ EOF
     ENDPOINT_PORT["pgpool"]=$port
 }
 
+# installed ENDPOINT BINARY PACKAGE: whether a peer is there; if not, says how to install it.
+installed() {
+    command -v "$2" >/dev/null && return 0
+    log "skipping $1: not installed (Debian: apt-get install -y $3)"
+    return 1
+}
+
+# start_endpoint NAME: starts one endpoint of ENDPOINTS; fails for a peer this machine lacks.
+# direct and direct-replicas are the servers themselves (pgbench reaches the replicas by their
+# ports, REPLICA_PORTS).
+start_endpoint() {
+    local name=$1
+    case $name in
+    direct | direct-replicas) ;;
+    pgsplit) start_pgsplit pgsplit yes ;;
+    pgsplit-primary) start_pgsplit pgsplit-primary no ;;
+    pgsplit-rr) BALANCING=round_robin start_pgsplit pgsplit-rr yes ;;
+    pgsplit-unix) require_socket_dir "$name" && NODE_HOST=$SOCKET_DIR start_pgsplit "$name" yes ;;
+    pgbouncer) installed "$name" pgbouncer pgbouncer && start_pgbouncer "$name" 127.0.0.1 ;;
+    pgbouncer-unix)
+        require_socket_dir "$name" && installed "$name" pgbouncer pgbouncer &&
+            start_pgbouncer "$name" "$SOCKET_DIR"
+        ;;
+    pgpool) installed "$name" pgpool pgpool2 && start_pgpool ;;
+    *) die "unknown endpoint '$name' in ENDPOINTS" ;;
+    esac
+}
+
 # Starts every endpoint named in ENDPOINTS (and pgsplit-cache for the cache workload) and
 # drops, with a note on how to install them, the peers this machine lacks.
 start_endpoints() {
     local wanted=() name
     ENDPOINT_PORT["direct"]=$PRIMARY_PORT
     for name in $ENDPOINTS; do
-        case $name in
-        direct) wanted+=(direct) ;;
-        pgsplit) start_pgsplit pgsplit yes && wanted+=(pgsplit) ;;
-        pgsplit-primary) start_pgsplit pgsplit-primary no && wanted+=(pgsplit-primary) ;;
-        pgsplit-rr) BALANCING=round_robin start_pgsplit pgsplit-rr yes && wanted+=(pgsplit-rr) ;;
-        pgbouncer | pgpool)
-            local binary=$name
-            if ! command -v "$binary" >/dev/null; then
-                log "skipping $name: not installed (Debian: apt-get install -y ${name/pgpool/pgpool2})"
-                continue
-            fi
-            "start_$name" && wanted+=("$name")
-            ;;
-        *) die "unknown endpoint '$name' in ENDPOINTS" ;;
-        esac
+        if start_endpoint "$name"; then wanted+=("$name"); fi
     done
     if [[ " $WORKLOADS " == *" cached "* ]]; then
         start_pgsplit pgsplit-cache yes '[cache]' 'max_bytes = 67108864' 'default_ttl = "600s"'

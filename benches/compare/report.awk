@@ -42,6 +42,7 @@ function thousands(x) {
         order[++rows] = key
     }
     runs[key]++
+    endpoints[$3] = 1
     if ($5 != "fail") {
         tps[key] = tps[key] " " $5
         if ($6 != "-") { p50[key] = p50[key] " " $6; p99[key] = p99[key] " " $7 }
@@ -74,4 +75,13 @@ END {
     print "median over rounds. Statements per node: pg_stat_statements calls in database bench on each node during the runs"
     print "(pgsplit's own statements on server connections included); workload cached compares pgsplit with its result cache"
     print "(hint /* pgsplit: cache */, 1000 hot rows) with the same query sent to the primary directly."
+    if ("direct-replicas" in endpoints) {
+        print ""
+        print "direct-replicas, no proxy and one pgbench per replica at once (select workloads only), is the ceiling of reads"
+        print "spread on the 3 replicas at zero proxy cost: pgsplit's x direct over direct-replicas' x direct is the proxy's own share."
+    }
+    if ("pgsplit-unix" in endpoints || "pgbouncer-unix" in endpoints) {
+        print ""
+        print "pgsplit-unix, pgbouncer-unix: as pgsplit, pgbouncer, but reaching the servers over their Unix-domain socket, not TCP."
+    }
 }
