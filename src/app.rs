@@ -3,11 +3,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Overrides};
 use crate::frontend::{self, Shared};
+
+/// How often pooled server connections are checked for `pool.server_idle_timeout`.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 /// A running proxy: where it listens, and the handle to stop it.
 pub struct Running {
@@ -69,6 +73,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> Result<Running,
     let shared = Shared::new(config, overrides)?;
     start_watching(&shared);
     crate::shard::twophase::spawn(shared.clone());
+    spawn_idle_reaper(shared.clone());
     wait_for_replica_state(&shared).await;
     if let Some(listener) = admin_listener {
         let shared = shared.clone();
@@ -129,6 +134,16 @@ fn start_watching(shared: &Shared) {
         config.failover.clone(),
         config.monitor.interval,
     );
+}
+
+/// Closes pooled server connections idle past `pool.server_idle_timeout`, checking every second.
+fn spawn_idle_reaper(shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        while !shared.is_shutting_down() {
+            tokio::time::sleep(IDLE_SWEEP).await;
+            shared.pools.close_expired().await;
+        }
+    });
 }
 
 /// Until the monitor knows every replica's lag, reads cannot be sent to replicas safely: wait

@@ -36,10 +36,7 @@ fn apply(shared: &Shared) -> Result<String, String> {
     let live = Live::build(config, Some(&current))?;
     let topology = shared.topology.load().reconcile(&live.config);
     let summary = summarize(&topology);
-    shared.pools.resize(
-        live.config.pool.max_server_connections,
-        live.config.pool.checkout_timeout,
-    );
+    shared.pools.resize(&live.config.pool);
     crate::tls::use_for_internal_connections(&live.server_tls);
     shared.live.store(Arc::new(live));
     shared.topology.store(Arc::new(topology));

@@ -105,7 +105,8 @@ fn an_error_in_the_documented_example_points_at_its_line() {
         line.map(|line| format!(
             "config/pgsplit.toml:{line}: clusters[0].replicas[1].addr: invalid address \
              \"127.0.0.1:99999\": port must be 1-65535; expected \"host:port\" (a name, an IPv4 \
-             address or a bracketed IPv6 address such as \"[::1]:5432\")"
+             address, a bracketed IPv6 address such as \"[::1]:5432\", or the directory of the \
+             server's Unix socket such as \"/var/run/postgresql:5432\")"
         ))
     );
 }

@@ -467,6 +467,52 @@ async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
         .unwrap();
 }
 
+/// Server backends, on every node, whose application_name is `name`.
+async fn backends_named(name: &str) -> i64 {
+    let mut total = 0;
+    for node in cluster().nodes() {
+        let direct = common::connect(&node.connstr("postgres", "postgres"))
+            .await
+            .expect("connect to a node directly");
+        let row = direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&name],
+            )
+            .await
+            .expect("pg_stat_activity");
+        total += row.get::<_, i64>(0);
+    }
+    total
+}
+
+#[tokio::test]
+async fn server_connections_idle_past_the_idle_timeout_are_closed() {
+    let mut config = cluster_config();
+    config.pool.server_idle_timeout = Duration::from_secs(1);
+    let p = start_proxy(config);
+    // The startup options open (and key) the session's own pooled connections, so they carry
+    // this name on the servers.
+    let name = common::unique_name("idle");
+    let connstr = format!(
+        "{} options='-c application_name={name}'",
+        p.connstr("postgres", "postgres")
+    );
+    let (client, connection) = tokio_postgres::connect(&connstr, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("SELECT 1").await.unwrap();
+    drop(client);
+    assert!(backends_named(&name).await > 0, "the pool keeps them first");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while backends_named(&name).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle server connections still open 10 s after a 1 s idle timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Which node ran `sql` (whose first column is the server's port setting), and whether the server
 /// saw a Unix-socket client (`inet_server_addr()` is NULL there).
 async fn node_and_transport(client: &Client, sql: &str) -> (String, bool) {

@@ -100,6 +100,9 @@ pub struct PoolSettings {
     /// How long a client may wait for a server connection before SQLSTATE 53300.
     #[serde(deserialize_with = "schema::duration")]
     pub checkout_timeout: Duration,
+    /// A server connection idle in its pool this long is closed; zero keeps it.
+    #[serde(deserialize_with = "schema::duration")]
+    pub server_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -475,6 +478,8 @@ impl Default for PoolSettings {
             mode: PoolMode::default(),
             max_server_connections: 100,
             checkout_timeout: Duration::from_secs(5),
+            // PgBouncer's default.
+            server_idle_timeout: Duration::from_secs(600),
         }
     }
 }

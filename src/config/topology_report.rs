@@ -45,10 +45,11 @@ impl Config {
                 "pool",
                 format!(
                     "{} mode, up to {} server connections per node, database and user, \
-                     checkout timeout {}",
+                     checkout timeout {}, idle ones closed after {}",
                     pool.mode,
                     pool.max_server_connections,
-                    duration(pool.checkout_timeout)
+                    duration(pool.checkout_timeout),
+                    duration(pool.server_idle_timeout)
                 ),
             ),
             (

@@ -74,10 +74,7 @@ impl Shared {
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(Shared {
             topology: Arc::new(ArcSwap::from_pointee(Topology::from_config(&config))),
-            pools: Pools::new(
-                config.pool.max_server_connections,
-                config.pool.checkout_timeout,
-            ),
+            pools: Pools::new(&config.pool),
             cancels: Arc::new(CancelRegistry::default()),
             route_counters: RouteCounters::default(),
             metrics: crate::metrics::Metrics::default(),

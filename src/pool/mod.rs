@@ -1,15 +1,19 @@
-//! Server connections pooled per (node, database, user), with a cap per pool and a bounded wait
-//! for a free connection.
+//! Server connections pooled per (node, database, user), with a cap per pool, a bounded wait
+//! for a free connection, and idle connections closed after `pool.server_idle_timeout`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendError, ConnectSpec, ServerConn};
+use crate::config::PoolSettings;
+
+/// How long closing an expired idle connection may take (it is one 5-byte Terminate).
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -40,14 +44,15 @@ pub struct Pools {
     /// Settings a reload may change; read at each checkout.
     max_per_pool: AtomicUsize,
     checkout_timeout_ms: AtomicU64,
+    /// 0: idle connections are kept for good.
+    idle_timeout_ms: AtomicU64,
     pools: Mutex<HashMap<PoolKey, Arc<NodePool>>>,
 }
 
 /// The connections of one (node, database, user).
 struct NodePool {
-    /// Boxed as in [`Checkout`]: a connection leaves and rejoins this list without a copy.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<ServerConn>>>,
+    /// Oldest first: connections rejoin at the end and leave from it.
+    idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
     /// The permits this pool was last sized to.
     size: AtomicUsize,
@@ -67,6 +72,13 @@ impl PoolHandle {
     }
 }
 
+/// A connection waiting in its pool, and since when.
+struct Idle {
+    /// Boxed as in [`Checkout`]: a connection leaves and rejoins the pool without a copy.
+    conn: Box<ServerConn>,
+    since: Instant,
+}
+
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
 /// which is the safe default when its state is unknown.
 pub struct Checkout {
@@ -78,12 +90,15 @@ pub struct Checkout {
 }
 
 impl Pools {
-    pub fn new(max_per_pool: usize, checkout_timeout: Duration) -> Self {
-        Pools {
-            max_per_pool: AtomicUsize::new(max_per_pool),
-            checkout_timeout_ms: AtomicU64::new(millis(checkout_timeout)),
+    pub fn new(settings: &PoolSettings) -> Self {
+        let pools = Pools {
+            max_per_pool: AtomicUsize::new(0),
+            checkout_timeout_ms: AtomicU64::new(0),
+            idle_timeout_ms: AtomicU64::new(0),
             pools: Mutex::new(HashMap::new()),
-        }
+        };
+        pools.resize(settings);
+        pools
     }
 
     /// The pool of `key`, for [`Pools::checkout`]; sessions keep it, so the map is searched
@@ -168,16 +183,51 @@ impl Pools {
         // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
         // idle bounds what the pool holds open.
         if conn.tx_status == b'I' && idle.len() < self.max_per_pool.load(Ordering::Relaxed) {
-            idle.push(conn);
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
-    /// Applies reloaded settings: every pool grows or shrinks to `max_per_pool` (shrinking takes
-    /// effect as connections come back), and later checkouts wait `checkout_timeout`.
-    pub fn resize(&self, max_per_pool: usize, checkout_timeout: Duration) {
+    /// Closes (with Terminate) every connection idle for longer than `pool.server_idle_timeout`,
+    /// so that the servers get back the backends a burst of clients made the pool open.
+    pub async fn close_expired(&self) {
+        for conn in self.take_expired() {
+            let _ = tokio::time::timeout(TERMINATE_TIMEOUT, conn.terminate()).await;
+        }
+    }
+
+    /// Still boxed as they were pooled: unboxing only to drop them would copy each.
+    #[allow(clippy::vec_box)]
+    fn take_expired(&self) -> Vec<Box<ServerConn>> {
+        let timeout = Duration::from_millis(self.idle_timeout_ms.load(Ordering::Relaxed));
+        let Some(cutoff) = Instant::now()
+            .checked_sub(timeout)
+            .filter(|_| !timeout.is_zero())
+        else {
+            return Vec::new();
+        };
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let mut expired = Vec::new();
+        for pool in pools.values() {
+            let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let old = idle.partition_point(|entry| entry.since < cutoff);
+            expired.extend(idle.drain(..old).map(|entry| entry.conn));
+        }
+        expired
+    }
+
+    /// Applies (reloaded) settings: every pool grows or shrinks to `max_server_connections`
+    /// (shrinking takes effect as connections come back), later checkouts wait
+    /// `checkout_timeout`, and idle connections expire after `server_idle_timeout`.
+    pub fn resize(&self, settings: &PoolSettings) {
+        let max_per_pool = settings.max_server_connections;
         self.max_per_pool.store(max_per_pool, Ordering::Relaxed);
         self.checkout_timeout_ms
-            .store(millis(checkout_timeout), Ordering::Relaxed);
+            .store(millis(settings.checkout_timeout), Ordering::Relaxed);
+        self.idle_timeout_ms
+            .store(millis(settings.server_idle_timeout), Ordering::Relaxed);
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         for pool in pools.values() {
             let old = pool.size.swap(max_per_pool, Ordering::Relaxed);
@@ -215,9 +265,9 @@ impl NodePool {
     /// warm and lets the rest age out).
     fn take_live_idle(&self) -> Option<Box<ServerConn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(conn) = idle.pop() {
-            if !conn.is_stale() {
-                return Some(conn);
+        while let Some(entry) = idle.pop() {
+            if !entry.conn.is_stale() {
+                return Some(entry.conn);
             }
         }
         None

@@ -50,6 +50,7 @@ fn defaults_fill_everything_left_out() {
     assert_eq!(config.pool.mode, PoolMode::Transaction);
     assert_eq!(config.pool.max_server_connections, 100);
     assert_eq!(config.pool.checkout_timeout, Duration::from_secs(5));
+    assert_eq!(config.pool.server_idle_timeout, Duration::from_secs(600));
     assert_eq!(config.timeouts.connect, Duration::from_secs(5));
     assert_eq!(config.timeouts.client_login, Duration::from_secs(60));
     assert_eq!(config.timeouts.shutdown, Duration::from_secs(30));
@@ -86,6 +87,7 @@ fn every_key_of_the_documented_layout_is_read() {
         "mode = \"session\"",
         "max_server_connections = 7",
         "checkout_timeout = \"250ms\"",
+        "server_idle_timeout = \"0s\"",
         "[timeouts]",
         "connect = \"2s\"",
         "client_login = \"1m\"",
@@ -102,7 +104,7 @@ fn every_key_of_the_documented_layout_is_read() {
         "load_balancing = \"least_response_time\"",
         "primary_read_weight = 2",
         "primary = { name = \"p\", addr = \"10.0.0.1:5432\", weight = 0 }",
-        "replicas = [ { name = \"r\", addr = \"[::1]:5433\", weight = 7 }, { addr = \"db3:5434\" } ]",
+        "replicas = [ { name = \"r\", addr = \"[::1]:5433\", weight = 7 }, { addr = \"db3:5434\" }, { addr = \"/run/pg:5435\" } ]",
         "[[users]]",
         "name = \"app\"",
         "password = \"secret\"",
@@ -115,6 +117,7 @@ fn every_key_of_the_documented_layout_is_read() {
     assert_eq!(config.pool.mode, PoolMode::Session);
     assert_eq!(config.pool.max_server_connections, 7);
     assert_eq!(config.pool.checkout_timeout, Duration::from_millis(250));
+    assert_eq!(config.pool.server_idle_timeout, Duration::ZERO);
     assert_eq!(config.timeouts.connect, Duration::from_secs(2));
     assert_eq!(config.timeouts.client_login, Duration::from_secs(60));
     assert_eq!(config.timeouts.shutdown, Duration::from_secs(90));
@@ -140,7 +143,11 @@ fn every_key_of_the_documented_layout_is_read() {
         .collect();
     assert_eq!(
         replicas,
-        [("r", "::1", 5433, 7), ("replica2", "db3", 5434, 1)]
+        [
+            ("r", "::1", 5433, 7),
+            ("replica2", "db3", 5434, 1),
+            ("replica3", "/run/pg", 5435, 1)
+        ]
     );
     let user = config.user("app").cloned();
     assert_eq!(

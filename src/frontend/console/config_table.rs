@@ -25,6 +25,10 @@ pub(super) fn config_table(config: &Config) -> Table {
             "pool.checkout_timeout",
             duration(config.pool.checkout_timeout),
         ),
+        (
+            "pool.server_idle_timeout",
+            duration(config.pool.server_idle_timeout),
+        ),
         ("timeouts.connect", duration(config.timeouts.connect)),
         (
             "timeouts.client_login",
