@@ -199,7 +199,7 @@ fn shard_plan(
 }
 
 fn run(config: Config, overrides: Overrides) -> Result<(), String> {
-    runtime()?.block_on(async {
+    runtime_with_workers(config.worker_threads)?.block_on(async {
         let running = pgsplit::app::start_with(config, overrides).await?;
         running.run_until_signalled().await;
         Ok(())
@@ -207,7 +207,17 @@ fn run(config: Config, overrides: Overrides) -> Result<(), String> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with_workers(0)
+}
+
+/// A runtime of `workers` threads; 0 leaves the choice to tokio (one per core, or
+/// TOKIO_WORKER_THREADS).
+fn runtime_with_workers(workers: usize) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))

@@ -217,6 +217,15 @@ fn demo_without_server_binaries_says_how_to_install_them() {
     assert!(stderr.contains("apt-get install"), "{stderr}");
 }
 
+/// The threads of process `pid` that run tokio's scheduler.
+fn runtime_workers(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == "tokio-rt-worker")
+        .count()
+}
+
 #[test]
 fn json_logs_carry_session_fields_and_slow_queries() {
     let c = cluster();
@@ -227,7 +236,7 @@ fn json_logs_carry_session_fields_and_slow_queries() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\n[log]\nslow_query = \"100ms\"\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
+            "listen = \"127.0.0.1:{port}\"\nworker_threads = 1\n[log]\nslow_query = \"100ms\"\n[[clusters]]\nprimary = {{ addr = \"{}\" }}\n",
             c.primary().addr()
         ),
     )
@@ -249,6 +258,7 @@ fn json_logs_carry_session_fields_and_slow_queries() {
     wait_listening(port, Duration::from_secs(20));
     assert_eq!(psql(port, "SELECT 1 FROM pg_sleep(0.3)"), "1");
     assert_eq!(psql(port, "SELECT 2"), "2");
+    assert_eq!(runtime_workers(child.0.id()), 1, "worker_threads = 1");
     sigterm(&child.0);
     wait_or_kill(&mut child.0, Instant::now() + Duration::from_secs(20)).expect("exits");
     let text = std::fs::read_to_string(&log).expect("log");

@@ -58,6 +58,8 @@ pub struct Config {
     /// If set, the admin server's endpoints (but /healthz and /readyz) need
     /// `Authorization: Bearer <token>` (or `?token=` for the dashboard page).
     pub admin_token: Option<Token>,
+    /// Threads that run sessions; 0: one per CPU core. Read at start only.
+    pub worker_threads: usize,
     pub pool: PoolSettings,
     pub timeouts: Timeouts,
     pub limits: Limits,

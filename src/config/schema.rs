@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub admin_token: Option<super::Token>,
     #[serde(default)]
+    pub worker_threads: usize,
+    #[serde(default)]
     pub pool: PoolSettings,
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -240,6 +242,7 @@ impl RawConfig {
             listen: self.listen.map_or_else(default_listen, |addr| addr.0),
             admin: self.admin.map(|addr| addr.0),
             admin_token: self.admin_token,
+            worker_threads: self.worker_threads,
             pool: self.pool,
             timeouts: self.timeouts,
             limits: self.limits,

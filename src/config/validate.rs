@@ -67,6 +67,9 @@ fn key_path(parts: &[crate::shard::config::PathPart]) -> KeyPath {
         })
 }
 
+/// More threads than this only adds switching: sessions wait on the network, not on CPU.
+const MAX_WORKER_THREADS: usize = 1024;
+
 fn check_settings(config: &Config) -> Result<(), Problem> {
     let pool = KeyPath::top("pool");
     let timeouts = KeyPath::top("timeouts");
@@ -77,6 +80,15 @@ fn check_settings(config: &Config) -> Result<(), Problem> {
         1,
     )?;
     not_zero(pool.key("checkout_timeout"), config.pool.checkout_timeout)?;
+    if config.worker_threads > MAX_WORKER_THREADS {
+        return Err(Problem::new(
+            KeyPath::top("worker_threads"),
+            format!(
+                "must be at most {MAX_WORKER_THREADS} (0: one per CPU core), not {}",
+                config.worker_threads
+            ),
+        ));
+    }
     not_zero(timeouts.key("connect"), config.timeouts.connect)?;
     not_zero(timeouts.key("client_login"), config.timeouts.client_login)?;
     not_zero(

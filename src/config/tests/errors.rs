@@ -276,6 +276,12 @@ fn errors_name_the_exact_line_and_key() {
             "must be longer than zero",
         ),
         (
+            lines(&["worker_threads = 5000", MINIMAL]),
+            1,
+            "worker_threads",
+            "must be at most 1024 (0: one per CPU core), not 5000",
+        ),
+        (
             lines(&[
                 "listen = \"127.0.0.1:6432\"",
                 "admin = \"127.0.0.1:6432\"",

@@ -46,6 +46,7 @@ fn defaults_fill_everything_left_out() {
     let config = load(MINIMAL);
     assert_eq!(config.listen, addr("127.0.0.1:6432"));
     assert_eq!(config.admin, None);
+    assert_eq!(config.worker_threads, 0);
     assert_eq!(config.pool, PoolSettings::default());
     assert_eq!(config.pool.mode, PoolMode::Transaction);
     assert_eq!(config.pool.max_server_connections, 100);
@@ -83,6 +84,7 @@ fn every_key_of_the_documented_layout_is_read() {
     let config = load(&lines(&[
         "listen = \"0.0.0.0:7432\"",
         "admin = \"127.0.0.1:9930\"",
+        "worker_threads = 1",
         "[pool]",
         "mode = \"session\"",
         "max_server_connections = 7",
@@ -114,6 +116,7 @@ fn every_key_of_the_documented_layout_is_read() {
     ]));
     assert_eq!(config.listen, addr("0.0.0.0:7432"));
     assert_eq!(config.admin, Some(addr("127.0.0.1:9930")));
+    assert_eq!(config.worker_threads, 1);
     assert_eq!(config.pool.mode, PoolMode::Session);
     assert_eq!(config.pool.max_server_connections, 7);
     assert_eq!(config.pool.checkout_timeout, Duration::from_millis(250));

@@ -15,6 +15,7 @@ pub(super) fn config_table(config: &Config) -> Table {
     let mut rows = vec![
         ("listen", config.listen.to_string()),
         ("admin", opt(config.admin)),
+        ("worker_threads", config.worker_threads.to_string()),
         ("source", opt(config.source.as_ref().map(|p| p.display()))),
         ("pool.mode", config.pool.mode.to_string()),
         (
