@@ -8,7 +8,8 @@
 #   QUICK=1 benches/compare.sh         # smoke run, a few minutes
 #
 # Settings (environment): DURATION (s per run), ROUNDS, CLIENTS ("1 16 64"), SCALE (pgbench
-# scale), WORKLOADS, ENDPOINTS (see below), NOTE (a line for the report, e.g. "machine shared").
+# scale), WORKLOADS, ENDPOINTS (see below), NOTE (a line for the report, e.g. "machine shared"),
+# PGSPLIT_THREADS (every pgsplit's worker_threads; default 0, one per core).
 # Workloads: select-simple select-extended select-prepared tpcb readmostly cached.
 # Endpoints: direct pgsplit pgsplit-primary pgbouncer pgpool, and on request:
 #   pgsplit-rr       pgsplit with load_balancing = "round_robin" instead of its default, "sticky";
@@ -172,7 +173,7 @@ machine_description() {
     echo "- PostgreSQL $pg_version (fsync off, primary + 3 streaming replicas on loopback); $(pgbench --version)"
     command -v pgbouncer >/dev/null && echo "- $(pgbouncer --version | head -1) (transaction pooling, primary)"
     command -v pgpool >/dev/null && echo "- $(pgpool --version 2>&1 | head -1) (streaming replication, load balancing over the replicas)"
-    echo "- pgsplit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (release build)"
+    echo "- pgsplit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (release build, worker_threads = ${PGSPLIT_THREADS:-0})"
     echo "- Load average before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

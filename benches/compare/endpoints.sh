@@ -52,6 +52,7 @@ start_pgsplit() {
     port=$(free_port)
     {
         echo "listen = \"127.0.0.1:$port\""
+        echo "worker_threads = ${PGSPLIT_THREADS:-0}"
         printf '%s\n' "$@"
         pgsplit_cluster_toml "$with_replicas"
     } >"$conf"
