@@ -14,7 +14,8 @@ AS_SERVER_USER=()
 # cleanup stops with SIGNAL; runuser, tracked before it, then exits by itself.
 track_daemon() {
     local name=$1 pidfile=$2 signal=$3 pid
-    pid=$(head -1 "$pidfile" 2>/dev/null) || die "$name wrote no pid file $pidfile"
+    # pgpool-II pads its pid file with NUL bytes.
+    pid=$(head -1 "$pidfile" 2>/dev/null | tr -d '\0') || die "$name wrote no pid file $pidfile"
     [[ $pid =~ ^[0-9]+$ ]] || die "$name: unexpected pid file content: $pid"
     track_pid "$pid" "$name" "$signal"
 }
