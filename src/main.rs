@@ -214,13 +214,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// TOKIO_WORKER_THREADS). One thread is tokio's current-thread scheduler: with nothing to
 /// steal from or wake, it spends the fewest instructions per task switch.
 fn runtime_with_workers(workers: usize) -> Result<tokio::runtime::Runtime, String> {
+    use tokio::runtime::Builder;
     let mut builder = match workers {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
+        0 => Builder::new_multi_thread(),
+        1 => Builder::new_current_thread(),
+        n => {
+            let mut builder = Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
     };
-    if workers > 1 {
-        builder.worker_threads(workers);
-    }
     builder
         .enable_all()
         .build()

@@ -380,8 +380,7 @@ async fn negotiate_tls(
 
 /// The host part of "host:port" (an IPv6 host without its brackets), as TLS names it.
 fn server_name(addr: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let (host, _) = address::split_node_addr(addr);
     rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("\"{host}\" is not a name TLS can check: {e}"))
 }
