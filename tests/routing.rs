@@ -573,3 +573,64 @@ async fn nodes_addressed_by_their_unix_socket_serve_reads_writes_and_cancels() {
         .await
         .unwrap();
 }
+
+/// Of `rounds` writes, each followed by reads 0, 10 and 20 ms later: how many rounds had a read
+/// on a replica. Every read must see the write before it (read-your-writes).
+async fn rounds_reading_on_a_replica(p: &TestProxy, table: &str, rounds: i32) -> i32 {
+    let client = connect_to(p).await;
+    let read = format!("SELECT current_setting('port')::int, v FROM {table} WHERE id = 1");
+    let mut on_a_replica = 0;
+    for v in 0..rounds {
+        client
+            .execute(&format!("UPDATE {table} SET v = $1 WHERE id = 1"), &[&v])
+            .await
+            .expect("write");
+        let mut reached = false;
+        for _ in 0..3 {
+            let row = client.query_one(&read, &[]).await.expect("read");
+            assert_eq!(row.get::<_, i32>(1), v, "a read missed its session's write");
+            reached |= is_replica(&node_by_port()[&row.get::<_, i32>(0)]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        on_a_replica += i32::from(reached);
+    }
+    on_a_replica
+}
+
+/// A session writing far more often than the monitor's interval still reads from replicas: a
+/// read that finds them behind its write has the monitor look again within
+/// `catch_up_interval`, so the session's next reads find the replica that caught up. Without
+/// it, such a session reads from the primary until the next regular poll.
+#[tokio::test]
+async fn a_session_writing_often_reads_from_replicas_once_they_catch_up() {
+    let table = common::unique_name("catch_up");
+    let setup = connect().await;
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL); INSERT INTO {table} VALUES (1, -1)"
+        ))
+        .await
+        .expect("create table");
+    let with_catch_up = |catch_up| {
+        let mut config = cluster_config();
+        config.monitor.interval = Duration::from_millis(500);
+        config.monitor.catch_up_interval = catch_up;
+        start_proxy(config)
+    };
+    let rounds = 30;
+    let eager = with_catch_up(Duration::from_millis(5));
+    let probe = format!("SELECT current_setting('port')::int FROM {table}");
+    let eager_client = connect_to(&eager).await;
+    eventually_on_a_replica(|| node_of(&eager_client, &probe)).await;
+    let reached = rounds_reading_on_a_replica(&eager, &table, rounds).await;
+    assert!(
+        reached >= rounds * 2 / 3,
+        "only {reached} of {rounds} rounds read from a replica with a 5 ms catch-up"
+    );
+    let regular_only = with_catch_up(Duration::ZERO);
+    let reached = rounds_reading_on_a_replica(&regular_only, &table, rounds).await;
+    assert!(
+        reached <= rounds / 3,
+        "{reached} of {rounds} rounds read from a replica with polls every 500 ms only"
+    );
+}

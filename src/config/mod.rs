@@ -162,6 +162,10 @@ pub struct MonitorSettings {
     /// How often each replica's replay position is read.
     #[serde(deserialize_with = "schema::duration")]
     pub interval: Duration,
+    /// While reads find a replica behind their sessions' writes, its position is read again
+    /// as often as this, rather than every `interval` (zero: only every `interval`).
+    #[serde(deserialize_with = "schema::duration")]
+    pub catch_up_interval: Duration,
 }
 
 impl Default for MonitorSettings {
@@ -171,6 +175,7 @@ impl Default for MonitorSettings {
             password: None,
             database: "postgres".to_string(),
             interval: Duration::from_millis(100),
+            catch_up_interval: Duration::from_millis(5),
         }
     }
 }
@@ -182,6 +187,7 @@ impl fmt::Debug for MonitorSettings {
             .field("password", &self.password.as_ref().map(|_| Redacted))
             .field("database", &self.database)
             .field("interval", &self.interval)
+            .field("catch_up_interval", &self.catch_up_interval)
             .finish()
     }
 }

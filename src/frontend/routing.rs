@@ -14,6 +14,9 @@ use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
 
+/// How often a read waiting for a fresh enough replica decides again.
+const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl Session {
     /// The routing decision for a unit that needs a server.
     pub(super) fn decide(&self, work: &Work) -> Route {
@@ -177,7 +180,10 @@ impl Session {
         while matches!(route.reason, Reason::ReplicaLag | Reason::ReadYourWrites)
             && tokio::time::Instant::now() < deadline
         {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            // Often enough to catch a replica the monitor sees catch up (it looks again every
+            // `monitor.catch_up_interval` while reads wait), never past the deadline.
+            let recheck = tokio::time::Instant::now() + WAIT_RECHECK;
+            tokio::time::sleep_until(recheck.min(deadline)).await;
             route = self.decide(work);
         }
         Ok(route)

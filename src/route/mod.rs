@@ -195,9 +195,18 @@ impl Freshness {
             .then_some(Reason::ReadYourWrites)
     }
 
-    /// The node has not replayed what the session must see.
+    /// The node has not replayed what the session must see, as far as the monitor last saw:
+    /// then the monitor is asked to look again soon, so that the session's next reads can go
+    /// to the replica once it has caught up, rather than to the primary until the next
+    /// regular poll (a session writing more often than the poll interval would never read
+    /// from a replica).
     fn lacks_session_writes(&self, node: &Node) -> bool {
-        self.min_lsn > 0 && node.stats.replay_lsn.load(Ordering::Relaxed) < self.min_lsn
+        let lacks =
+            self.min_lsn > 0 && node.stats.replay_lsn.load(Ordering::Relaxed) < self.min_lsn;
+        if lacks {
+            node.stats.want_newer_position();
+        }
+        lacks
     }
 }
 

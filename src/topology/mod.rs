@@ -88,6 +88,9 @@ pub struct NodeStats {
     pub writes_total: AtomicU64,
     /// Checks and bans.
     pub health: health::Health,
+    /// Rung when a read found this replica behind the writes its session must see: the
+    /// monitor polls it sooner than its interval (see [`NodeStats::want_newer_position`]).
+    pub newer_position_wanted: tokio::sync::Notify,
 }
 
 /// One unit of work on a node, from checkout to checkin: it counts in `in_flight` for as long as
@@ -314,6 +317,7 @@ impl Default for NodeStats {
             reads_total: AtomicU64::new(0),
             writes_total: AtomicU64::new(0),
             health: health::Health::default(),
+            newer_position_wanted: tokio::sync::Notify::new(),
         }
     }
 }
@@ -350,6 +354,13 @@ impl NodeStats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 Some(ewma(old, sample))
             });
+    }
+
+    /// Asks the monitor to read this replica's position again soon, because a read needs more
+    /// than it last saw. Calls before that poll share it (a pending wake-up is kept once), so
+    /// however many reads ask, the replica is polled at most every `monitor.catch_up_interval`.
+    pub fn want_newer_position(&self) {
+        self.newer_position_wanted.notify_one();
     }
 
     pub fn count_read(&self) {

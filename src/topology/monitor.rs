@@ -207,7 +207,7 @@ impl Watch {
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            self.wait_for_next_poll(&mut ticks).await;
             if !self.in_topology() {
                 return PollError::Removed;
             }
@@ -224,6 +224,25 @@ impl Watch {
                     self.publish(position(&row), Instant::now());
                 }
                 Err(e) => return e,
+            }
+        }
+    }
+
+    /// Waits for the interval's next tick, or less when a read wants a newer position than
+    /// the last poll saw, though never less than `catch_up_interval` after the last poll. The
+    /// interval then starts again, so a node read on demand is not read again at once.
+    async fn wait_for_next_poll(&self, ticks: &mut tokio::time::Interval) {
+        let catch_up = self.settings.catch_up_interval;
+        if catch_up.is_zero() {
+            ticks.tick().await;
+            return;
+        }
+        let last_poll = tokio::time::Instant::now();
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = self.node.stats.newer_position_wanted.notified() => {
+                tokio::time::sleep_until(last_poll + catch_up).await;
+                ticks.reset();
             }
         }
     }
