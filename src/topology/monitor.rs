@@ -230,9 +230,10 @@ impl Watch {
 
     /// Waits for the interval's next tick, or less when a read wants a newer position than
     /// the last poll saw, though never less than `catch_up_interval` after the last poll. The
-    /// interval then starts again, so a node read on demand is not read again at once.
+    /// interval then starts again, so a node read on demand is not read again at once. A
+    /// catch-up longer than the interval waits no longer than the interval would.
     async fn wait_for_next_poll(&self, ticks: &mut tokio::time::Interval) {
-        let catch_up = self.settings.catch_up_interval;
+        let catch_up = self.settings.catch_up_interval.min(self.interval);
         if catch_up.is_zero() {
             ticks.tick().await;
             return;
