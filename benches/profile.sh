@@ -15,7 +15,8 @@
 #   BUILTIN=tpcb-like MODE=prepared benches/profile.sh   # another pgbench script
 #
 # Settings (environment): MODE (simple, extended, prepared) or MODES (several), BUILTIN (a
-# pgbench built-in script, select-only by default), CLIENTS,
+# pgbench built-in script, select-only by default), CLIENTS, PGSPLIT_THREADS (pgsplit's
+# worker_threads, as in compare.sh; default 0, one per core),
 # TRANSACTIONS (per client), SCALE, PGSPLIT (a binary to profile instead of building one),
 # TOOL (callgrind, or strace: attached to every thread once pgsplit is ready, it counts the
 # system calls of the run, `strace -c`).
@@ -49,6 +50,7 @@ write_config() {
     done
     {
         echo "listen = \"127.0.0.1:$port\""
+        echo "worker_threads = ${PGSPLIT_THREADS:-0}"
         echo '[[clusters]]'
         echo "primary = { name = \"primary\", addr = \"127.0.0.1:$PRIMARY_PORT\" }"
         echo "replicas = [$(
@@ -116,7 +118,7 @@ report() {
     local out="$HERE/results/$STAMP-$TOOL${script:+-$script}-$MODE.txt" total=$((CLIENTS * TRANSACTIONS))
     mkdir -p "$HERE/results"
     {
-        echo "$TOOL of pgsplit, pgbench -b $BUILTIN -M $MODE -c $CLIENTS -t $TRANSACTIONS (scale $SCALE), $STAMP"
+        echo "$TOOL of pgsplit (worker_threads = ${PGSPLIT_THREADS:-0}), pgbench -b $BUILTIN -M $MODE -c $CLIENTS -t $TRANSACTIONS (scale $SCALE), $STAMP"
         echo "pgbench: $(grep -E '^(tps|number of transactions actually processed)' "$WORK/pgbench.out" | paste -sd';')"
         if [[ $TOOL == strace ]]; then
             awk -v n="$total" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {

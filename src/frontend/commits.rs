@@ -70,14 +70,13 @@ impl Session {
         let writes = self.committed_writes.take();
         self.invalidate(writes, committed_at);
         asked?;
-        let cluster = self.server.as_ref().and_then(|attached| {
-            super::sharding::cluster_of_node(
-                &self.shared.topology.load(),
-                &attached.route.node.name,
-            )
-        });
-        if let Some(cluster) = cluster {
-            self.advance_causal(client, [(cluster, committed_at)]);
+        if let Some(attached) = &self.server {
+            // Found by reference (no copy of the name): this runs at every committed write.
+            let topology = self.shared.topology.load();
+            let node = attached.route.node.name.as_str();
+            if let Some(cluster) = topology.cluster_of_node(node) {
+                self.advance_causal(client, [(cluster.name.as_str(), committed_at)]);
+            }
         }
         if let Some(ready) = held {
             client.out.extend_from_slice(&ready.bytes);

@@ -18,7 +18,8 @@ pub struct Work {
     pub access: Option<Access>,
     pub parsed: bool,
     pub write_reason: Option<String>,
-    pub tx: Vec<TxControl>,
+    /// Inline: a unit holds one or two (BEGIN, COMMIT) and most units hold none.
+    pub tx: SmallVec<[TxControl; 2]>,
     pub effects: Vec<SessionEffect>,
     /// `EXPLAIN ROUTE <text>` sent as a simple query: pgsplit answers it.
     pub explain_route: Option<String>,

@@ -1,6 +1,8 @@
 //! Writers for the backend messages pgsplit sends on its own behalf. Server answers are never
 //! rebuilt: they travel as the frames the server sent.
 
+use std::fmt::{self, Write as _};
+
 use bytes::{BufMut, BytesMut};
 
 use super::{CancelKey, SqlState};
@@ -107,7 +109,7 @@ impl Writer<'_> {
         });
     }
 
-    pub fn parameter_status(&mut self, name: &str, value: &str) {
+    pub fn parameter_status(&mut self, name: &str, value: impl fmt::Display) {
         self.message(b'S', |b| {
             put_cstr(b, name);
             put_cstr(b, value);
@@ -178,9 +180,18 @@ fn put_field(b: &mut BytesMut, code: u8, value: &str) {
     put_cstr(b, value);
 }
 
-fn put_cstr(b: &mut BytesMut, s: &str) {
+/// `value` as a C string, formatted straight into the buffer (a causal token goes out with
+/// every committed write: no String in between).
+fn put_cstr(b: &mut BytesMut, value: impl fmt::Display) {
+    let start = b.len();
+    // Writing into a BytesMut cannot fail; a Display that fails leaves what it wrote.
+    let _ = write!(b, "{value}");
     // A NUL inside would end the string early and desynchronise the client's parser.
-    b.extend(s.bytes().filter(|&c| c != 0));
+    if b[start..].contains(&0) {
+        let kept: Vec<u8> = b[start..].iter().copied().filter(|&c| c != 0).collect();
+        b.truncate(start);
+        b.extend_from_slice(&kept);
+    }
     b.put_u8(0);
 }
 

@@ -128,6 +128,13 @@ impl Topology {
         self.clusters.iter().flat_map(Cluster::nodes)
     }
 
+    /// The cluster that has a node called `node` (serving or fenced).
+    pub fn cluster_of_node(&self, node: &str) -> Option<&Cluster> {
+        self.clusters
+            .iter()
+            .find(|c| c.nodes().any(|n| n.name == node))
+    }
+
     /// The node called `name`, in any cluster.
     pub fn node(&self, name: &str) -> Option<&Arc<Node>> {
         self.nodes().find(|n| n.name == name)

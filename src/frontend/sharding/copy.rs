@@ -440,7 +440,13 @@ impl Session {
                 return self.fail_unit(client, e, if simple { frames } else { &[] });
             }
         };
-        self.advance_causal(client, committed.positions);
+        self.advance_causal(
+            client,
+            committed
+                .positions
+                .iter()
+                .map(|(c, lsn)| (c.as_str(), *lsn)),
+        );
         self.invalidate(work.writes.clone(), 0);
         let rows: u64 = match plan.spread {
             Spread::ByKey { .. } => committed.rows.iter().sum(),

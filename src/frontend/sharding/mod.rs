@@ -339,11 +339,7 @@ impl Session {
 
 /// The name of the cluster a node belongs to (node names are unique across clusters).
 pub(super) fn cluster_of_node(topology: &Topology, node: &str) -> Option<String> {
-    topology
-        .clusters
-        .iter()
-        .find(|c| c.nodes().any(|n| n.name == node))
-        .map(|c| c.name.clone())
+    topology.cluster_of_node(node).map(|c| c.name.clone())
 }
 
 /// The texts a unit runs (a Query's, or the statement an Execute runs) and its Bind.

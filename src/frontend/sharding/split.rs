@@ -99,7 +99,7 @@ impl Session {
     ) -> Result<BytesMut, FrontendError> {
         let inserted = if self.transaction_status() == b'I' {
             let (inserted, positions) = self.write_split_alone(&parts).await?;
-            self.advance_causal(client, positions);
+            self.advance_causal(client, positions.iter().map(|(c, lsn)| (c.as_str(), *lsn)));
             self.invalidate(work.writes.clone(), 0);
             inserted
         } else {
