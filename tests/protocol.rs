@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::proxy::proxy;
+use common::{cluster, wire};
 use futures_util::{SinkExt, StreamExt, TryStreamExt, pin_mut};
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::Type;
@@ -129,6 +130,100 @@ async fn errors_pass_through_and_the_session_stays_usable() {
     client.batch_execute("ROLLBACK").await.unwrap();
     let rows = client.query("SELECT 42", &[]).await.unwrap();
     assert_eq!(rows[0].get::<_, i32>(0), 42);
+}
+
+/// A table (rows 1 and 2) that every replica has replayed, so that a fresh session's reads
+/// of it may go to any of them.
+async fn table_on_every_replica(prefix: &str) -> String {
+    let table = common::unique_name(prefix);
+    connect()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1), (2)"
+        ))
+        .await
+        .expect("create the table");
+    let lsn = cluster().current_lsn().expect("the primary's position");
+    for replica in cluster().replicas() {
+        cluster()
+            .wait_replayed(replica, &lsn, Duration::from_secs(30))
+            .expect("replicas replay the table");
+    }
+    table
+}
+
+/// Whether a replica's server has a session whose last statement is `sql`.
+fn a_replica_ran(sql: &str) -> bool {
+    let count = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query = '{}'",
+        sql.replace('\'', "''")
+    );
+    cluster().replicas().iter().any(|replica| {
+        cluster()
+            .psql(replica, "postgres", &count)
+            .is_ok_and(|n| n.trim() != "0")
+    })
+}
+
+/// The SQLSTATE of the first ErrorResponse in `messages`.
+fn error_code(messages: &[(u8, Vec<u8>)]) -> Option<String> {
+    let (_, body) = messages.iter().find(|(tag, _)| *tag == b'E')?;
+    body.split(|b| *b == 0)
+        .find_map(|field| field.strip_prefix(b"C"))
+        .map(|code| String::from_utf8_lossy(code).into_owned())
+}
+
+/// asyncpg's COPY of records: it describes the target table (Parse, Describe, Flush: no Sync,
+/// so the sequence stays open on the replica that read it), then sends the COPY as a simple
+/// query. A write behind a unit that only described must run on the primary.
+#[tokio::test]
+async fn a_write_behind_a_statement_described_without_sync_runs_on_the_primary() {
+    let table = table_on_every_replica("described_then_written").await;
+    let select = format!("SELECT id FROM {table}");
+    let mut stream = wire::logged_in(proxy().addr).await;
+    wire::send(&mut stream, &wire::describe_then_flush("s1", &select)).await;
+    let described = wire::read_until(&mut stream, b'T').await;
+    assert_eq!(wire::tags(&described), "1tT");
+    assert!(
+        a_replica_ran(&select),
+        "the statement was described on a replica"
+    );
+    let insert = format!("INSERT INTO {table} VALUES (3)");
+    let inserted = wire::round_trip(&mut stream, &wire::query(&insert)).await;
+    assert_eq!(error_code(&inserted), None, "{inserted:?}");
+    // The client's own Sync comes later, and the session reads its write.
+    let synced = wire::round_trip(&mut stream, &wire::message(Some(b'S'), &[])).await;
+    assert_eq!(wire::tags(&synced), "Z");
+    let select_all = format!("SELECT id FROM {table} ORDER BY id");
+    let rows = wire::round_trip(&mut stream, &wire::query(&select_all)).await;
+    assert_eq!(wire::first_columns(&rows), ["1", "2", "3"]);
+}
+
+/// A portal bound without Sync lives on its server's connection, which the session keeps until
+/// the Sync: a write sent meanwhile runs there, and a replica's refusal reaches the client as
+/// an error; the session carries on.
+#[tokio::test]
+async fn a_write_behind_a_portal_open_on_a_replica_gets_its_error_and_the_session_goes_on() {
+    let table = table_on_every_replica("portal_then_written").await;
+    let select = format!("SELECT id FROM {table} ORDER BY id");
+    let mut stream = wire::logged_in(proxy().addr).await;
+    wire::send(&mut stream, &wire::describe_then_flush("s1", &select)).await;
+    wire::read_until(&mut stream, b'T').await;
+    wire::send(&mut stream, &wire::execute_then_flush("s1", 1)).await;
+    let first = wire::read_until(&mut stream, b's').await;
+    assert_eq!(wire::first_columns(&first), ["1"]);
+    assert!(a_replica_ran(&select), "the portal is open on a replica");
+    let insert = format!("INSERT INTO {table} VALUES (3)");
+    let refused = wire::round_trip(&mut stream, &wire::query(&insert)).await;
+    assert_eq!(
+        error_code(&refused).as_deref(),
+        Some("25006"),
+        "{refused:?}"
+    );
+    let synced = wire::round_trip(&mut stream, &wire::message(Some(b'S'), &[])).await;
+    assert_eq!(wire::tags(&synced), "Z");
+    let rows = wire::round_trip(&mut stream, &wire::query("SELECT 42")).await;
+    assert_eq!(wire::first_columns(&rows), ["42"]);
 }
 
 #[tokio::test]

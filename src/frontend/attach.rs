@@ -220,9 +220,12 @@ impl Session {
     }
 
     /// Where a unit goes: None to stay on the attached connection, which it must inside a
-    /// transaction block or when pinned. A unit arriving behind unanswered ones that belongs
-    /// elsewhere waits for them (their answers reach the client meanwhile) and the connection's
-    /// release, so pipelining never sends a write to a replica.
+    /// transaction block, when pinned, or behind a unit cut at Flush that bound a portal (it
+    /// lives on that connection until the Sync). A unit arriving behind unanswered ones that
+    /// belongs elsewhere waits for them (their answers reach the client meanwhile) and the
+    /// connection's release, so pipelining never sends a write to a replica; behind a cut
+    /// unit that only parsed or described, pgsplit ends it with a Sync of its own (see
+    /// [`Self::close_cut_unit`]).
     pub(super) async fn route_for(
         &mut self,
         client: &mut ClientConn,
@@ -231,7 +234,8 @@ impl Session {
         let Some(attached) = &self.server else {
             return Ok(Some(self.decide_with_fallback(work).await?));
         };
-        if self.stays_on_attached(attached) {
+        let cut_with_portal = self.pending == 0 && self.bound_since_sync;
+        if self.holds_session(attached) || cut_with_portal {
             return Ok(None);
         }
         let route = self.decide_with_fallback(work).await?;
@@ -239,6 +243,9 @@ impl Session {
             return Ok(None);
         }
         self.settle(client).await?;
+        if self.server.is_some() && !self.bound_since_sync {
+            self.close_cut_unit().await?;
+        }
         Ok(if self.server.is_some() {
             None
         } else {
@@ -246,12 +253,25 @@ impl Session {
         })
     }
 
-    /// The attached connection holds the session: a transaction block, a pin, session mode, or
-    /// a unit cut at Flush that has not reached its Sync.
-    pub(super) fn stays_on_attached(&self, attached: &Attached) -> bool {
+    /// The attached connection holds the session: a transaction block, a pin or session mode.
+    fn holds_session(&self, attached: &Attached) -> bool {
         let in_transaction =
             attached.checkout.conn.tx_status != b'I' || opens_transaction(&self.unit.tx);
-        in_transaction || self.pending == 0 || self.session_mode() || self.state.pin().is_some()
+        in_transaction || self.session_mode() || self.state.pin().is_some()
+    }
+
+    /// Ends a unit the client cut at Flush, all of it answered, that ran nothing (it parsed or
+    /// described statements, which the session re-prepares wherever it goes): a Sync of
+    /// pgsplit's own, its ReadyForQuery kept from the client, who sends its own Sync later
+    /// (answered like any other). asyncpg describes a COPY's target on a replica, say, then
+    /// sends the COPY: it must reach the primary.
+    async fn close_cut_unit(&mut self) -> Result<(), FrontendError> {
+        let Some(attached) = self.server.as_mut() else {
+            return Ok(());
+        };
+        attached.checkout.conn.sync().await?;
+        self.end_unit();
+        Ok(())
     }
 
     /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the

@@ -125,6 +125,8 @@ pub struct Session {
     pub(super) server: Option<Attached>,
     /// Queries, Syncs and function calls sent whose ReadyForQuery has not come back yet.
     pub(super) pending: usize,
+    /// A Bind went out since the last Sync (or Query): a portal may be open on the server.
+    pub(super) bound_since_sync: bool,
     /// Extended-protocol messages waiting for their Sync or Flush.
     pub(super) batch: Vec<Frame>,
     pub(super) batch_bytes: usize,
@@ -218,6 +220,7 @@ impl Session {
             state: SessionState::new(settings),
             server: None,
             pending: 0,
+            bound_since_sync: false,
             batch: Vec::new(),
             batch_bytes: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
@@ -501,7 +504,8 @@ impl Session {
             match work.access() {
                 Access::Write => {
                     node.stats.count_write();
-                    self.wrote |= work.executes;
+                    // A replica refuses writes: nothing commits there to learn the position of.
+                    self.wrote |= work.executes && node.role() != crate::topology::Role::Replica;
                 }
                 Access::Read => node.stats.count_read(),
             }
@@ -598,8 +602,13 @@ impl Session {
         let Some(attached) = self.server.as_mut() else {
             return;
         };
-        if matches!(frame.tag, tag::QUERY | tag::SYNC | tag::FUNCTION_CALL) {
-            self.pending += 1;
+        match frame.tag {
+            tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
+                self.pending += 1;
+                self.bound_since_sync = false;
+            }
+            tag::BIND => self.bound_since_sync = true,
+            _ => {}
         }
         self.responses.forward(
             frame,
@@ -689,7 +698,7 @@ impl Session {
 
     /// A unit is over: its effects enter the session's state (and the connection's record),
     /// and the connection may go back to the pool.
-    fn end_unit(&mut self) {
+    pub(super) fn end_unit(&mut self) {
         let Some(attached) = self.server.as_mut() else {
             return;
         };

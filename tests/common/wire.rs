@@ -53,6 +53,34 @@ pub fn extended_unit(sql: &str) -> Vec<u8> {
     unit
 }
 
+/// Parse of statement `name` and Describe of it, then Flush rather than Sync: the answers come
+/// back, but the extended-protocol sequence stays open on the server (asyncpg prepares so).
+pub fn describe_then_flush(name: &str, sql: &str) -> Vec<u8> {
+    let mut parse = cstr(name);
+    parse.extend_from_slice(&cstr(sql));
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    let mut describe = vec![b'S'];
+    describe.extend_from_slice(&cstr(name));
+    let mut unit = message(Some(b'P'), &parse);
+    unit.extend_from_slice(&message(Some(b'D'), &describe));
+    unit.extend_from_slice(&message(Some(b'H'), &[]));
+    unit
+}
+
+/// Bind of statement `name` to the unnamed portal and Execute of at most `rows` rows (0: all),
+/// then Flush: the portal stays open on the server.
+pub fn execute_then_flush(name: &str, rows: i32) -> Vec<u8> {
+    let mut bind = cstr("");
+    bind.extend_from_slice(&cstr(name));
+    bind.extend_from_slice(&[0; 6]); // no parameter formats, parameters, result formats
+    let mut execute = cstr("");
+    execute.extend_from_slice(&rows.to_be_bytes());
+    let mut unit = message(Some(b'B'), &bind);
+    unit.extend_from_slice(&message(Some(b'E'), &execute));
+    unit.extend_from_slice(&message(Some(b'H'), &[]));
+    unit
+}
+
 fn cstr(text: &str) -> Vec<u8> {
     let mut out = text.as_bytes().to_vec();
     out.push(0);
@@ -85,6 +113,11 @@ pub async fn round_trip(stream: &mut TcpStream, bytes: &[u8]) -> Vec<(u8, Vec<u8
 
 /// Backend messages (tag, body) up to and including the next ReadyForQuery.
 pub async fn read_until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    read_until(stream, b'Z').await
+}
+
+/// Backend messages (tag, body) up to and including the next one tagged `last`.
+pub async fn read_until(stream: &mut TcpStream, last: u8) -> Vec<(u8, Vec<u8>)> {
     let mut messages = Vec::new();
     let read = async {
         loop {
@@ -97,14 +130,14 @@ pub async fn read_until_ready(stream: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
             let mut body = vec![0u8; len - 4];
             stream.read_exact(&mut body).await.expect("message body");
             messages.push((header[0], body));
-            if header[0] == b'Z' {
+            if header[0] == last {
                 break;
             }
         }
     };
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
-        .expect("ReadyForQuery within 10 s");
+        .unwrap_or_else(|_| panic!("a message tagged {} within 10 s", char::from(last)));
     messages
 }
 
