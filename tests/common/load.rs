@@ -2,7 +2,7 @@
 //! sessions that report where they ran, SQLSTATEs as text, and client tools (pgbench) running in
 //! the background with their output in files and a deadline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -154,9 +154,14 @@ impl ToolRun {
 impl BackgroundTool {
     /// Starts `tool` (from the system's PostgreSQL binaries) with `args`.
     pub fn spawn(tool: &str, args: &[String]) -> BackgroundTool {
+        Self::spawn_program(tool, &super::binaries().tool(tool), args)
+    }
+
+    /// Starts the program at `path` (called `tool` in file names and messages) with `args`.
+    pub fn spawn_program(tool: &str, path: &Path, args: &[String]) -> BackgroundTool {
         let out_path = std::env::temp_dir().join(super::unique_name(tool));
         let err_path = out_path.with_extension("err");
-        let child = Command::new(super::binaries().tool(tool))
+        let child = Command::new(path)
             .args(args)
             .env("PGCONNECT_TIMEOUT", "10")
             .stdout(std::fs::File::create(&out_path).expect("stdout file"))
