@@ -86,10 +86,12 @@ build_pgsplit() {
 # Starts the servers (no proxy; fsync off, the test harness's way) and reads their ports from
 # the demo's JSON line: PRIMARY_PORT, REPLICA_PORTS, NODE_PORTS (primary first), and SOCKET_DIR,
 # the directory of every server's Unix-domain socket (empty from a pgsplit that does not name it).
+# max_connections has room for every endpoint's pool filled at 64 clients (600 ran out at the
+# last workload of a run with eight endpoints).
 start_cluster() {
     log "starting a primary and 3 streaming replicas (fsync off)"
     "$PGSPLIT" demo --no-proxy --json \
-        --server-conf "max_connections = 600" \
+        --server-conf "max_connections = 1200" \
         --server-conf "shared_preload_libraries = 'pg_stat_statements'" \
         >"$WORK/demo.json" 2>"$WORK/demo.log" &
     track_pid $! demo
