@@ -173,21 +173,27 @@ fn error_code(messages: &[(u8, Vec<u8>)]) -> Option<String> {
         .map(|code| String::from_utf8_lossy(code).into_owned())
 }
 
+/// A raw session through pgsplit that described `select` as statement s1 (Parse, Describe,
+/// Flush: no Sync) on a replica.
+async fn described_on_a_replica(select: &str) -> tokio::net::TcpStream {
+    let mut stream = wire::logged_in(proxy().addr).await;
+    wire::send(&mut stream, &wire::describe_then_flush("s1", select)).await;
+    let described = wire::read_until(&mut stream, b'T').await;
+    assert_eq!(wire::tags(&described), "1tT");
+    assert!(
+        a_replica_ran(select),
+        "the statement was described on a replica"
+    );
+    stream
+}
+
 /// asyncpg's COPY of records: it describes the target table (Parse, Describe, Flush: no Sync,
 /// so the sequence stays open on the replica that read it), then sends the COPY as a simple
 /// query. A write behind a unit that only described must run on the primary.
 #[tokio::test]
 async fn a_write_behind_a_statement_described_without_sync_runs_on_the_primary() {
     let table = table_on_every_replica("described_then_written").await;
-    let select = format!("SELECT id FROM {table}");
-    let mut stream = wire::logged_in(proxy().addr).await;
-    wire::send(&mut stream, &wire::describe_then_flush("s1", &select)).await;
-    let described = wire::read_until(&mut stream, b'T').await;
-    assert_eq!(wire::tags(&described), "1tT");
-    assert!(
-        a_replica_ran(&select),
-        "the statement was described on a replica"
-    );
+    let mut stream = described_on_a_replica(&format!("SELECT id FROM {table}")).await;
     let insert = format!("INSERT INTO {table} VALUES (3)");
     let inserted = wire::round_trip(&mut stream, &wire::query(&insert)).await;
     assert_eq!(error_code(&inserted), None, "{inserted:?}");
@@ -205,14 +211,10 @@ async fn a_write_behind_a_statement_described_without_sync_runs_on_the_primary()
 #[tokio::test]
 async fn a_write_behind_a_portal_open_on_a_replica_gets_its_error_and_the_session_goes_on() {
     let table = table_on_every_replica("portal_then_written").await;
-    let select = format!("SELECT id FROM {table} ORDER BY id");
-    let mut stream = wire::logged_in(proxy().addr).await;
-    wire::send(&mut stream, &wire::describe_then_flush("s1", &select)).await;
-    wire::read_until(&mut stream, b'T').await;
+    let mut stream = described_on_a_replica(&format!("SELECT id FROM {table} ORDER BY id")).await;
     wire::send(&mut stream, &wire::execute_then_flush("s1", 1)).await;
     let first = wire::read_until(&mut stream, b's').await;
     assert_eq!(wire::first_columns(&first), ["1"]);
-    assert!(a_replica_ran(&select), "the portal is open on a replica");
     let insert = format!("INSERT INTO {table} VALUES (3)");
     let refused = wire::round_trip(&mut stream, &wire::query(&insert)).await;
     assert_eq!(
