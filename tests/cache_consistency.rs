@@ -45,6 +45,17 @@ async fn wait_until_following(proxy: &TestProxy) {
     }
 }
 
+/// Waits until every replica has replayed what the primary wrote so far: tables made directly on
+/// the primary are then there for the proxy's first reads, which may go to a replica.
+fn replicas_replayed(cluster: &LocalCluster) {
+    let lsn = cluster.current_lsn().expect("the primary's position");
+    for replica in cluster.replicas() {
+        cluster
+            .wait_replayed(replica, &lsn, Duration::from_secs(30))
+            .expect("replicas replay the setup");
+    }
+}
+
 async fn direct(node: &PgNode) -> Client {
     common::connect(&node.connstr("postgres", "postgres"))
         .await
@@ -92,6 +103,7 @@ async fn a_hit_sends_no_query_to_any_server() {
         )
         .await
         .expect("setup");
+    replicas_replayed(&cluster);
     let proxy = cached_proxy(&cluster, &["ext_t"]);
     wait_until_following(&proxy).await;
     let client = common::connect(&proxy.connstr("postgres", "postgres"))
@@ -149,6 +161,7 @@ async fn writes_that_bypass_pgsplit_invalidate_through_the_wal() {
         )
         .await
         .expect("setup");
+    replicas_replayed(&cluster);
     let proxy = cached_proxy(&cluster, &["wal_t"]);
     wait_until_following(&proxy).await;
     let client = common::connect(&proxy.connstr("postgres", "postgres"))
@@ -202,6 +215,7 @@ async fn four_writers_and_eight_readers_never_read_older_than_the_bound() {
         )
         .await
         .expect("setup");
+    replicas_replayed(&cluster);
     let proxy = Arc::new(cached_proxy(&cluster, &["conc_t"]));
     wait_until_following(&proxy).await;
     let histories: Arc<Vec<History>> = Arc::new(

@@ -205,6 +205,25 @@ async fn a_write_behind_a_statement_described_without_sync_runs_on_the_primary()
     assert_eq!(wire::first_columns(&rows), ["1", "2", "3"]);
 }
 
+/// The same sent in one go, without waiting for the Describe's answers: pgsplit reads them
+/// before it moves, and they still reach the client, ahead of the write's.
+#[tokio::test]
+async fn a_write_pipelined_behind_a_describe_cut_at_flush_gets_every_answer() {
+    let table = table_on_every_replica("described_pipelined").await;
+    let select = format!("SELECT id FROM {table}");
+    let mut both = wire::describe_then_flush("s1", &select);
+    both.extend_from_slice(&wire::query(&format!("INSERT INTO {table} VALUES (3)")));
+    let mut stream = wire::logged_in(proxy().addr).await;
+    let answers = wire::round_trip(&mut stream, &both).await;
+    assert_eq!(error_code(&answers), None, "{answers:?}");
+    let tags = wire::tags(&answers);
+    assert!(tags.starts_with("1tTC"), "answers: {tags}");
+    assert!(
+        a_replica_ran(&select),
+        "the statement was described on a replica"
+    );
+}
+
 /// A portal bound without Sync lives on its server's connection, which the session keeps until
 /// the Sync: a write sent meanwhile runs there, and a replica's refusal reaches the client as
 /// an error; the session carries on.

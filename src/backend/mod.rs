@@ -266,21 +266,7 @@ impl ServerConn {
         let mut buf = BytesMut::new();
         postgres_protocol::message::frontend::query(sql, &mut buf)
             .map_err(|e| BackendError::Malformed(e.to_string()))?;
-        self.exchange(&buf).await
-    }
-
-    /// Sends a Sync of pgsplit's own, ending an extended-protocol sequence the client cut at
-    /// Flush, and waits for its ReadyForQuery.
-    pub async fn sync(&mut self) -> Result<(), BackendError> {
-        let mut buf = BytesMut::new();
-        postgres_protocol::message::frontend::sync(&mut buf);
-        self.exchange(&buf).await.map(drop)
-    }
-
-    /// Writes `message` and reads up to ReadyForQuery: the first column of the first row, if
-    /// any, or the server's error.
-    async fn exchange(&mut self, message: &[u8]) -> Result<Option<String>, BackendError> {
-        self.write_all(message).await?;
+        self.write_all(&buf).await?;
         let mut value = None;
         let mut error = None;
         loop {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::backend::{ConnectSpec, ServerConn};
 use crate::pool::{Checkout, PoolHandle, PoolKey};
-use crate::protocol::SqlState;
+use crate::protocol::{SqlState, tag};
 use crate::route::classify::{Access, SessionEffect};
 use crate::route::{Reason, Route};
 use crate::topology::{Node, Role};
@@ -19,6 +19,9 @@ use super::recovery::MAX_RETRIES;
 use super::session::{Attached, Session, opens_transaction};
 use super::state::SessionState;
 use super::work::Work;
+
+/// A Sync message, for [`Session::close_cut_unit`].
+const SYNC: &[u8] = &[tag::SYNC, 0, 0, 0, 4];
 
 impl Session {
     /// The first connection, which checks a pass-through login and gives the greeting its
@@ -244,7 +247,7 @@ impl Session {
         }
         self.settle(client).await?;
         if self.server.is_some() && !self.bound_since_sync {
-            self.close_cut_unit().await?;
+            self.close_cut_unit(client).await?;
         }
         Ok(if self.server.is_some() {
             None
@@ -260,16 +263,31 @@ impl Session {
         in_transaction || self.session_mode() || self.state.pin().is_some()
     }
 
-    /// Ends a unit the client cut at Flush, all of it answered, that ran nothing (it parsed or
-    /// described statements, which the session re-prepares wherever it goes): a Sync of
-    /// pgsplit's own, its ReadyForQuery kept from the client, who sends its own Sync later
-    /// (answered like any other). asyncpg describes a COPY's target on a replica, say, then
-    /// sends the COPY: it must reach the primary.
-    async fn close_cut_unit(&mut self) -> Result<(), FrontendError> {
+    /// Ends a unit the client cut at Flush that bound no portal (it parsed or described
+    /// statements, which the session re-prepares wherever it goes) with a Sync of pgsplit's
+    /// own: the answers before its ReadyForQuery go to the client as they come (a client may
+    /// send on without waiting for them), the ReadyForQuery stays here; the client's own Sync
+    /// comes later and is answered like any other. asyncpg describes a COPY's target on a
+    /// replica, say, then sends the COPY: it must reach the primary. (Had the cut unit failed,
+    /// the server would skip the client's next messages up to its Sync; after pgsplit's Sync
+    /// they run. Clients wait for a Describe's answer before sending more.)
+    async fn close_cut_unit(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let Some(attached) = self.server.as_mut() else {
             return Ok(());
         };
-        attached.checkout.conn.sync().await?;
+        let conn = &mut attached.checkout.conn;
+        conn.write_all(SYNC).await?;
+        loop {
+            let frame = conn.read_frame().await?;
+            conn.observe(&frame);
+            if frame.tag == tag::READY_FOR_QUERY {
+                break;
+            }
+            self.unit_failed |= frame.tag == tag::ERROR_RESPONSE;
+            if self.responses.pass_to_client(&frame) {
+                client.out.extend_from_slice(&frame.bytes);
+            }
+        }
         self.end_unit();
         Ok(())
     }
