@@ -203,8 +203,9 @@ impl Session {
             .load(std::sync::atomic::Ordering::Relaxed);
         let own = if node.role() == crate::topology::Role::Primary {
             let topology = self.shared.topology.load();
-            super::sharding::cluster_of_node(&topology, &node.name)
-                .map_or(0, |cluster| self.causal_for(&cluster))
+            topology
+                .cluster_of_node(&node.name)
+                .map_or(0, |cluster| self.causal_for(&cluster.name))
         } else {
             0
         };
