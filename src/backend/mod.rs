@@ -2,6 +2,7 @@
 //! messages as raw frames for the relay.
 
 mod error;
+mod settings;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::protocol::{CancelKey, Frame, read_cstr, tag, try_backend_frame};
 use crate::tls::{MaybeTls, ServerStream, ServerTls};
 
 pub use error::BackendError;
+pub use settings::Settings;
 
 /// Where to connect and as whom.
 #[derive(Clone)]
@@ -52,14 +54,15 @@ pub struct ServerConn {
     stream: ServerStream,
     read_buf: BytesMut,
     pub node: String,
-    pub addr: String,
+    /// Shared with the session's cancel key, which points at it while the session runs here.
+    pub addr: std::sync::Arc<str>,
     /// The server process and secret: what a CancelRequest for it must carry.
     pub key: CancelKey,
     /// Every ParameterStatus the server reported, kept current while relaying.
     pub params: HashMap<String, String>,
     /// Settings applied to this connection with SET (name -> the SQL that set it). Connections
     /// open with none, so RESET returns a setting to the server's default.
-    pub settings: HashMap<String, String>,
+    pub settings: Settings,
     /// Protocol-level prepared statements on this connection: name -> hash of the definition.
     /// foldhash: every extended-protocol unit looks up or replaces its statement here.
     pub prepared: foldhash::HashMap<String, u64>,
@@ -94,10 +97,10 @@ impl ServerConn {
             stream: negotiate_tls(stream, spec).await?,
             read_buf: BytesMut::with_capacity(16 * 1024),
             node: spec.node.clone(),
-            addr: spec.addr.clone(),
+            addr: spec.addr.as_str().into(),
             key: CancelKey { pid: 0, secret: 0 },
             params: HashMap::new(),
-            settings: HashMap::new(),
+            settings: Settings::default(),
             prepared: Default::default(),
             sql_prepared: HashMap::new(),
             tx_status: b'I',
@@ -227,13 +230,13 @@ impl ServerConn {
             .await
             .map_err(|e| BackendError::Lost {
                 node: self.node.clone(),
-                addr: self.addr.clone(),
+                addr: self.addr.to_string(),
                 reason: e.to_string(),
             })?;
         if n == 0 {
             return Err(BackendError::Lost {
                 node: self.node.clone(),
-                addr: self.addr.clone(),
+                addr: self.addr.to_string(),
                 reason: "the server closed the connection".into(),
             });
         }
@@ -246,7 +249,7 @@ impl ServerConn {
             .await
             .map_err(|e| BackendError::Lost {
                 node: self.node.clone(),
-                addr: self.addr.clone(),
+                addr: self.addr.to_string(),
                 reason: e.to_string(),
             })
     }

@@ -82,10 +82,8 @@ impl Session {
             other => other?,
         };
         self.identity_confirmed = true;
-        self.cancel.set_target(Some(CancelTarget {
-            addr: checkout.conn.addr.clone(),
-            key: checkout.conn.key,
-        }));
+        self.cancel
+            .set_target(Some(CancelTarget::of(&checkout.conn)));
         self.shared.route_counters.record(route.reason);
         self.shared.metrics.route(&route.node, route.reason);
         if matches!(
@@ -340,35 +338,29 @@ impl Session {
 /// Brings a connection's settings to the session's: SET what differs, RESET what the
 /// connection has and the session does not. One round trip, and none when they match.
 async fn sync_settings(conn: &mut ServerConn, state: &SessionState) -> Result<(), FrontendError> {
+    let desired = state.desired_settings();
+    if conn.settings.same_as(desired) {
+        return Ok(());
+    }
     let mut sql = String::new();
-    for (name, want) in state.desired_settings() {
-        if conn.settings.get(name).map(String::as_str) != Some(want) {
+    for (name, want) in desired.iter() {
+        if conn.settings.get(name) != Some(want) {
             sql.push_str(want);
             sql.push(';');
         }
     }
-    let stale: Vec<String> = conn
-        .settings
-        .keys()
-        .filter(|name| !state.desired_settings().any(|(n, _)| n == name.as_str()))
-        .cloned()
-        .collect();
-    for name in &stale {
-        sql.push_str(&format!("RESET {};", super::state::quote_ident(name)));
+    for (name, _) in conn.settings.iter() {
+        if desired.get(name).is_none() {
+            sql.push_str(&format!("RESET {};", super::state::quote_ident(name)));
+        }
     }
-    if sql.is_empty() {
-        return Ok(());
-    }
-    if let Err(e) = conn.run_internal(&sql).await {
+    if !sql.is_empty()
+        && let Err(e) = conn.run_internal(&sql).await
+    {
         // Its settings are now unknown: start over from nothing rather than guess.
         conn.settings.clear();
         return Err(e.into());
     }
-    for name in stale {
-        conn.settings.remove(&name);
-    }
-    for (name, want) in state.desired_settings() {
-        conn.settings.insert(name.to_string(), want.to_string());
-    }
+    conn.settings = desired.clone();
     Ok(())
 }

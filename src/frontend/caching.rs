@@ -162,7 +162,7 @@ impl Session {
         let key = CacheKey::new(
             &self.database,
             &self.credentials.user,
-            self.state.desired_settings(),
+            self.state.desired_settings().iter(),
             sql,
             &read.arguments,
         );

@@ -10,8 +10,18 @@ use crate::protocol::CancelKey;
 /// A server process that a cancel would reach: its address and its own key.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
-    pub addr: String,
+    pub addr: Arc<str>,
     pub key: CancelKey,
+}
+
+impl CancelTarget {
+    /// The server process behind `conn` (no copy of its address: one target per attach).
+    pub fn of(conn: &crate::backend::ServerConn) -> Self {
+        CancelTarget {
+            addr: conn.addr.clone(),
+            key: conn.key,
+        }
+    }
 }
 
 type Slot = Arc<Mutex<Option<CancelTarget>>>;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 
-use crate::backend::ServerConn;
+use crate::backend::{ServerConn, Settings};
 
 use crate::route::classify::{PinCause, SessionEffect, TxControl};
 
@@ -16,6 +16,11 @@ pub struct SessionState {
     startup: BTreeMap<String, String>,
     /// Settings the client SET since, which override the startup ones.
     explicit: BTreeMap<String, String>,
+    /// The two merged (what a server connection must have), rebuilt when either changes:
+    /// every checkout compares it with the connection's.
+    desired: Settings,
+    /// Whether `desired` sets `default_transaction_read_only` on (asked by every unit).
+    read_only_by_default: bool,
     /// SQL-level prepared statements: name -> the PREPARE statement.
     pub sql_prepared: HashMap<String, String>,
     /// Protocol-level prepared statements: name ("" for the unnamed one) -> the Parse message.
@@ -40,22 +45,36 @@ pub struct UnitOutcome {
 
 impl SessionState {
     pub fn new(startup_settings: impl Iterator<Item = (String, String)>) -> Self {
-        SessionState {
+        let mut state = SessionState {
             startup: startup_settings
                 .map(|(name, value)| (name.to_ascii_lowercase(), set_sql(&name, &value)))
                 .collect(),
             ..Default::default()
-        }
+        };
+        state.merge_settings();
+        state
     }
 
-    /// The settings a server connection must have for this session: name -> SQL that sets it.
-    pub fn desired_settings(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The settings a server connection must have for this session: name -> SQL that sets it
+    /// (the startup ones first, then those the client SET).
+    pub fn desired_settings(&self) -> &Settings {
+        &self.desired
+    }
+
+    fn merge_settings(&mut self) {
         let overridden = |name: &String| self.explicit.contains_key(name);
-        self.startup
+        let merged = self
+            .startup
             .iter()
-            .filter(move |(name, _)| !overridden(name))
+            .filter(|(name, _)| !overridden(name))
             .chain(self.explicit.iter())
-            .map(|(name, sql)| (name.as_str(), sql.as_str()))
+            .map(|(name, sql)| (name.clone(), sql.clone()))
+            .collect();
+        self.desired = Settings::from_pairs(merged);
+        self.read_only_by_default = self
+            .desired
+            .get("default_transaction_read_only")
+            .is_some_and(sets_on);
     }
 
     pub fn pin(&self) -> Option<PinCause> {
@@ -77,17 +96,7 @@ impl SessionState {
 
     /// Whether `SET default_transaction_read_only = on` (or the session characteristic) holds.
     pub fn default_read_only(&self) -> bool {
-        self.desired_settings().any(|(name, sql)| {
-            name == "default_transaction_read_only" && {
-                let value = sql
-                    .rsplit(['=', ' '])
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches(['\'', ';', ' '])
-                    .to_ascii_lowercase();
-                matches!(value.as_str(), "on" | "true" | "1" | "yes")
-            }
-        })
+        self.read_only_by_default
     }
 
     /// Applies what a finished unit did: its effects count if it succeeded outside a
@@ -123,11 +132,16 @@ impl SessionState {
         match effect {
             SessionEffect::Set { name, sql } => {
                 self.explicit.insert(name.clone(), sql.clone());
+                self.merge_settings();
             }
             SessionEffect::Reset { name } => {
                 self.explicit.remove(name);
+                self.merge_settings();
             }
-            SessionEffect::ResetAll => self.explicit.clear(),
+            SessionEffect::ResetAll => {
+                self.explicit.clear();
+                self.merge_settings();
+            }
             SessionEffect::Prepare { name, sql } => {
                 self.sql_prepared.insert(name.clone(), sql.clone());
             }
@@ -140,6 +154,7 @@ impl SessionState {
             }
             SessionEffect::DiscardAll => {
                 self.explicit.clear();
+                self.merge_settings();
                 self.sql_prepared.clear();
                 self.statements.clear();
                 self.pins.clear();
@@ -159,9 +174,7 @@ impl SessionState {
 pub fn record_on_connection(conn: &mut ServerConn, effects: &[SessionEffect]) {
     for effect in effects {
         match effect {
-            SessionEffect::Set { name, sql } => {
-                conn.settings.insert(name.clone(), sql.clone());
-            }
+            SessionEffect::Set { name, sql } => conn.settings.set(name, sql),
             SessionEffect::Reset { name } => {
                 conn.settings.remove(name);
             }
@@ -180,6 +193,17 @@ pub fn record_on_connection(conn: &mut ServerConn, effects: &[SessionEffect]) {
             _ => {}
         }
     }
+}
+
+/// Whether a `SET name = value` statement sets a boolean on.
+fn sets_on(sql: &str) -> bool {
+    let value = sql
+        .rsplit(['=', ' '])
+        .next()
+        .unwrap_or("")
+        .trim_matches(['\'', ';', ' '])
+        .to_ascii_lowercase();
+    matches!(value.as_str(), "on" | "true" | "1" | "yes")
 }
 
 /// `SET "name" = 'value'`, quoted so that any name and value survive.
@@ -217,6 +241,7 @@ mod tests {
 
     fn settings(s: &SessionState) -> Vec<(String, String)> {
         s.desired_settings()
+            .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     }

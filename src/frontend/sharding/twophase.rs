@@ -184,10 +184,8 @@ impl Session {
     }
 
     fn resume(&mut self, attached: Attached) {
-        self.cancel.set_target(Some(CancelTarget {
-            addr: attached.checkout.conn.addr.clone(),
-            key: attached.checkout.conn.key,
-        }));
+        self.cancel
+            .set_target(Some(CancelTarget::of(&attached.checkout.conn)));
         self.server = Some(attached);
     }
 
