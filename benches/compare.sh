@@ -173,7 +173,7 @@ machine_description() {
     echo "- PostgreSQL $pg_version (fsync off, primary + 3 streaming replicas on loopback); $(pgbench --version)"
     command -v pgbouncer >/dev/null && echo "- $(pgbouncer --version | head -1) (transaction pooling, primary)"
     command -v pgpool >/dev/null && echo "- $(pgpool --version 2>&1 | head -1) (streaming replication, load balancing over the replicas)"
-    echo "- pgsplit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (release build, worker_threads = ${PGSPLIT_THREADS:-0})"
+    echo "- pgsplit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (build: ${PGSPLIT}, worker_threads = ${PGSPLIT_THREADS:-0})"
     echo "- Load average before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 

@@ -132,9 +132,11 @@ report() {
         ir=$(callgrind_annotate "$WORK/callgrind-$MODE.out" 2>/dev/null |
             awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }')
         # The sessions' own work (their tasks' polls), apart from the runtime's parking and
-        # waking, which varies by a few percent from run to run.
+        # waking, which varies by a few percent from run to run. The outermost frame of a
+        # session's poll is the span's wrapper, or, once link-time optimisation inlined that,
+        # the session's own future (the larger comes first).
         session=$(callgrind_annotate --inclusive=yes "$WORK/callgrind-$MODE.out" 2>/dev/null |
-            awk '/frontend\/session.rs:<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll/ && !done {
+            awk '/frontend\/session.rs:(<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll|pgsplit::frontend::session::run::\{\{closure\}\})/ && !done {
                 gsub(",", "", $1); print $1; done = 1 }')
         echo "Ir: $ir in all, $((ir / total)) per transaction; session tasks $((session / total)) per transaction"
         echo

@@ -70,16 +70,18 @@ wait_ready() {
     log "$name ready on 127.0.0.1:$port"
 }
 
-# Builds pgsplit in release, unless PGSPLIT already names a binary (say, a build kept from
+# Builds pgsplit as it ships (the production profile: release with link-time optimisation),
+# unless PGSPLIT already names a binary (say, a build kept from
 # before a change, to profile both).
 build_pgsplit() {
     if [[ -n ${PGSPLIT:-} ]]; then
         [[ -x $PGSPLIT ]] || die "PGSPLIT=$PGSPLIT is not an executable"
         return
     fi
-    log "building pgsplit (release)"
-    (cd "$ROOT" && timeout 3600 cargo build --release --quiet --bin pgsplit) || die "cargo build failed"
-    PGSPLIT="${CARGO_TARGET_DIR:-$ROOT/target}/release/pgsplit"
+    log "building pgsplit (production profile)"
+    (cd "$ROOT" && timeout 3600 cargo build --profile production --quiet --bin pgsplit) ||
+        die "cargo build failed"
+    PGSPLIT="${CARGO_TARGET_DIR:-$ROOT/target}/production/pgsplit"
     [[ -x $PGSPLIT ]] || die "no binary at $PGSPLIT"
 }
 
