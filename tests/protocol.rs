@@ -224,6 +224,33 @@ async fn a_write_pipelined_behind_a_describe_cut_at_flush_gets_every_answer() {
     );
 }
 
+/// A Describe cut at Flush fails on a replica, and the client sends a write and its Sync
+/// without waiting: PostgreSQL skips every message after an error up to the Sync, and so does
+/// pgsplit, which closed the cut unit with a Sync of its own before moving to the primary.
+#[tokio::test]
+async fn messages_after_a_failed_describe_cut_at_flush_are_skipped_up_to_the_sync() {
+    let table = table_on_every_replica("failed_describe_then_written").await;
+    let mut unit = wire::describe_then_flush("s1", &format!("SELECT no_such_column FROM {table}"));
+    unit.extend_from_slice(&wire::query(&format!("INSERT INTO {table} VALUES (3)")));
+    unit.extend_from_slice(&wire::message(Some(b'S'), &[]));
+    let primary = cluster()
+        .primary()
+        .addr()
+        .parse()
+        .expect("the primary's address");
+    let mut direct = wire::logged_in(primary).await;
+    let postgres_answers = wire::tags(&wire::round_trip(&mut direct, &unit).await);
+    assert_eq!(postgres_answers, "EZ", "PostgreSQL's own answers");
+    let mut stream = wire::logged_in(proxy().addr).await;
+    let answers = wire::round_trip(&mut stream, &unit).await;
+    assert_eq!(wire::tags(&answers), postgres_answers, "{answers:?}");
+    assert_eq!(error_code(&answers).as_deref(), Some("42703"));
+    // Neither ran the INSERT, and the session goes on.
+    let select_all = format!("SELECT id FROM {table} ORDER BY id");
+    let rows = wire::round_trip(&mut stream, &wire::query(&select_all)).await;
+    assert_eq!(wire::first_columns(&rows), ["1", "2"]);
+}
+
 /// A portal bound without Sync lives on its server's connection, which the session keeps until
 /// the Sync: a write sent meanwhile runs there, and a replica's refusal reaches the client as
 /// an error; the session carries on.

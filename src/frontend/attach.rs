@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::backend::{ConnectSpec, ServerConn};
 use crate::pool::{Checkout, PoolHandle, PoolKey};
-use crate::protocol::{SqlState, tag};
+use crate::protocol::{Frame, SqlState, tag};
 use crate::route::classify::{Access, SessionEffect};
 use crate::route::{Reason, Route};
 use crate::topology::{Node, Role};
@@ -16,9 +16,9 @@ use super::client::ClientConn;
 use super::error::FrontendError;
 use super::login;
 use super::recovery::MAX_RETRIES;
-use super::session::{Attached, Session, opens_transaction};
+use super::session::{Attached, Session};
 use super::state::SessionState;
-use super::work::Work;
+use super::work::{Work, opens_transaction};
 
 /// A Sync message, for [`Session::close_cut_unit`].
 const SYNC: &[u8] = &[tag::SYNC, 0, 0, 0, 4];
@@ -247,7 +247,8 @@ impl Session {
         if self.server.is_some() && !self.bound_since_sync {
             self.close_cut_unit(client).await?;
         }
-        Ok(if self.server.is_some() {
+        // A failed cut unit: this unit is skipped (by the caller), so it needs no connection.
+        Ok(if self.server.is_some() || self.skipping_till_sync {
             None
         } else {
             Some(route)
@@ -267,27 +268,48 @@ impl Session {
     /// send on without waiting for them), the ReadyForQuery stays here; the client's own Sync
     /// comes later and is answered like any other. asyncpg describes a COPY's target on a
     /// replica, say, then sends the COPY: it must reach the primary. (Had the cut unit failed,
-    /// the server would skip the client's next messages up to its Sync; after pgsplit's Sync
-    /// they run. Clients wait for a Describe's answer before sending more.)
+    /// the server would skip the client's next messages up to its Sync: so does pgsplit, see
+    /// [`Self::skip_after_failed_cut`].)
     async fn close_cut_unit(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let Some(attached) = self.server.as_mut() else {
             return Ok(());
         };
-        let conn = &mut attached.checkout.conn;
-        conn.write_all(SYNC).await?;
-        loop {
+        attached.checkout.conn.write_all(SYNC).await?;
+        while let Some(attached) = self.server.as_mut() {
+            let conn = &mut attached.checkout.conn;
             let frame = conn.read_frame().await?;
             conn.observe(&frame);
             if frame.tag == tag::READY_FOR_QUERY {
                 break;
             }
-            self.unit_failed |= frame.tag == tag::ERROR_RESPONSE;
+            if frame.tag == tag::ERROR_RESPONSE {
+                self.note_server_error(&frame);
+            }
             if self.responses.pass_to_client(&frame) {
                 client.out.extend_from_slice(&frame.bytes);
             }
         }
+        self.skipping_till_sync = self.unit_failed;
         self.end_unit();
         Ok(())
+    }
+
+    /// After a cut unit failed, the client's messages up to its Sync go nowhere, as on a
+    /// server, which skips them after an error; the Sync gets its ReadyForQuery. True if the
+    /// unit in `frames` was skipped so.
+    pub(super) fn skip_after_failed_cut(
+        &mut self,
+        client: &mut ClientConn,
+        frames: &[Frame],
+    ) -> bool {
+        if !self.skipping_till_sync {
+            return false;
+        }
+        if frames.iter().any(|f| f.tag == tag::SYNC) {
+            self.skipping_till_sync = false;
+            client.writer().ready_for_query(self.transaction_status());
+        }
+        true
     }
 
     /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the

@@ -9,8 +9,8 @@ use crate::route::classify::TxControl;
 
 use super::client::ClientConn;
 use super::error::FrontendError;
-use super::session::{Session, opens_transaction};
-use super::work::Work;
+use super::session::Session;
+use super::work::{Work, opens_transaction};
 
 impl Session {
     /// Whether the unit about to be sent (nothing else in flight) ends a transaction that

@@ -143,6 +143,14 @@ impl Session {
         Screened::Pass
     }
 
+    /// An ErrorResponse from the server: the unit failed, and the error counts in the metrics.
+    pub(super) fn note_server_error(&mut self, frame: &Frame) {
+        self.unit_failed = true;
+        if let Some(code) = error_code(frame.body()) {
+            self.shared.metrics.error(code);
+        }
+    }
+
     /// The unit's answer begins: what was held goes to the client first, and there is no way
     /// back.
     pub(super) fn commit_to_answer(&mut self, client: &mut ClientConn) {
@@ -157,14 +165,7 @@ impl Session {
     /// go to the primary from now on.
     fn remember_writes(&self, frames: &[Frame]) {
         for frame in frames {
-            let text = match frame.tag {
-                tag::QUERY => crate::protocol::messages::query_text(frame.body()),
-                tag::PARSE => {
-                    crate::protocol::messages::parse_message(frame.body()).map(|(_, sql)| sql)
-                }
-                _ => None,
-            };
-            if let Some(text) = text {
+            if let Some(text) = super::work::statement_text(frame) {
                 self.shared
                     .live()
                     .classifier
@@ -202,7 +203,7 @@ impl Session {
             .health
             .ban(&node.name, &error.to_string(), ban_time);
         let in_transaction = attached.checkout.conn.tx_status != b'I'
-            || super::session::opens_transaction(&self.unit.tx);
+            || super::work::opens_transaction(&self.unit.tx);
         drop(attached); // closes the broken connection
         if self.pending == 0 {
             return match self.state.pin() {

@@ -13,7 +13,7 @@ use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
 use crate::pool::Checkout;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
-use crate::route::classify::{Access, SessionEffect, TxControl};
+use crate::route::classify::{Access, SessionEffect};
 use crate::route::{Reason, Route};
 use crate::topology::{Node, WorkGuard};
 
@@ -127,6 +127,9 @@ pub struct Session {
     pub(super) pending: usize,
     /// A Bind went out since the last Sync (or Query): a portal may be open on the server.
     pub(super) bound_since_sync: bool,
+    /// A unit cut at Flush failed when pgsplit closed it: the client's messages up to its Sync
+    /// are skipped, as the server skips them after an error.
+    pub(super) skipping_till_sync: bool,
     /// Extended-protocol messages waiting for their Sync or Flush.
     pub(super) batch: Vec<Frame>,
     pub(super) batch_bytes: usize,
@@ -221,6 +224,7 @@ impl Session {
             server: None,
             pending: 0,
             bound_since_sync: false,
+            skipping_till_sync: false,
             batch: Vec::new(),
             batch_bytes: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
@@ -425,6 +429,9 @@ impl Session {
         frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
         self.close_earlier_replay(client).await?;
+        if self.skip_after_failed_cut(client, &frames) {
+            return Ok(());
+        }
         if let [frame] = frames.as_slice()
             && frame.tag == tag::QUERY
             && let Some(command) =
@@ -462,6 +469,9 @@ impl Session {
         if let Err(e) = self.attach_for(client, &work).await {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
+        }
+        if self.skip_after_failed_cut(client, &frames) {
+            return Ok(());
         }
         if let Err(e) = self.start_deferred_transaction(client).await {
             self.fill = None;
@@ -662,12 +672,7 @@ impl Session {
                 }
             }
             match frame.tag {
-                tag::ERROR_RESPONSE => {
-                    self.unit_failed = true;
-                    if let Some(code) = crate::protocol::error_code(frame.body()) {
-                        self.shared.metrics.error(code);
-                    }
-                }
+                tag::ERROR_RESPONSE => self.note_server_error(&frame),
                 tag::READY_FOR_QUERY => {
                     self.pending = self.pending.saturating_sub(1);
                     let commits_a_write =
@@ -773,21 +778,8 @@ fn slow_query_text(shared: &Shared, frames: &[Frame]) -> Option<String> {
     if shared.live().config.log.slow_query.is_zero() {
         return None;
     }
-    let text = frames.iter().find_map(|f| match f.tag {
-        tag::QUERY => crate::protocol::messages::query_text(f.body()),
-        tag::PARSE => crate::protocol::messages::parse_message(f.body()).map(|(_, sql)| sql),
-        _ => None,
-    })?;
+    let text = frames.iter().find_map(work::statement_text)?;
     Some(text.chars().take(200).collect())
-}
-
-/// The unit so far has opened a transaction block that it has not closed.
-pub(super) fn opens_transaction(tx: &[TxControl]) -> bool {
-    tx.iter().fold(false, |open, t| match t {
-        TxControl::Begin { .. } => true,
-        TxControl::Commit | TxControl::Rollback => false,
-        _ => open,
-    })
 }
 
 async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), BackendError> {

@@ -234,3 +234,20 @@ pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
     work.add(&classifier.classify(sql));
     work
 }
+/// The SQL a Query or a Parse carries (None for other messages, or text that is not UTF-8).
+pub fn statement_text(frame: &Frame) -> Option<&str> {
+    match frame.tag {
+        tag::QUERY => messages::query_text(frame.body()),
+        tag::PARSE => messages::parse_message(frame.body()).map(|(_, sql)| sql),
+        _ => None,
+    }
+}
+
+/// The unit so far has opened a transaction block that it has not closed.
+pub fn opens_transaction(tx: &[TxControl]) -> bool {
+    tx.iter().fold(false, |open, t| match t {
+        TxControl::Begin { .. } => true,
+        TxControl::Commit | TxControl::Rollback => false,
+        _ => open,
+    })
+}

@@ -238,7 +238,7 @@ impl Session {
         if self.multi_shard.parked.is_empty() {
             return Ok(());
         }
-        if self.transaction_status() == b'I' && !super::super::session::opens_transaction(tx) {
+        if self.transaction_status() == b'I' && !super::super::work::opens_transaction(tx) {
             // The coordinator's transaction is gone (its connection was lost): so are theirs.
             tracing::warn!(
                 "a transaction across shards lost its attached connection; rolling back the others"
