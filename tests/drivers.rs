@@ -1,10 +1,12 @@
 //! The client drivers applications use, through pgsplit with reads on the replicas: psycopg 3
-//! and asyncpg (Python) and pgjdbc (Java), each running a probe script from `tests/drivers/`
-//! (parameters, server-side prepared statements, pipelines and batches, transactions and
-//! savepoints, cursors, COPY both ways, LISTEN/NOTIFY, cancel, errors, read-your-writes).
-//! Debian's packages: `apt-get install python3-psycopg python3-asyncpg libpostgresql-jdbc-java
-//! default-jdk-headless` (`.ci/run` installs what is missing). A missing driver fails its test
-//! with that advice: a driver test that skipped itself would let a claim go unchecked.
+//! and asyncpg (Python), pgjdbc (Java) and node-postgres, each running a probe script from
+//! `tests/drivers/` (parameters, server-side prepared statements, pipelines and batches,
+//! transactions and savepoints, cursors, COPY both ways, LISTEN/NOTIFY, cancel, errors,
+//! read-your-writes). Debian's packages: `apt-get install python3-psycopg python3-asyncpg
+//! libpostgresql-jdbc-java default-jdk-headless nodejs npm`; node-postgres with the cursor and
+//! COPY modules Debian lacks comes from npm (`npm ci --prefix tests/drivers/node`). `.ci/run`
+//! installs what is missing. A missing driver fails its test with that advice: a driver test
+//! that skipped itself would let a claim go unchecked.
 
 mod common;
 
@@ -110,4 +112,24 @@ async fn pgjdbc_runs_every_kind_of_statement() {
     ];
     run_probe("pgjdbc", Path::new("java"), &args);
     let _ = std::fs::remove_dir_all(&classes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_postgres_runs_every_kind_of_statement() {
+    let modules = probe_file("node/node_modules/pg");
+    assert!(
+        modules.exists(),
+        "{} not found: install nodejs and npm (`apt-get install nodejs npm`), then run \
+         `npm ci --prefix tests/drivers/node`",
+        modules.display()
+    );
+    let addr = proxy().addr;
+    let args = [
+        probe_file("node/pg_probe.js").display().to_string(),
+        addr.ip().to_string(),
+        addr.port().to_string(),
+        "postgres".to_string(),
+        common::unique_name("node_pg"),
+    ];
+    run_probe("node-postgres", Path::new("node"), &args);
 }
