@@ -247,8 +247,8 @@ impl Session {
         if self.server.is_some() && !self.bound_since_sync {
             self.close_cut_unit(client).await?;
         }
-        // A failed cut unit: this unit is skipped (by the caller), so it needs no connection.
-        Ok(if self.server.is_some() || self.skipping_till_sync {
+        // A failed cut unit: this unit is dropped (by the caller), so it needs no connection.
+        Ok(if self.server.is_some() || self.discard_until_sync {
             None
         } else {
             Some(route)
@@ -269,7 +269,7 @@ impl Session {
     /// comes later and is answered like any other. asyncpg describes a COPY's target on a
     /// replica, say, then sends the COPY: it must reach the primary. (Had the cut unit failed,
     /// the server would skip the client's next messages up to its Sync: so does pgsplit, see
-    /// [`Self::skip_after_failed_cut`].)
+    /// [`Session::discard_until_sync`].)
     async fn close_cut_unit(&mut self, client: &mut ClientConn) -> Result<(), FrontendError> {
         let Some(attached) = self.server.as_mut() else {
             return Ok(());
@@ -289,27 +289,18 @@ impl Session {
                 client.out.extend_from_slice(&frame.bytes);
             }
         }
-        self.skipping_till_sync = self.unit_failed;
+        self.discard_until_sync = self.unit_failed;
         self.end_unit();
         Ok(())
     }
 
-    /// After a cut unit failed, the client's messages up to its Sync go nowhere, as on a
-    /// server, which skips them after an error; the Sync gets its ReadyForQuery. True if the
-    /// unit in `frames` was skipped so.
-    pub(super) fn skip_after_failed_cut(
-        &mut self,
-        client: &mut ClientConn,
-        frames: &[Frame],
-    ) -> bool {
-        if !self.skipping_till_sync {
-            return false;
-        }
+    /// Drops client messages while `discard_until_sync` holds; a Sync among them ends the
+    /// discarding and gets its ReadyForQuery, as from a server that skipped them after an error.
+    pub(super) fn discard_unit(&mut self, client: &mut ClientConn, frames: &[Frame]) {
         if frames.iter().any(|f| f.tag == tag::SYNC) {
-            self.skipping_till_sync = false;
+            self.discard_until_sync = false;
             client.writer().ready_for_query(self.transaction_status());
         }
-        true
     }
 
     /// SQL-level prepared statements that this unit EXECUTEs (or re-PREPAREs) made ready on the

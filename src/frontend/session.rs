@@ -127,9 +127,6 @@ pub struct Session {
     pub(super) pending: usize,
     /// A Bind went out since the last Sync (or Query): a portal may be open on the server.
     pub(super) bound_since_sync: bool,
-    /// A unit cut at Flush failed when pgsplit closed it: the client's messages up to its Sync
-    /// are skipped, as the server skips them after an error.
-    pub(super) skipping_till_sync: bool,
     /// Extended-protocol messages waiting for their Sync or Flush.
     pub(super) batch: Vec<Frame>,
     pub(super) batch_bytes: usize,
@@ -140,8 +137,9 @@ pub struct Session {
     /// What the unit in progress did, applied to the session state when it ends.
     pub(super) unit: Work,
     pub(super) unit_failed: bool,
-    /// After a unit failed before reaching a server, its messages up to Sync are dropped, as
-    /// PostgreSQL does after an error.
+    /// After a unit failed before reaching a server (or a unit cut at Flush failed when pgsplit
+    /// closed it), the client's messages up to its Sync are dropped, simple queries included,
+    /// as PostgreSQL does after an error.
     pub(super) discard_until_sync: bool,
     /// pgsplit checked the client's password, or a server accepted the client's credentials.
     pub(super) identity_confirmed: bool,
@@ -224,7 +222,6 @@ impl Session {
             server: None,
             pending: 0,
             bound_since_sync: false,
-            skipping_till_sync: false,
             batch: Vec::new(),
             batch_bytes: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
@@ -371,16 +368,11 @@ impl Session {
                         "unexpected password message after authentication",
                     ));
                 }
+                _ if self.discard_until_sync => self.discard_unit(client, &[frame]),
                 tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.forward_copy(frame),
                 tag::QUERY | tag::FUNCTION_CALL => {
                     self.dispatch_batch(client).await?;
                     self.dispatch(client, vec![frame]).await?;
-                }
-                _ if self.discard_until_sync => {
-                    if frame.tag == tag::SYNC {
-                        self.discard_until_sync = false;
-                        client.writer().ready_for_query(self.transaction_status());
-                    }
                 }
                 tag::SYNC | tag::FLUSH => {
                     self.push_batch(frame);
@@ -429,9 +421,6 @@ impl Session {
         frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
         self.close_earlier_replay(client).await?;
-        if self.skip_after_failed_cut(client, &frames) {
-            return Ok(());
-        }
         if let [frame] = frames.as_slice()
             && frame.tag == tag::QUERY
             && let Some(command) =
@@ -470,7 +459,8 @@ impl Session {
             self.fill = None;
             return self.fail_unit(client, e, &frames);
         }
-        if self.skip_after_failed_cut(client, &frames) {
+        if self.discard_until_sync {
+            self.discard_unit(client, &frames);
             return Ok(());
         }
         if let Err(e) = self.start_deferred_transaction(client).await {
