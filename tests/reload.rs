@@ -36,6 +36,19 @@ fn post_reload(admin: std::net::SocketAddr) -> (u16, String) {
     .expect("the admin server answers")
 }
 
+/// The admin server's view of the nodes (health, lag, reads), for a failure's message.
+fn node_status(admin: std::net::SocketAddr) -> String {
+    let (_, body) = http(
+        &admin.to_string(),
+        "GET",
+        "/api/status",
+        Duration::from_secs(10),
+    )
+    .expect("the admin server answers");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    status["nodes"].to_string()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing() {
     let c = private_cluster(4);
@@ -87,9 +100,10 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("replica4"), "{body}");
     let started = Instant::now();
-    wait_served_by(&proxy, c.replicas()[3].port, Duration::from_secs(5))
-        .await
-        .expect("the new replica serves reads");
+    if let Err(e) = wait_served_by(&proxy, c.replicas()[3].port, Duration::from_secs(5)).await {
+        let status = tokio::task::spawn_blocking(move || node_status(admin)).await;
+        panic!("the new replica serves no reads: {e}\nnodes: {status:?}");
+    }
     eprintln!(
         "the added replica served its first read {:?} after the reload",
         started.elapsed()
