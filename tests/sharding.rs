@@ -402,6 +402,33 @@ async fn what_cannot_run_on_one_shard_is_refused_with_the_reason() {
         .expect("an empty transaction commits");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_after_a_write_on_another_shard_starts_on_its_own_first_shard() {
+    let client = sharded().await;
+    let other = (2..USERS)
+        .find(|id| shard_of(*id) != shard_of(1))
+        .expect("a user on another shard");
+    let touch = |id: i64| format!("UPDATE users SET score = score WHERE id = {id}");
+    // A write in autocommit (extended protocol), then a transaction on another shard.
+    client.execute(&touch(other), &[]).await.expect("write");
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .batch_execute(&touch(1))
+        .await
+        .expect("the transaction's first statement picks its shard");
+    client.batch_execute("COMMIT").await.expect("commit");
+    // The same with BEGIN and the first statement sent together, before either is answered.
+    client.execute(&touch(other), &[]).await.expect("write");
+    let first_statement = touch(1);
+    let (begin, first) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.batch_execute(&first_statement)
+    );
+    begin.expect("begin");
+    first.expect("the pipelined first statement picks its shard");
+    client.batch_execute("COMMIT").await.expect("commit");
+}
+
 /// The shard index PostgreSQL's hash partitioning gives an int8 key (modulus 3).
 fn shard_of(id: i64) -> usize {
     pgsplit::shard::hash::hash_shard(&pgsplit::shard::KeyValue::Int8(id), 3)

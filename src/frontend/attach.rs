@@ -256,7 +256,7 @@ impl Session {
     }
 
     /// The attached connection holds the session: a transaction block, a pin or session mode.
-    fn holds_session(&self, attached: &Attached) -> bool {
+    pub(super) fn holds_session(&self, attached: &Attached) -> bool {
         let in_transaction =
             attached.checkout.conn.tx_status != b'I' || opens_transaction(&self.unit.tx);
         in_transaction || self.session_mode() || self.state.pin().is_some()

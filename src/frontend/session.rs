@@ -446,7 +446,9 @@ impl Session {
                 .writer()
                 .notice_response(&ErrorFields::warning(warning.to_string()));
         }
-        if self.defer_begin(client, &frames, &work) || self.end_empty_transaction(client, &work) {
+        if self.defer_begin(client, &frames, &work).await?
+            || self.end_empty_transaction(client, &work)
+        {
             return Ok(());
         }
         if self.dispatch_to_shards(client, &frames, &work).await? {

@@ -201,14 +201,16 @@ impl Session {
 
     /// Holds a bare simple-protocol `BEGIN` of a sharded session until a statement picks the
     /// shard (answering the client as the server would); true if `frames` was that BEGIN.
-    pub(super) fn defer_begin(
+    /// A connection still attached from earlier units (a committed write stays attached until
+    /// its position is known) is waited for first: unless it holds the session, the BEGIN is
+    /// held too, so the transaction starts on the shard of its first statement.
+    pub(super) async fn defer_begin(
         &mut self,
         client: &mut ClientConn,
         frames: &[Frame],
         work: &Work,
-    ) -> bool {
+    ) -> Result<bool, FrontendError> {
         let bare_begin = self.shared.live().sharding.is_some()
-            && self.server.is_none()
             && self.deferred_begin.is_none()
             && matches!(frames, [f] if f.tag == tag::QUERY)
             && matches!(
@@ -217,7 +219,15 @@ impl Session {
             )
             && work.effects.is_empty();
         if !bare_begin {
-            return false;
+            return Ok(false);
+        }
+        // Its answer comes after theirs, and only their answers tell whether they opened a
+        // transaction the BEGIN belongs to.
+        self.settle(client).await?;
+        if let Some(attached) = &self.server
+            && (self.holds_session(attached) || self.bound_since_sync)
+        {
+            return Ok(false);
         }
         self.deferred_begin = frames
             .first()
@@ -225,13 +235,15 @@ impl Session {
             .map(str::to_string);
         client.writer().command_complete("BEGIN");
         client.writer().ready_for_query(b'T');
-        true
+        Ok(true)
     }
 
     /// COMMIT or ROLLBACK of a transaction that never ran a statement: pgsplit answers it.
     pub(super) fn end_empty_transaction(&mut self, client: &mut ClientConn, work: &Work) -> bool {
         use crate::route::classify::TxControl;
-        if self.deferred_begin.is_none() || self.server.is_some() {
+        // Nothing ran since the BEGIN was held (a statement would have started it), so no
+        // connection the session may still have is in this transaction.
+        if self.deferred_begin.is_none() || self.pending > 0 {
             return false;
         }
         let tag = match work.tx.as_slice() {
@@ -296,10 +308,8 @@ impl Session {
         if matches!(target, ShardTarget::Anywhere) {
             return Ok(()); // whatever the session holds serves it
         }
-        let holds_session = attached.checkout.conn.tx_status != b'I'
-            || self.state.pin().is_some()
-            || self.session_mode();
-        if !holds_session {
+        // Also a transaction whose BEGIN is still in flight (a client pipelining).
+        if !self.holds_session(attached) {
             return Ok(()); // the unit is routed afresh
         }
         let topology = self.shared.topology.load();
