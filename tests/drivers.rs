@@ -43,6 +43,18 @@ fn run_probe(program: &str, path: &Path, args: &[String]) {
     eprintln!("{}", run.stdout);
 }
 
+/// The arguments of a probe that takes pgsplit's address apart: `probe HOST PORT DB TABLE`.
+fn address_args(probe: &str, table: String) -> [String; 5] {
+    let addr = proxy().addr;
+    [
+        probe_file(probe).display().to_string(),
+        addr.ip().to_string(),
+        addr.port().to_string(),
+        "postgres".to_string(),
+        table,
+    ]
+}
+
 /// Fails unless Debian's Python has `module`, saying which package to install.
 fn require_python_module(module: &str, package: &str) {
     let found = std::process::Command::new(PYTHON)
@@ -71,14 +83,7 @@ async fn psycopg_runs_every_kind_of_statement() {
 async fn asyncpg_runs_every_kind_of_statement() {
     require_python_module("asyncpg", "python3-asyncpg");
     let table = common::unique_name("asyncpg");
-    let addr = proxy().addr;
-    let args = [
-        probe_file("asyncpg_probe.py").display().to_string(),
-        addr.ip().to_string(),
-        addr.port().to_string(),
-        "postgres".to_string(),
-        table,
-    ];
+    let args = address_args("asyncpg_probe.py", table);
     run_probe("asyncpg", Path::new(PYTHON), &args);
 }
 
@@ -123,13 +128,6 @@ async fn node_postgres_runs_every_kind_of_statement() {
          `npm ci --prefix tests/drivers/node`",
         modules.display()
     );
-    let addr = proxy().addr;
-    let args = [
-        probe_file("node/pg_probe.js").display().to_string(),
-        addr.ip().to_string(),
-        addr.port().to_string(),
-        "postgres".to_string(),
-        common::unique_name("node_pg"),
-    ];
+    let args = address_args("node/pg_probe.js", common::unique_name("node_pg"));
     run_probe("node-postgres", Path::new("node"), &args);
 }
