@@ -224,7 +224,8 @@ impl Session {
     /// transaction block, when pinned, or behind a unit cut at Flush that bound a portal (it
     /// lives on that connection until the Sync). A unit arriving behind unanswered ones that
     /// belongs elsewhere waits for them (their answers reach the client meanwhile) and the
-    /// connection's release, so pipelining never sends a write to a replica; behind a cut
+    /// connection's release, and is routed again then: pipelining never sends a write to a
+    /// replica, nor a read to one that lacks what the writes before it committed; behind a cut
     /// unit that only parsed or described, pgsplit ends it with a Sync of its own (see
     /// [`Self::close_cut_unit`]).
     pub(super) async fn route_for(
@@ -248,11 +249,11 @@ impl Session {
             self.close_cut_unit(client).await?;
         }
         // A failed cut unit: this unit is dropped (by the caller), so it needs no connection.
-        Ok(if self.server.is_some() || self.discard_until_sync {
-            None
-        } else {
-            Some(route)
-        })
+        if self.server.is_some() || self.discard_until_sync {
+            return Ok(None);
+        }
+        // Decided again: what was in flight may have committed a write this read must see.
+        Ok(Some(self.decide_with_fallback(work).await?))
     }
 
     /// The attached connection holds the session: a transaction block, a pin or session mode.
