@@ -105,3 +105,51 @@ async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
     let count = rows_on_primary(&table);
     assert_eq!(count.trim(), "1", "the write ran once, on the primary");
 }
+
+/// An unlogged table exists on the replicas but its rows only on the primary: a replica
+/// refuses to read it (0A000), the read runs on the primary unseen, and the statement goes
+/// there at once from then on, over either protocol.
+#[tokio::test]
+async fn a_read_of_an_unlogged_table_runs_on_the_primary() {
+    let c = cluster();
+    let table = common::unique_name("unlogged");
+    c.psql(
+        c.primary(),
+        "postgres",
+        &format!("CREATE UNLOGGED TABLE {table} AS SELECT generate_series(1, 3) AS i"),
+    )
+    .expect("create the table");
+    let lsn = c.current_lsn().expect("lsn");
+    for r in c.replicas() {
+        c.wait_replayed(r, &lsn, Duration::from_secs(20))
+            .expect("replicas know the table");
+    }
+    let proxy = start_proxy(cluster_config());
+    let (client, connection) =
+        tokio_postgres::connect(&proxy.connstr("postgres", "postgres"), NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    let sql = format!("SELECT count(*)::int, inet_server_port() FROM {table}");
+    let primary_port = i32::from(c.primary().port);
+    for attempt in 0..3 {
+        let row = client
+            .query_one(sql.as_str(), &[])
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
+        assert_eq!(
+            (row.get::<_, i32>(0), row.get::<_, i32>(1)),
+            (3, primary_port),
+            "attempt {attempt}"
+        );
+    }
+    let simple = client
+        .simple_query(&sql)
+        .await
+        .expect("the simple protocol too");
+    let port = simple.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(port, Some(primary_port.to_string()));
+}

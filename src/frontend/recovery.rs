@@ -1,7 +1,7 @@
 //! Keeping sessions alive when servers fail: a read whose server failed (or refused it as a
-//! write, or cancelled it for a recovery conflict) before any byte of its answer reached the
-//! client runs again elsewhere; a failure mid-answer is an error for that statement only, when
-//! no transaction is lost with it.
+//! write or as impossible during recovery, or cancelled it for a recovery conflict) before any
+//! byte of its answer reached the client runs again elsewhere; a failure mid-answer is an
+//! error for that statement only, when no transaction is lost with it.
 
 use bytes::BytesMut;
 
@@ -52,9 +52,22 @@ fn is_preamble(tag: u8) -> bool {
 }
 
 /// SQLSTATEs a replica answers with that the primary would not: a query cancelled by a
-/// conflict with recovery (40001), and a write it refused (25006).
+/// conflict with recovery (40001), a write it refused (25006), and what a server in recovery
+/// cannot do at all (0A000: reading an unlogged table, above all, which only the primary
+/// holds). A 0A000 the primary gives too reaches the client from there: the read ran twice
+/// before any of its answer was sent, which is harmless.
 fn retry_on_primary(body: &[u8]) -> bool {
-    matches!(error_code(body), Some("40001" | "25006"))
+    matches!(error_code(body), Some("40001" | "25006" | "0A000"))
+}
+
+/// Why a statement a replica refused goes to the primary from now on; None for a refusal that
+/// says nothing about the statement (a recovery conflict is a matter of timing).
+fn primary_from_now_on(body: &[u8]) -> Option<&'static str> {
+    match error_code(body)? {
+        "25006" => Some("refused by a replica as a write"),
+        "0A000" => Some("refused by a replica as impossible during recovery (an unlogged table?)"),
+        _ => None,
+    }
 }
 
 /// What to do with one server message of a unit that may be retried.
@@ -134,9 +147,9 @@ impl Session {
         {
             tracing::info!(code = ?error_code(frame.body()), "a replica refused a read; running it on the primary");
             replay.on_primary = true;
-            if error_code(frame.body()) == Some("25006") {
+            if let Some(reason) = primary_from_now_on(frame.body()) {
                 let frames = replay.frames.clone();
-                self.remember_writes(&frames);
+                self.remember_writes(&frames, reason);
             }
             return Screened::Keep;
         }
@@ -161,15 +174,12 @@ impl Session {
         }
     }
 
-    /// A replica refused the statements of `frames` as writes: remember their texts, so they
-    /// go to the primary from now on.
-    fn remember_writes(&self, frames: &[Frame]) {
+    /// A replica refused the statements of `frames` for `reason`: remember their texts, so
+    /// they go to the primary from now on.
+    fn remember_writes(&self, frames: &[Frame], reason: &str) {
         for frame in frames {
             if let Some(text) = super::work::statement_text(frame) {
-                self.shared
-                    .live()
-                    .classifier
-                    .mark_write(text, "refused by a replica as a write");
+                self.shared.live().classifier.mark_write(text, reason);
             }
         }
     }

@@ -56,8 +56,8 @@ pub enum Reason {
     /// A read no replica was fresh enough for, while the primary, where it would have gone
     /// instead, is down: the replica that has replayed the most takes it.
     FreshestReplica,
-    /// A read a replica refused (recovery conflict, or a write it could not run), run again on
-    /// the primary.
+    /// A read a replica refused (recovery conflict, a write it could not run, an unlogged
+    /// table it does not hold), run again on the primary.
     Retry,
     /// The unit only prepares or describes statements: it goes where the session's last read
     /// went, without taking a turn from the balancer.
