@@ -49,17 +49,10 @@ fn first_value(messages: &[SimpleQueryMessage]) -> Option<String> {
 }
 
 async fn setup_table(c: &LocalCluster, table: &str) {
-    c.psql(
-        c.primary(),
-        "postgres",
+    common::run_on_primary_and_replay(
+        c,
         &format!("CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)"),
-    )
-    .expect("create table");
-    let lsn = c.current_lsn().expect("lsn");
-    for r in c.replicas() {
-        c.wait_replayed(r, &lsn, Duration::from_secs(20))
-            .expect("replicas have the table");
-    }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::cluster;
 use common::proxy::{TestProxy, cluster_config, start_proxy};
 use common::wire;
-use tokio_postgres::NoTls;
 
 /// A function that writes, on every node, and a pgsplit told it only reads (so a replica
 /// refuses it with 25006); returns the proxy, the function's table and its name.
@@ -16,20 +13,13 @@ fn sneaky_function() -> (TestProxy, String, String) {
     let c = cluster();
     let table = common::unique_name("sneaky");
     let function = format!("{table}_fn");
-    c.psql(
-        c.primary(),
-        "postgres",
+    common::run_on_primary_and_replay(
+        c,
         &format!(
             "CREATE TABLE {table} (i int); \
              CREATE FUNCTION {function}() RETURNS int LANGUAGE sql AS 'INSERT INTO {table} VALUES (1) RETURNING i'"
         ),
-    )
-    .expect("create the function");
-    let lsn = c.current_lsn().expect("lsn");
-    for r in c.replicas() {
-        c.wait_replayed(r, &lsn, Duration::from_secs(20))
-            .expect("replicas have it");
-    }
+    );
     let mut config = cluster_config();
     config.routing.read_only_functions = vec![function.clone()];
     (start_proxy(config), table, function)
@@ -46,36 +36,50 @@ fn rows_on_primary(table: &str) -> String {
     .expect("count")
 }
 
-#[tokio::test]
-async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
-    let c = cluster();
-    let (proxy, table, function) = sneaky_function();
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.connstr("postgres", "postgres"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
-    let sql = format!("SELECT {function}(), inet_server_port()");
-    let primary_port = i32::from(c.primary().port);
+/// Runs `sql`, whose columns are an int and `inet_server_port()`, through `proxy` three times
+/// over the extended protocol and once over the simple one; each run must answer from the
+/// primary. The int of each run.
+async fn values_from_the_primary(proxy: &TestProxy, sql: &str) -> Vec<i32> {
+    let client = common::connect(&proxy.connstr("postgres", "postgres"))
+        .await
+        .expect("connect");
+    let primary_port = cluster().primary().port.to_string();
+    let mut runs = Vec::new();
     for attempt in 0..3 {
         let row = client
-            .query_one(sql.as_str(), &[])
+            .query_one(sql, &[])
             .await
             .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
-        assert_eq!(row.get::<_, i32>(0), 1);
-        // The first run is refused by a replica and retried; later runs go to the primary at once
-        // (the text is remembered as a write).
-        assert_eq!(row.get::<_, i32>(1), primary_port);
+        assert_eq!(
+            row.get::<_, i32>(1).to_string(),
+            primary_port,
+            "attempt {attempt}"
+        );
+        runs.push(row.get::<_, i32>(0));
     }
     let simple = client
-        .simple_query(&sql)
+        .simple_query(sql)
         .await
         .expect("the simple protocol too");
-    assert!(
-        simple
-            .iter()
-            .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
-    );
+    let row = simple
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0), r.get(1))),
+            _ => None,
+        })
+        .expect("a row over the simple protocol");
+    assert_eq!(row.1, Some(primary_port.as_str()), "the simple protocol");
+    runs.push(row.0.and_then(|v| v.parse().ok()).unwrap_or(-1));
+    runs
+}
+
+#[tokio::test]
+async fn a_read_refused_as_a_write_by_a_replica_runs_on_the_primary() {
+    let (proxy, table, function) = sneaky_function();
+    let sql = format!("SELECT {function}(), inet_server_port()");
+    // The first run is refused by a replica and retried; later runs go to the primary at once
+    // (the text is remembered as a write).
+    assert_eq!(values_from_the_primary(&proxy, &sql).await, [1, 1, 1, 1]);
     let count = rows_on_primary(&table);
     assert_eq!(count.trim(), "4", "each statement ran once, on the primary");
 }
@@ -113,43 +117,11 @@ async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
 async fn a_read_of_an_unlogged_table_runs_on_the_primary() {
     let c = cluster();
     let table = common::unique_name("unlogged");
-    c.psql(
-        c.primary(),
-        "postgres",
+    common::run_on_primary_and_replay(
+        c,
         &format!("CREATE UNLOGGED TABLE {table} AS SELECT generate_series(1, 3) AS i"),
-    )
-    .expect("create the table");
-    let lsn = c.current_lsn().expect("lsn");
-    for r in c.replicas() {
-        c.wait_replayed(r, &lsn, Duration::from_secs(20))
-            .expect("replicas know the table");
-    }
+    );
     let proxy = start_proxy(cluster_config());
-    let (client, connection) =
-        tokio_postgres::connect(&proxy.connstr("postgres", "postgres"), NoTls)
-            .await
-            .expect("connect");
-    tokio::spawn(connection);
     let sql = format!("SELECT count(*)::int, inet_server_port() FROM {table}");
-    let primary_port = i32::from(c.primary().port);
-    for attempt in 0..3 {
-        let row = client
-            .query_one(sql.as_str(), &[])
-            .await
-            .unwrap_or_else(|e| panic!("attempt {attempt}: {e}"));
-        assert_eq!(
-            (row.get::<_, i32>(0), row.get::<_, i32>(1)),
-            (3, primary_port),
-            "attempt {attempt}"
-        );
-    }
-    let simple = client
-        .simple_query(&sql)
-        .await
-        .expect("the simple protocol too");
-    let port = simple.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
-        _ => None,
-    });
-    assert_eq!(port, Some(primary_port.to_string()));
+    assert_eq!(values_from_the_primary(&proxy, &sql).await, [3, 3, 3, 3]);
 }

@@ -94,6 +94,18 @@ fn start(replicas: usize) -> Result<LocalCluster, pgsplit::localcluster::LocalCl
     LocalCluster::start(binaries(), ClusterOptions::new(replicas))
 }
 
+/// Runs `sql` on the primary of `c` as the superuser and waits (20 s at most) until every
+/// replica has replayed it, so that a test through pgsplit finds it wherever a read goes.
+pub fn run_on_primary_and_replay(c: &LocalCluster, sql: &str) {
+    c.psql(c.primary(), "postgres", sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let lsn = c.current_lsn().expect("the primary's position");
+    for replica in c.replicas() {
+        c.wait_replayed(replica, &lsn, std::time::Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{} replays {sql}: {e}", replica.name));
+    }
+}
+
 /// A name no other test in this process uses (for tables and the like on the shared cluster).
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
