@@ -16,7 +16,7 @@ use common::proxy::{TestProxy, start_proxy};
 use common::shards::rows;
 use pgsplit::config::Config;
 use pgsplit::localcluster::LocalCluster;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 const SHARDS: [&str; 3] = ["shard_a", "shard_b", "shard_c"];
 const USERS: i64 = 240;
@@ -427,6 +427,23 @@ async fn a_transaction_after_a_write_on_another_shard_starts_on_its_own_first_sh
     begin.expect("begin");
     first.expect("the pipelined first statement picks its shard");
     client.batch_execute("COMMIT").await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_pipelined_behind_a_slow_statement_is_answered_after_it() {
+    let client = sharded().await;
+    let (slow, refused) = tokio::join!(
+        client.simple_query("SELECT 'slow' FROM pg_sleep(0.3)"),
+        client.simple_query("DELETE FROM orders"),
+    );
+    let slow = slow.expect("the slow statement gets its own answer");
+    let value = slow.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("slow"));
+    let e = refused.expect_err("a keyless DELETE of a sharded table is refused");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e}");
 }
 
 /// The shard index PostgreSQL's hash partitioning gives an int8 key (modulus 3).

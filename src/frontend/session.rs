@@ -459,7 +459,7 @@ impl Session {
         }
         if let Err(e) = self.attach_for(client, &work).await {
             self.fill = None;
-            return self.fail_unit(client, e, &frames);
+            return self.fail_unit(client, e, &frames).await;
         }
         if self.discard_until_sync {
             self.discard_unit(client, &frames);
@@ -467,10 +467,10 @@ impl Session {
         }
         if let Err(e) = self.start_deferred_transaction(client).await {
             self.fill = None;
-            return self.fail_unit(client, e, &frames);
+            return self.fail_unit(client, e, &frames).await;
         }
         if let Err(e) = self.before_transaction_end(client, &work.tx).await {
-            return self.fail_unit(client, e, &frames);
+            return self.fail_unit(client, e, &frames).await;
         }
         if self.fill.is_some()
             && let Some(stamp) = self.fill_stamp()
@@ -496,7 +496,7 @@ impl Session {
         });
         self.note_read_position(&work);
         if let Err(e) = self.prepare_sql_statements(&work).await {
-            return self.fail_unit(client, e, &frames);
+            return self.fail_unit(client, e, &frames).await;
         }
         self.state.add_pins(&work.effects);
         let nothing_in_flight =
@@ -546,14 +546,16 @@ impl Session {
     }
 
     /// Answers a unit that never reached a server with an ErrorResponse, as PostgreSQL would
-    /// answer a failed statement, keeping the session alive.
-    pub(super) fn fail_unit(
+    /// answer a failed statement, keeping the session alive. The answers to units still in
+    /// flight come first: a client pipelining matches answers to its statements by order.
+    pub(super) async fn fail_unit(
         &mut self,
         client: &mut ClientConn,
         e: FrontendError,
         frames: &[Frame],
     ) -> Result<(), FrontendError> {
         tracing::warn!(error = %e, "unit failed before reaching a server");
+        self.settle(client).await?;
         match &e {
             FrontendError::Backend(crate::backend::BackendError::Server(raw)) => {
                 client

@@ -42,7 +42,7 @@ struct ShardRun {
 
 impl Session {
     /// Answers a unit that ran on several shards: their combined answer, or the error.
-    pub(super) fn answer_from_shards(
+    pub(super) async fn answer_from_shards(
         &mut self,
         client: &mut ClientConn,
         answer: Result<BytesMut, FrontendError>,
@@ -57,7 +57,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Err(e) => self.fail_unit(client, e, frames),
+            Err(e) => self.fail_unit(client, e, frames).await,
         }
     }
 

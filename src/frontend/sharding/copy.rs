@@ -218,7 +218,7 @@ impl Session {
             Ok(keyed) => keyed,
             Err(e) => {
                 copies.abort(self).await;
-                return self.fail_unit(client, e, frames);
+                return self.fail_unit(client, e, frames).await;
             }
         };
         let columns = match &keyed {
@@ -247,7 +247,7 @@ impl Session {
                 Err(e)
             }
         };
-        self.answer_copy(client, outcome, &plan, work, frames)
+        self.answer_copy(client, outcome, &plan, work, frames).await
     }
 
     /// Checks the COPY may run, and readies it: for a replicated table every shard's COPY is
@@ -423,7 +423,7 @@ impl Session {
 
     /// The client's answer: `COPY <rows>` or the error; and, for a simple query, ReadyForQuery.
     /// After an extended-protocol COPY the client's Sync comes next, and is answered then.
-    fn answer_copy(
+    async fn answer_copy(
         &mut self,
         client: &mut ClientConn,
         outcome: Result<Committed, FrontendError>,
@@ -437,7 +437,9 @@ impl Session {
             Err(e) => {
                 tracing::warn!(error = %e, table = %plan.table, "COPY over the shards failed");
                 // Without a Query to answer, the error waits for the client's Sync.
-                return self.fail_unit(client, e, if simple { frames } else { &[] });
+                return self
+                    .fail_unit(client, e, if simple { frames } else { &[] })
+                    .await;
             }
         };
         self.advance_causal(

@@ -147,17 +147,19 @@ impl Session {
     ) -> Result<bool, FrontendError> {
         let target = self.shard_target(frames, work).await;
         match target.and_then(|t| self.check_same_shard(&t).map(|()| t)) {
-            Err(e) => self.fail_unit(client, e, frames).map(|()| true),
+            Err(e) => self.fail_unit(client, e, frames).await.map(|()| true),
             Ok(ShardTarget::FanOut { clusters, sql }) => {
                 self.settle(client).await?;
                 let answer = self.gather(&clusters, &sql, work, frames).await;
                 self.answer_from_shards(client, answer, frames)
+                    .await
                     .map(|()| true)
             }
             Ok(ShardTarget::Everywhere { clusters, sql }) => {
                 self.settle(client).await?;
                 let answer = self.write_everywhere(&clusters, &sql, work).await;
                 self.answer_from_shards(client, answer, frames)
+                    .await
                     .map(|()| true)
             }
             Ok(ShardTarget::CopyIn(plan)) => self
@@ -168,11 +170,12 @@ impl Session {
                 self.settle(client).await?;
                 let answer = self.write_split(client, parts, work).await;
                 self.answer_from_shards(client, answer, frames)
+                    .await
                     .map(|()| true)
             }
             Ok(ShardTarget::Cluster(cluster)) => {
                 if let Err(e) = self.enter_shard(client, &cluster).await {
-                    return self.fail_unit(client, e, frames).map(|()| true);
+                    return self.fail_unit(client, e, frames).await.map(|()| true);
                 }
                 self.unit_cluster = Some(cluster);
                 Ok(false)
