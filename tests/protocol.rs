@@ -96,6 +96,20 @@ async fn pipelined_extended_queries_keep_their_order() {
     }
 }
 
+/// A statement with a malformed hint, pipelined behind a slow one: the hint's WARNING comes
+/// with its own statement's answer, after the slow one's.
+#[tokio::test]
+async fn a_hint_warning_comes_after_the_answers_ahead_of_it() {
+    let mut s = wire::logged_in(proxy().addr).await;
+    let mut pipeline = wire::query("SELECT 'slow' FROM pg_sleep(0.2)");
+    pipeline.extend(wire::query("/* pgsplit: rout=primary */ SELECT 'hinted'"));
+    wire::send(&mut s, &pipeline).await;
+    let first = wire::read_until_ready(&mut s).await;
+    let second = wire::read_until_ready(&mut s).await;
+    assert_eq!(wire::tags(&first), "TDCZ", "{first:?}");
+    assert_eq!(wire::tags(&second), "NTDCZ", "{second:?}");
+}
+
 #[tokio::test]
 async fn portals_with_row_limits_suspend_and_resume() {
     let mut client = connect().await;

@@ -441,10 +441,14 @@ impl Session {
             self.explain_route(client, inner);
             return Ok(());
         }
-        for warning in &work.warnings {
-            client
-                .writer()
-                .notice_response(&ErrorFields::warning(warning.to_string()));
+        if !work.warnings.is_empty() {
+            // The notices belong with this unit's answers, after those of units in flight.
+            self.settle(client).await?;
+            for warning in &work.warnings {
+                client
+                    .writer()
+                    .notice_response(&ErrorFields::warning(warning.to_string()));
+            }
         }
         if self.defer_begin(client, &frames, &work).await?
             || self.end_empty_transaction(client, &work)
