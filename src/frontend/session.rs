@@ -559,7 +559,11 @@ impl Session {
         frames: &[Frame],
     ) -> Result<(), FrontendError> {
         tracing::warn!(error = %e, "unit failed before reaching a server");
-        self.settle(client).await?;
+        // A server that fails meanwhile is the relay's to report (08006 for what it ran), as
+        // when nothing waits behind it: its failure must not end the session here.
+        if let Err(FrontendError::ClientGone) = self.settle(client).await {
+            return Err(FrontendError::ClientGone);
+        }
         match &e {
             FrontendError::Backend(crate::backend::BackendError::Server(raw)) => {
                 client
