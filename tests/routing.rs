@@ -437,12 +437,17 @@ async fn each_balancing_algorithm_spreads_reads_as_defined() {
     assert!(homes.len() > 1, "sticky spreads sessions: {homes:?}");
 }
 
-#[tokio::test]
-async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
+/// A pgsplit whose pools hold two connections, and whose clients wait 300 ms for one.
+fn two_connection_proxy() -> TestProxy {
     let mut config = cluster_config();
     config.pool.max_server_connections = 2;
     config.pool.checkout_timeout = Duration::from_millis(300);
-    let p = start_proxy(config);
+    start_proxy(config)
+}
+
+#[tokio::test]
+async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
+    let p = two_connection_proxy();
     // Logging in needs a server connection too (pass-through authentication), so all three
     // sessions log in first.
     let holders = [connect_to(&p).await, connect_to(&p).await];
@@ -633,4 +638,94 @@ async fn a_session_writing_often_reads_from_replicas_once_they_catch_up() {
         reached <= rounds / 3,
         "{reached} of {rounds} rounds read from a replica with polls every 500 ms only"
     );
+}
+
+async fn insert_returning_id(client: &Client, table: &str) -> i32 {
+    let sql = format!("INSERT INTO {table} (item) VALUES ('x') RETURNING id");
+    let row = client.query_one(&sql, &[]).await;
+    row.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+async fn lastval(client: &Client) -> Result<i64, tokio_postgres::Error> {
+    Ok(client.query_one("SELECT lastval()", &[]).await?.get(0))
+}
+
+/// `lastval()` and `currval()` answer from the backend that ran the session's `nextval()`
+/// (here an INSERT's serial default): through transaction pooling, with another session
+/// borrowing a connection in between, each session gets its own value.
+#[tokio::test]
+async fn lastval_and_currval_give_each_session_its_own_value() {
+    let (a, b) = (connect().await, connect().await);
+    a.batch_execute("CREATE TABLE IF NOT EXISTS seq_own (id serial PRIMARY KEY, item text)")
+        .await
+        .unwrap();
+    let id_a = insert_returning_id(&a, "seq_own").await;
+    let written = std::time::Instant::now();
+    // The connection a just gave back is the pool's most recent: b would have taken it.
+    let id_b = insert_returning_id(&b, "seq_own").await;
+    match lastval(&a).await {
+        Ok(value) => assert_eq!(value, i64::from(id_a)),
+        // Others leave a's connection alone for a second; a machine that slow may lend it.
+        Err(e) if written.elapsed() > Duration::from_secs(1) => {
+            assert_eq!(e.code().map(|c| c.code()), Some("55000"), "{e}");
+            return;
+        }
+        Err(e) => panic!("lastval: {e}"),
+    }
+    let currval: i64 = a
+        .query_one("SELECT currval('seq_own_id_seq')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(currval, i64::from(id_a));
+    let simple = b.simple_query("SELECT lastval()").await.unwrap();
+    let value = simple.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value, Some(id_b.to_string()));
+    // In one text, lastval() reads the text's own INSERT, wherever it runs.
+    let answer = a
+        .simple_query("INSERT INTO seq_own (item) VALUES ('y'); SELECT lastval()")
+        .await
+        .unwrap();
+    let own = answer.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(own, Some((id_b + 1).to_string()), "{answer:?}");
+}
+
+/// When the pool is full, the connection kept for a session's sequence state goes to another
+/// session rather than make it wait; `lastval()` then fails with 55000, never with the value
+/// the other session left there.
+#[tokio::test]
+async fn lastval_after_the_pool_lent_its_connection_away_fails_with_55000() {
+    let p = two_connection_proxy();
+    // Logging in takes a connection of its own (pass-through authentication): all log in first.
+    let (a, b, c) = (
+        connect_to(&p).await,
+        connect_to(&p).await,
+        connect_to(&p).await,
+    );
+    a.batch_execute("CREATE TABLE IF NOT EXISTS seq_lent (id serial PRIMARY KEY, item text)")
+        .await
+        .unwrap();
+    let id_a = insert_returning_id(&a, "seq_lent").await;
+    // A transaction that may write runs on the primary: b holds a connection there.
+    b.batch_execute("BEGIN; SELECT pg_backend_pid()")
+        .await
+        .unwrap();
+    // The pool is full (b holds one connection, c needs the other): c takes a's.
+    let id_c = insert_returning_id(&c, "seq_lent").await;
+    b.batch_execute("COMMIT").await.unwrap();
+    let err = lastval(&a).await.unwrap_err();
+    let db = err.as_db_error().expect("a server-style error");
+    assert_eq!(db.code().code(), "55000", "{err}");
+    assert!(db.message().contains("lent"), "{}", db.message());
+    assert_eq!(lastval(&c).await.unwrap(), i64::from(id_c));
+    // The session carries on, and its next nextval() defines lastval() again.
+    let again = insert_returning_id(&a, "seq_lent").await;
+    assert!(again > id_a);
+    assert_eq!(lastval(&a).await.unwrap(), i64::from(again));
 }

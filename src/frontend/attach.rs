@@ -82,6 +82,7 @@ impl Session {
             other => other?,
         };
         self.identity_confirmed = true;
+        self.sequences.borrowed(&route.node, &checkout);
         self.cancel
             .set_target(Some(CancelTarget::of(&checkout.conn)));
         self.shared.route_counters.record(route.reason);
@@ -127,7 +128,10 @@ impl Session {
         // In pass-through mode nobody but the server can check a password: a login gets a
         // connection of its own rather than one another client authenticated.
         let fresh = !self.identity_confirmed;
-        let mut checkout = self.shared.pools.checkout(&handle, spec, fresh).await?;
+        let reservation = self.sequences.reservation_on(node);
+        let mut checkout = (self.shared.pools)
+            .checkout(&handle, spec, fresh, reservation)
+            .await?;
         sync_settings(&mut checkout.conn, &self.state).await?;
         Ok(checkout)
     }

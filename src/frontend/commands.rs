@@ -1,18 +1,61 @@
-//! What a session answers itself: `SET`, `RESET` and `SHOW pgsplit.*`, `EXPLAIN ROUTE`, and the
-//! `pgsplit.*` settings of the startup packet.
+//! What a session answers itself: `SET`, `RESET` and `SHOW pgsplit.*`, `EXPLAIN ROUTE`, the
+//! `pgsplit.*` settings of the startup packet, and the errors of units that never reached a
+//! server.
 
 use crate::hint::{
     Hints, SessionCommand, Setting, SettingValue, ShardHint, parse_setting_value,
     parse_shard_choice, setting_from_name,
 };
-use crate::protocol::{ErrorFields, SqlState};
+use crate::protocol::{ErrorFields, Frame, SqlState, tag};
 use crate::route::{Reason, Route};
 
 use super::client::ClientConn;
+use super::error::FrontendError;
 use super::session::Session;
 use super::work;
 
 impl Session {
+    /// Answers a unit that never reached a server with an ErrorResponse, as PostgreSQL would
+    /// answer a failed statement, keeping the session alive. The answers to units still in
+    /// flight come first: a client pipelining matches answers to its statements by order.
+    pub(super) async fn fail_unit(
+        &mut self,
+        client: &mut ClientConn,
+        e: FrontendError,
+        frames: &[Frame],
+    ) -> Result<(), FrontendError> {
+        tracing::warn!(error = %e, "unit failed before reaching a server");
+        // A server that fails meanwhile is the relay's to report (08006 for what it ran), as
+        // when nothing waits behind it: its failure must not end the session here.
+        if let Err(FrontendError::ClientGone) = self.settle(client).await {
+            return Err(FrontendError::ClientGone);
+        }
+        match &e {
+            FrontendError::Backend(crate::backend::BackendError::Server(raw)) => {
+                client
+                    .out
+                    .extend_from_slice(&crate::protocol::with_severity(raw, "ERROR"));
+            }
+            FrontendError::Backend(other) => {
+                client.writer().error_response(&other.to_client_error())
+            }
+            FrontendError::Refused(fields) => {
+                let mut fields = fields.clone();
+                fields.severity = "ERROR";
+                client.writer().error_response(&fields);
+            }
+            _ => return Err(e),
+        }
+        let last = frames.last().map(|f| f.tag);
+        if matches!(last, Some(tag::SYNC | tag::QUERY | tag::FUNCTION_CALL)) {
+            client.writer().ready_for_query(self.transaction_status());
+        } else {
+            self.discard_until_sync = true;
+        }
+        self.release_if_idle();
+        Ok(())
+    }
+
     /// `SET`, `RESET` and `SHOW pgsplit.*`: answered by pgsplit, never sent to a server.
     pub(super) fn answer_session_command(
         &mut self,

@@ -15,6 +15,7 @@ mod options;
 mod recovery;
 mod routing;
 mod scatter;
+mod sequences;
 mod session;
 mod sharding;
 mod state;

@@ -190,6 +190,8 @@ pub struct Session {
     /// The replica the balancer chose for a unit that only prepared statements: the unit that
     /// runs them goes there too, so one query takes one balancer turn.
     pub(super) prepared_on: Option<Arc<Node>>,
+    /// The connection that holds what the session's `nextval()` calls left.
+    pub(super) sequences: super::sequences::SequenceHome,
 }
 
 impl Session {
@@ -251,6 +253,7 @@ impl Session {
             pool_handles: Default::default(),
             committed_writes: None,
             pending_writes: None,
+            sequences: Default::default(),
             shared,
         }
     }
@@ -292,7 +295,10 @@ impl Session {
             && let Some(attached) = self.server.take()
         {
             self.cancel.set_target(None);
-            self.shared.pools.checkin(attached.checkout);
+            let reservation = self.sequences.reservation_for(&attached);
+            self.shared
+                .pools
+                .checkin_for(attached.checkout, reservation);
         }
     }
 
@@ -469,6 +475,9 @@ impl Session {
             self.discard_unit(client, &frames);
             return Ok(());
         }
+        if let Err(e) = self.check_sequence_home(&work) {
+            return self.fail_unit(client, e, &frames).await;
+        }
         if let Err(e) = self.start_deferred_transaction(client).await {
             self.fill = None;
             return self.fail_unit(client, e, &frames).await;
@@ -511,7 +520,12 @@ impl Session {
                 Access::Write => {
                     node.stats.count_write();
                     // A replica refuses writes: nothing commits there to learn the position of.
-                    self.wrote |= work.executes && node.role() != crate::topology::Role::Replica;
+                    let on_primary = work.executes && node.role() != crate::topology::Role::Replica;
+                    if on_primary {
+                        self.sequences
+                            .wrote_on(node, attached.checkout.conn.key.pid);
+                    }
+                    self.wrote |= on_primary;
                 }
                 Access::Read => node.stats.count_read(),
             }
@@ -546,47 +560,6 @@ impl Session {
             attached.checkout.conn.fill().await?;
             self.forward_server_messages(client).await?;
         }
-        Ok(())
-    }
-
-    /// Answers a unit that never reached a server with an ErrorResponse, as PostgreSQL would
-    /// answer a failed statement, keeping the session alive. The answers to units still in
-    /// flight come first: a client pipelining matches answers to its statements by order.
-    pub(super) async fn fail_unit(
-        &mut self,
-        client: &mut ClientConn,
-        e: FrontendError,
-        frames: &[Frame],
-    ) -> Result<(), FrontendError> {
-        tracing::warn!(error = %e, "unit failed before reaching a server");
-        // A server that fails meanwhile is the relay's to report (08006 for what it ran), as
-        // when nothing waits behind it: its failure must not end the session here.
-        if let Err(FrontendError::ClientGone) = self.settle(client).await {
-            return Err(FrontendError::ClientGone);
-        }
-        match &e {
-            FrontendError::Backend(crate::backend::BackendError::Server(raw)) => {
-                client
-                    .out
-                    .extend_from_slice(&crate::protocol::with_severity(raw, "ERROR"));
-            }
-            FrontendError::Backend(other) => {
-                client.writer().error_response(&other.to_client_error())
-            }
-            FrontendError::Refused(fields) => {
-                let mut fields = fields.clone();
-                fields.severity = "ERROR";
-                client.writer().error_response(&fields);
-            }
-            _ => return Err(e),
-        }
-        let last = frames.last().map(|f| f.tag);
-        if matches!(last, Some(tag::SYNC | tag::QUERY | tag::FUNCTION_CALL)) {
-            client.writer().ready_for_query(self.transaction_status());
-        } else {
-            self.discard_until_sync = true;
-        }
-        self.release_if_idle();
         Ok(())
     }
 

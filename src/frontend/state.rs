@@ -165,7 +165,8 @@ impl SessionState {
             }
             SessionEffect::Unlisten { channel: Some(_) }
             | SessionEffect::Execute { .. }
-            | SessionEffect::Pin(_) => {}
+            | SessionEffect::Pin(_)
+            | SessionEffect::SequenceState => {}
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -14,6 +14,11 @@ use crate::config::PoolSettings;
 
 /// How long closing an expired idle connection may take (it is one 5-byte Terminate).
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long other sessions leave a connection kept for a session alone while the pool has
+/// room for another: `currval()` and `lastval()` come right after their `nextval()`, and a
+/// longer claim would have the pool open a connection per session that wrote.
+const KEEP_FOR: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -77,6 +82,29 @@ struct Idle {
     /// Boxed as in [`Checkout`]: a connection leaves and rejoins the pool without a copy.
     conn: Box<ServerConn>,
     since: Instant,
+    /// The session this connection is kept for, if any (see [`Reservation`]); dead once that
+    /// session ends.
+    kept_for: Weak<()>,
+}
+
+impl Idle {
+    fn is_kept(&self) -> bool {
+        self.kept_for.strong_count() > 0 && self.since.elapsed() < KEEP_FOR
+    }
+}
+
+/// A session's claim on one idle connection: the one that holds what `currval()` and
+/// `lastval()` read (they answer from the connection's own backend). The session finds it
+/// again as long as nobody else took it; others leave it alone for [`KEEP_FOR`] while the pool
+/// has room to open another, and take it (ending the claim) when the pool is full, so a
+/// claim never makes anyone wait.
+#[derive(Default)]
+pub struct Reservation(Arc<()>);
+
+impl Reservation {
+    fn holds(&self, idle: &Idle) -> bool {
+        std::ptr::eq(self.0.as_ref(), idle.kept_for.as_ptr())
+    }
 }
 
 /// A server connection on loan. Give it back with [`Pools::checkin`]; dropping it closes it,
@@ -85,6 +113,8 @@ pub struct Checkout {
     /// Boxed: a connection moves from the pool to the session and back for every unit, and
     /// a pointer moves cheaper than the whole record (some 400 bytes).
     pub conn: Box<ServerConn>,
+    /// The connection was kept for the borrower's reservation, so nobody used it meanwhile.
+    pub reserved: bool,
     pool: Arc<NodePool>,
     _permit: OwnedSemaphorePermit,
 }
@@ -130,13 +160,15 @@ impl Pools {
 
     /// An idle connection of the pool (unless `fresh`), or a new one made from `spec`, waiting
     /// at most the checkout timeout for the pool to have room. A fresh connection is how a
-    /// pass-through login lets the server itself check the client's password.
+    /// pass-through login lets the server itself check the client's password. The connection
+    /// kept for `reservation` comes first; connections kept for other sessions come last.
     /// `spec` is called only when a new connection must be opened.
     pub async fn checkout(
         &self,
         handle: &PoolHandle,
         spec: impl FnOnce() -> ConnectSpec,
         fresh: bool,
+        reservation: Option<&Reservation>,
     ) -> Result<Checkout, PoolError> {
         let pool = Arc::clone(&handle.pool);
         let permit = match pool.permits.clone().try_acquire_owned() {
@@ -144,13 +176,18 @@ impl Pools {
             // Only a full pool pays for a timer.
             Err(_) => self.wait_for_permit(handle).await?,
         };
-        let idle = if fresh { None } else { pool.take_live_idle() };
-        let conn = match idle {
-            Some(conn) => conn,
-            None => Box::new(ServerConn::connect(&spec()).await?),
+        let idle = if fresh {
+            None
+        } else {
+            pool.take_live_idle(reservation)
+        };
+        let (conn, reserved) = match idle {
+            Some(taken) => taken,
+            None => (Box::new(ServerConn::connect(&spec()).await?), false),
         };
         Ok(Checkout {
             conn,
+            reserved,
             pool,
             _permit: permit,
         })
@@ -174,11 +211,12 @@ impl Pools {
 
     /// Returns a connection that is idle outside any transaction; anything else is closed.
     pub fn checkin(&self, checkout: Checkout) {
-        let Checkout {
-            conn,
-            pool,
-            _permit,
-        } = checkout;
+        self.checkin_for(checkout, None);
+    }
+
+    /// [`Self::checkin`], the connection kept for `reservation` (see [`Reservation`]).
+    pub fn checkin_for(&self, checkout: Checkout, reservation: Option<&Reservation>) {
+        let Checkout { conn, pool, .. } = checkout;
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
         // idle bounds what the pool holds open.
@@ -186,6 +224,7 @@ impl Pools {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
+                kept_for: reservation.map_or_else(Weak::new, |r| Arc::downgrade(&r.0)),
             });
         }
     }
@@ -262,16 +301,33 @@ impl Pools {
 }
 
 impl NodePool {
-    /// The most recently used idle connection that is still open (LIFO keeps few connections
-    /// warm and lets the rest age out).
-    fn take_live_idle(&self) -> Option<Box<ServerConn>> {
+    /// An idle connection that is still open, and whether it is the one kept for
+    /// `reservation`: that one if it waits here, else the most recently used one kept for
+    /// nobody (LIFO keeps few connections warm and lets the rest age out), else, when the pool
+    /// has no room to open another, the oldest one kept for another session.
+    fn take_live_idle(&self, reservation: Option<&Reservation>) -> Option<(Box<ServerConn>, bool)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(entry) = idle.pop() {
+        loop {
+            let (i, reserved) = self.pick_idle(&idle, reservation)?;
+            let entry = idle.remove(i);
             if !entry.conn.is_stale() {
-                return Some(entry.conn);
+                return Some((entry.conn, reserved));
             }
         }
-        None
+    }
+
+    fn pick_idle(&self, idle: &[Idle], reservation: Option<&Reservation>) -> Option<(usize, bool)> {
+        if let Some(i) = reservation.and_then(|r| idle.iter().rposition(|entry| r.holds(entry))) {
+            return Some((i, true));
+        }
+        if let Some(i) = idle.iter().rposition(|entry| !entry.is_kept()) {
+            return Some((i, false));
+        }
+        // The borrower's own permit is counted among those in use.
+        let size = self.size.load(Ordering::Relaxed);
+        let in_use = size.saturating_sub(self.permits.available_permits());
+        let full = in_use + idle.len() >= size;
+        (full && !idle.is_empty()).then_some((0, false))
     }
 }
 

@@ -285,7 +285,8 @@ fn effect_weight(effect: &SessionEffect) -> usize {
         SessionEffect::ResetAll
         | SessionEffect::DiscardAll
         | SessionEffect::DiscardTemp
-        | SessionEffect::Pin(_) => 0,
+        | SessionEffect::Pin(_)
+        | SessionEffect::SequenceState => 0,
     };
     size_of::<SessionEffect>() + heap
 }

@@ -16,6 +16,9 @@ pub(super) enum Verdict {
     Write,
     /// The primary must run it, and the session must stay on that connection afterwards.
     WriteAndPin(PinCause),
+    /// `currval()` / `lastval()`: they answer from what `nextval()` left on the connection
+    /// that ran it, so the primary must run them, on that connection.
+    SequenceState,
     /// `set_config(name, value, is_local)`: read-only when `is_local` is literally true (the
     /// setting dies with the transaction); otherwise it changes session state we cannot replay.
     SetConfig,
@@ -104,6 +107,8 @@ fn known_side_effect(name: &str) -> Option<Verdict> {
     ];
     if name == "set_config" {
         Some(Verdict::SetConfig)
+    } else if name == "currval" || name == "lastval" {
+        Some(Verdict::SequenceState)
     } else if SESSION_LOCKS.contains(&name) {
         Some(Verdict::WriteAndPin(PinCause::AdvisoryLock))
     } else if WRITES.contains(&name) || WRITE_PREFIXES.iter().any(|p| name.starts_with(p)) {

@@ -88,6 +88,9 @@ pub enum SessionEffect {
     },
     /// State that cannot move between connections.
     Pin(PinCause),
+    /// `currval()` / `lastval()`: reads what the session's last `nextval()` left on the
+    /// connection that ran it, so it must run there.
+    SequenceState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

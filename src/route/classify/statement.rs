@@ -18,6 +18,8 @@ pub(super) struct Findings {
     pub tx: Vec<TxControl>,
     pub effects: Vec<SessionEffect>,
     pub copy_in: bool,
+    /// A call to `currval()` or `lastval()`, as a reason for the primary.
+    pub reads_sequence: Option<String>,
 }
 
 impl Findings {
@@ -30,7 +32,11 @@ impl Findings {
 
     /// Notes a pin once per statement.
     pub fn pin(&mut self, cause: PinCause) {
-        let effect = SessionEffect::Pin(cause);
+        self.effect(SessionEffect::Pin(cause));
+    }
+
+    /// Notes an effect once per statement.
+    fn effect(&mut self, effect: SessionEffect) {
         if !self.effects.contains(&effect) {
             self.effects.push(effect);
         }
@@ -144,6 +150,9 @@ fn execute(name: &str, found: &mut Findings, context: &Context<'_>) {
             found.tables_read.extend_from_slice(&body.tables_read);
             found.tables_written.extend_from_slice(&body.tables_written);
             found.effects.extend_from_slice(&body.effects);
+            if found.reads_sequence.is_none() {
+                found.reads_sequence.clone_from(&body.reads_sequence);
+            }
         }
         None => found.write("EXECUTE of a statement prepared before this text"),
     }
@@ -162,7 +171,15 @@ fn two_phase() -> Findings {
 }
 
 /// Adds one statement's findings to the text's classification.
-fn absorb(out: &mut Classification, found: Findings) {
+fn absorb(out: &mut Classification, mut found: Findings) {
+    if let Some(reason) = found.reads_sequence.take() {
+        // currval() and lastval() read what an earlier unit's nextval() left, unless something
+        // before them in this text (the statement itself included) may have called it.
+        if found.write_reason.is_none() && out.access == Access::Read {
+            found.effect(SessionEffect::SequenceState);
+        }
+        found.write(&reason);
+    }
     if out.write_reason.is_none() {
         out.write_reason = found.write_reason.clone();
     }

@@ -85,6 +85,9 @@ impl Walker<'_> {
                 self.found.write(&reason());
                 self.found.pin(cause);
             }
+            Verdict::SequenceState => {
+                self.found.reads_sequence.get_or_insert_with(reason);
+            }
             Verdict::SetConfig if is_local_call(args) => {}
             Verdict::SetConfig => {
                 self.found.write("function set_config (session-wide)");

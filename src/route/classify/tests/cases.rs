@@ -325,6 +325,17 @@ fn pins() -> Vec<Case> {
         r("DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1"),
         w("DECLARE c CURSOR FOR SELECT * FROM accounts FOR UPDATE").reads(&["accounts"]),
         w("DECLARE c CURSOR FOR SELECT nextval('s')"),
+        // They answer from the backend that ran nextval(): the session's own connection.
+        w("SELECT lastval()").effects(vec![SessionEffect::SequenceState]),
+        w("SELECT pg_catalog.currval('orders_id_seq'), lastval()")
+            .effects(vec![SessionEffect::SequenceState]),
+        w("SELECT * FROM orders WHERE id = currval(pg_get_serial_sequence('orders', 'id'))")
+            .reads(&["orders"])
+            .effects(vec![SessionEffect::SequenceState]),
+        // What comes after a nextval() of its own text reads that one: any connection will do.
+        w("INSERT INTO orders (item) VALUES ('x'); SELECT lastval()").writes(&["orders"]),
+        w("SELECT nextval('s'), currval('s')"),
+        r("EXPLAIN SELECT lastval()"),
     ]
 }
 
@@ -505,6 +516,7 @@ fn write_reasons_name_the_cause() {
         ("SELECT * FROM t FOR UPDATE", "SELECT FOR UPDATE"),
         ("SELECT * FROM t FOR SHARE", "SELECT FOR SHARE"),
         ("SELECT pg_catalog.NextVal('s')", "function nextval"),
+        ("SELECT LASTVAL()", "function lastval"),
         ("SELECT 1 INTO t", "SELECT INTO"),
         (
             "CREATE UNIQUE INDEX IF NOT EXISTS i ON t (a)",
