@@ -32,6 +32,17 @@ fn proxy_args(db: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Runs `script` through psql (unaligned, tuples only) with the `-v` variable given; its output.
+fn run_psql_script(name: &str, script: &str, variable: &str) -> ToolRun {
+    let path = std::env::temp_dir().join(format!("{name}.sql"));
+    std::fs::write(&path, script).expect("write the script");
+    let file = path.to_str().expect("utf-8 path");
+    let args = proxy_args("postgres", &["-X", "-A", "-t", "-v", variable, "-f", file]);
+    let output = run_tool("psql", &args, Duration::from_secs(60));
+    let _ = std::fs::remove_file(&path);
+    output
+}
+
 #[test]
 fn psql_runs_a_multi_statement_script() {
     let table = common::unique_name("psql_script");
@@ -47,25 +58,7 @@ fn psql_runs_a_multi_statement_script() {
          SELECT 'after copy', count(*) FROM {table};\n\
          DROP TABLE {table};\n"
     );
-    let path = std::env::temp_dir().join(format!("{table}.sql"));
-    std::fs::write(&path, script).expect("write the script");
-    let output = run_tool(
-        "psql",
-        &proxy_args(
-            "postgres",
-            &[
-                "-X",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                path.to_str().expect("utf-8 path"),
-            ],
-        ),
-        Duration::from_secs(60),
-    );
-    let _ = std::fs::remove_file(&path);
+    let output = run_psql_script(&table, &script, "ON_ERROR_STOP=1");
     let stdout = &output.stdout;
     for expected in ["rows|2", "TWO", "same line", "after copy|3"] {
         assert!(
@@ -73,6 +66,31 @@ fn psql_runs_a_multi_statement_script() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+}
+
+/// psql waits for each statement's answer, as most drivers do: a savepoint that rescues a
+/// failed block keeps the settings made before it, and the session's reads elsewhere (a
+/// replica, after the commit) have them.
+#[test]
+fn psql_keeps_the_settings_a_savepoint_rescued() {
+    let script = "BEGIN;\n\
+         SET application_name = 'rescued';\n\
+         SAVEPOINT s;\n\
+         SELECT 1 / 0;\n\
+         ROLLBACK TO SAVEPOINT s;\n\
+         COMMIT;\n"
+        .to_string()
+        + &"SELECT 'after', current_setting('application_name');\n".repeat(4);
+    let output = run_psql_script(&common::unique_name("rescued"), &script, "ON_ERROR_STOP=0");
+    assert!(
+        output.stderr.contains("division by zero"),
+        "{}",
+        output.stderr
+    );
+    let after: Vec<&str> = (output.stdout.lines())
+        .filter(|l| l.starts_with("after|"))
+        .collect();
+    assert_eq!(after, ["after|rescued"; 4], "{}", output.stdout);
 }
 
 /// Sums of the four balance columns, which tpcb-like transactions keep equal.

@@ -217,6 +217,35 @@ async fn settings_follow_the_session_to_every_server() {
     assert_eq!(row.get::<_, &str>(0), "\"$user\", public");
 }
 
+/// The session's `application_name` as every server of a round-robin pgsplit sees it.
+async fn application_names(client: &Client) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let row = client.query_one("SELECT current_setting('application_name')", &[]);
+        seen.insert(row.await.expect("read a setting").get::<_, String>(0));
+    }
+    seen
+}
+
+/// A ROLLBACK TO SAVEPOINT undoes the settings made since the savepoint, as on the server (a
+/// savepoint that rescues a failed block: `tests/clients.rs`).
+#[tokio::test]
+async fn settings_follow_savepoints() {
+    let client = connect_to(round_robin_proxy()).await;
+    client
+        .batch_execute("BEGIN; SET application_name = 'kept'; SAVEPOINT s")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET application_name = 'undone'; ROLLBACK TO SAVEPOINT s; COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(
+        application_names(&client).await,
+        ["kept".to_string()].into()
+    );
+}
+
 #[tokio::test]
 async fn a_temp_table_pins_the_session_to_the_primary() {
     let client = connect().await;

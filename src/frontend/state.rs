@@ -30,8 +30,12 @@ pub struct SessionState {
     pub portals: foldhash::HashMap<String, String>,
     /// Why the session must stay on its primary connection, if it must.
     pins: Vec<PinCause>,
-    /// Effects of the open transaction block, applied at COMMIT, dropped at ROLLBACK.
+    /// Effects of the open transaction block and its savepoints, in order: applied at COMMIT,
+    /// dropped at ROLLBACK, cut back to a savepoint by ROLLBACK TO.
     in_transaction: Vec<SessionEffect>,
+    /// The transaction block failed (status E): its COMMIT is a rollback, unless a ROLLBACK TO
+    /// a savepoint rescues it first.
+    aborted: bool,
 }
 
 /// How one unit of work (a Query, or messages up to Sync) ended, from its ReadyForQuery.
@@ -100,25 +104,33 @@ impl SessionState {
     }
 
     /// Applies what a finished unit did: its effects count if it succeeded outside a
-    /// transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK or an error.
-    /// Returns the effects that took hold (the connection that ran them has them too).
+    /// transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK, an error, or a
+    /// ROLLBACK TO a savepoint set before them. Returns the effects that took hold (the
+    /// connection that ran them has them too).
     pub fn finish_unit(
         &mut self,
         effects: Vec<SessionEffect>,
         tx: &[TxControl],
         outcome: UnitOutcome,
     ) -> Vec<SessionEffect> {
+        for effect in effects {
+            // A failed unit's effects did not happen, but a savepoint it set before the error
+            // did, and a ROLLBACK TO may name it next.
+            if !outcome.failed || matches!(effect, SessionEffect::Savepoint { .. }) {
+                self.follow(effect);
+            }
+        }
         let ended_in_rollback = tx.iter().any(|t| matches!(t, TxControl::Rollback));
         match outcome.status {
-            b'T' if !outcome.failed => self.in_transaction.extend(effects),
             b'T' => {}
-            // A failed transaction block can only roll back (a savepoint may rescue it, but
-            // forgetting its settings early only costs a re-sent SET).
-            b'E' => self.in_transaction.clear(),
-            _ if outcome.failed || ended_in_rollback => self.in_transaction.clear(),
+            b'E' => self.aborted = true,
+            _ if outcome.failed || ended_in_rollback || self.aborted => {
+                self.in_transaction.clear();
+                self.aborted = false;
+            }
             _ => {
                 let mut committed = std::mem::take(&mut self.in_transaction);
-                committed.extend(effects);
+                committed.retain(|effect| !is_savepoint_mark(effect));
                 for effect in &committed {
                     self.apply(effect);
                 }
@@ -126,6 +138,37 @@ impl SessionState {
             }
         }
         Vec::new()
+    }
+
+    /// One effect of the transaction in progress (or of a unit outside one), in order.
+    fn follow(&mut self, effect: SessionEffect) {
+        match &effect {
+            SessionEffect::RollbackToSavepoint { name } => {
+                // The savepoint stays; what came after it goes, and the block runs again.
+                if let Some(at) = self.savepoint_position(name) {
+                    self.in_transaction.truncate(at + 1);
+                    self.aborted = false;
+                }
+            }
+            SessionEffect::ReleaseSavepoint { name } => {
+                // It and the savepoints after it go; the effects stay.
+                if let Some(at) = self.savepoint_position(name) {
+                    let mut index = 0;
+                    self.in_transaction.retain(|effect| {
+                        index += 1;
+                        index <= at || !is_savepoint_mark(effect)
+                    });
+                }
+            }
+            _ => self.in_transaction.push(effect),
+        }
+    }
+
+    /// Where the latest savepoint of that name is in the transaction's effects.
+    fn savepoint_position(&self, name: &str) -> Option<usize> {
+        self.in_transaction
+            .iter()
+            .rposition(|effect| matches!(effect, SessionEffect::Savepoint { name: n } if n == name))
     }
 
     fn apply(&mut self, effect: &SessionEffect) {
@@ -166,9 +209,17 @@ impl SessionState {
             SessionEffect::Unlisten { channel: Some(_) }
             | SessionEffect::Execute { .. }
             | SessionEffect::Pin(_)
-            | SessionEffect::SequenceState => {}
+            | SessionEffect::SequenceState
+            | SessionEffect::Savepoint { .. }
+            | SessionEffect::RollbackToSavepoint { .. }
+            | SessionEffect::ReleaseSavepoint { .. } => {}
         }
     }
+}
+
+/// Savepoints mark places in a transaction's effects; they are not effects on the session.
+fn is_savepoint_mark(effect: &SessionEffect) -> bool {
+    matches!(effect, SessionEffect::Savepoint { .. })
 }
 
 /// Keeps a connection's record of its own state in step with effects that ran on it.
@@ -318,6 +369,74 @@ mod tests {
         );
         s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
         assert_eq!(settings(&s).len(), 1);
+    }
+
+    fn savepoint(name: &str) -> SessionEffect {
+        SessionEffect::Savepoint { name: name.into() }
+    }
+
+    fn rollback_to(name: &str) -> SessionEffect {
+        SessionEffect::RollbackToSavepoint { name: name.into() }
+    }
+
+    fn release(name: &str) -> SessionEffect {
+        SessionEffect::ReleaseSavepoint { name: name.into() }
+    }
+
+    const FAILED_IN_TX: UnitOutcome = UnitOutcome {
+        status: b'E',
+        failed: true,
+    };
+
+    /// The names of the settings the session holds, sorted.
+    fn names_set(s: &SessionState) -> Vec<String> {
+        let mut names: Vec<String> = settings(s).into_iter().map(|(name, _)| name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_rollback_to_a_savepoint_undoes_the_settings_made_since() {
+        let begin = [TxControl::Begin { read_only: false }];
+        let mut s = SessionState::default();
+        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![savepoint("s1"), set("b", "1")], &[], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s2"), set("c", "1")], &[], OK_IN_TX);
+        s.finish_unit(vec![rollback_to("s1")], &[], OK_IN_TX);
+        s.finish_unit(vec![set("d", "1")], &[], OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["a", "d"]);
+
+        // Released, the effects stay; the savepoints after it go with it.
+        let mut s = SessionState::default();
+        s.finish_unit(vec![savepoint("s1"), set("a", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![savepoint("s2"), set("b", "1")], &[], OK_IN_TX);
+        s.finish_unit(vec![release("s1")], &[], OK_IN_TX);
+        // s2 went with s1: pgsplit no longer knows it either (the server would refuse this).
+        s.finish_unit(vec![rollback_to("s2")], &[], OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_savepoint_rescues_a_failed_block_and_its_settings() {
+        let begin = [TxControl::Begin { read_only: false }];
+        let mut s = SessionState::default();
+        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
+        // The savepoint was set before the error in the same unit.
+        s.finish_unit(vec![savepoint("s1"), set("b", "1")], &[], FAILED_IN_TX);
+        s.finish_unit(vec![rollback_to("s1")], &[], OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["a"]);
+
+        // Not rescued: the COMMIT is a rollback, and the next block starts clean.
+        let mut s = SessionState::default();
+        s.finish_unit(vec![savepoint("s1"), set("a", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![], &[], FAILED_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![set("b", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["b"]);
     }
 
     #[test]

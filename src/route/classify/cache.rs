@@ -279,7 +279,11 @@ fn effect_weight(effect: &SessionEffect) -> usize {
         SessionEffect::Set { name, sql } | SessionEffect::Prepare { name, sql } => {
             name.len() + sql.len()
         }
-        SessionEffect::Reset { name } | SessionEffect::Execute { name } => name.len(),
+        SessionEffect::Reset { name }
+        | SessionEffect::Execute { name }
+        | SessionEffect::Savepoint { name }
+        | SessionEffect::RollbackToSavepoint { name }
+        | SessionEffect::ReleaseSavepoint { name } => name.len(),
         SessionEffect::Deallocate { name } => name.as_ref().map_or(0, String::len),
         SessionEffect::Unlisten { channel } => channel.as_ref().map_or(0, String::len),
         SessionEffect::ResetAll

@@ -91,6 +91,18 @@ pub enum SessionEffect {
     /// `currval()` / `lastval()`: reads what the session's last `nextval()` left on the
     /// connection that ran it, so it must run there.
     SequenceState,
+    /// `SAVEPOINT name` (lower-cased unless quoted, as the server folds it).
+    Savepoint {
+        name: String,
+    },
+    /// `ROLLBACK TO [SAVEPOINT] name`: undoes the effects since that savepoint.
+    RollbackToSavepoint {
+        name: String,
+    },
+    /// `RELEASE [SAVEPOINT] name`: keeps them.
+    ReleaseSavepoint {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,12 +37,30 @@ pub(super) fn absorb(stmt: &Statement, found: &mut Findings) -> bool {
             read_only: read_only_mode(modes) == Some(true),
         }),
         Statement::Commit { chain, .. } => end_transaction(TxControl::Commit, *chain, found),
+        // Savepoints are effects too, in order with the SETs around them: rolling back to one
+        // undoes what the session set since.
         Statement::Rollback {
-            savepoint: Some(_), ..
-        } => found.tx.push(TxControl::RollbackToSavepoint),
+            savepoint: Some(name),
+            ..
+        } => {
+            found.tx.push(TxControl::RollbackToSavepoint);
+            found.effects.push(SessionEffect::RollbackToSavepoint {
+                name: names::identifier(name),
+            });
+        }
         Statement::Rollback { chain, .. } => end_transaction(TxControl::Rollback, *chain, found),
-        Statement::Savepoint { .. } => found.tx.push(TxControl::Savepoint),
-        Statement::ReleaseSavepoint { .. } => found.tx.push(TxControl::ReleaseSavepoint),
+        Statement::Savepoint { name } => {
+            found.tx.push(TxControl::Savepoint);
+            found.effects.push(SessionEffect::Savepoint {
+                name: names::identifier(name),
+            });
+        }
+        Statement::ReleaseSavepoint { name } => {
+            found.tx.push(TxControl::ReleaseSavepoint);
+            found.effects.push(SessionEffect::ReleaseSavepoint {
+                name: names::identifier(name),
+            });
+        }
         Statement::ShowVariable { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {}
         _ => return false,
     }

@@ -200,8 +200,19 @@ fn transactions() -> Vec<Case> {
         r("START TRANSACTION READ ONLY, READ WRITE").tx(vec![begin(false)]),
         r("COMMIT AND CHAIN").tx(vec![TxControl::Commit, begin(false)]),
         r("ABORT").tx(vec![TxControl::Rollback]),
-        r("ROLLBACK TO a").tx(vec![TxControl::RollbackToSavepoint]),
-        r("RELEASE a").tx(vec![TxControl::ReleaseSavepoint]),
+        r("ROLLBACK TO a")
+            .tx(vec![TxControl::RollbackToSavepoint])
+            .effects(vec![SessionEffect::RollbackToSavepoint {
+                name: "a".into(),
+            }]),
+        r("RELEASE A")
+            .tx(vec![TxControl::ReleaseSavepoint])
+            .effects(vec![SessionEffect::ReleaseSavepoint { name: "a".into() }]),
+        r(r#"SAVEPOINT "My point""#)
+            .tx(vec![TxControl::Savepoint])
+            .effects(vec![SessionEffect::Savepoint {
+                name: "My point".into(),
+            }]),
         r("SET TRANSACTION READ ONLY").tx(vec![set_read_only(true, false)]),
         r("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ WRITE")
             .tx(vec![set_read_only(false, false)]),
