@@ -246,6 +246,27 @@ async fn settings_follow_savepoints() {
     );
 }
 
+/// COMMIT AND CHAIN keeps the settings of the block it commits; ROLLBACK AND CHAIN drops those
+/// of the block it rolls back.
+#[tokio::test]
+async fn settings_follow_chained_blocks() {
+    let client = connect_to(round_robin_proxy()).await;
+    for sql in [
+        "BEGIN",
+        "SET application_name = 'chained'",
+        "COMMIT AND CHAIN",
+        "SET application_name = 'dropped'",
+        "ROLLBACK AND CHAIN",
+        "COMMIT",
+    ] {
+        client.batch_execute(sql).await.unwrap();
+    }
+    assert_eq!(
+        application_names(&client).await,
+        ["chained".to_string()].into()
+    );
+}
+
 #[tokio::test]
 async fn a_temp_table_pins_the_session_to_the_primary() {
     let client = connect().await;

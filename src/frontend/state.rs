@@ -121,23 +121,31 @@ impl SessionState {
             }
         }
         let ended_in_rollback = tx.iter().any(|t| matches!(t, TxControl::Rollback));
-        match outcome.status {
-            b'T' => {}
-            b'E' => self.aborted = true,
-            _ if outcome.failed || ended_in_rollback || self.aborted => {
-                self.in_transaction.clear();
-                self.aborted = false;
-            }
+        // A block ends at status I, or, still in a block, where a COMMIT or ROLLBACK AND CHAIN
+        // began the next one (whose own effects, in the same text after it, count with it).
+        let block_ended = match outcome.status {
+            b'I' => true,
+            b'T' => tx
+                .iter()
+                .any(|t| matches!(t, TxControl::Commit | TxControl::Rollback)),
             _ => {
-                let mut committed = std::mem::take(&mut self.in_transaction);
-                committed.retain(|effect| !is_savepoint_mark(effect));
-                for effect in &committed {
-                    self.apply(effect);
-                }
-                return committed;
+                self.aborted = true;
+                false
             }
+        };
+        if !block_ended {
+            return Vec::new();
         }
-        Vec::new()
+        if outcome.failed || ended_in_rollback || std::mem::take(&mut self.aborted) {
+            self.in_transaction.clear();
+            return Vec::new();
+        }
+        let mut committed = std::mem::take(&mut self.in_transaction);
+        committed.retain(|effect| !is_savepoint_mark(effect));
+        for effect in &committed {
+            self.apply(effect);
+        }
+        committed
     }
 
     /// One effect of the transaction in progress (or of a unit outside one), in order.
@@ -437,6 +445,19 @@ mod tests {
         s.finish_unit(vec![set("b", "1")], &begin, OK_IN_TX);
         s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["b"]);
+    }
+
+    #[test]
+    fn chained_blocks_commit_and_roll_back_their_own_settings() {
+        let begin = [TxControl::Begin { read_only: false }];
+        let chain = |end| [end, TxControl::Begin { read_only: false }];
+        let mut s = SessionState::default();
+        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![], &chain(TxControl::Commit), OK_IN_TX);
+        s.finish_unit(vec![set("b", "1")], &[], OK_IN_TX);
+        s.finish_unit(vec![], &chain(TxControl::Rollback), OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["a"]);
     }
 
     #[test]
