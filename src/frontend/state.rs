@@ -136,7 +136,9 @@ impl SessionState {
         if !block_ended {
             return Vec::new();
         }
-        if outcome.failed || ended_in_rollback || std::mem::take(&mut self.aborted) {
+        // Taken first: a rollback that ends a failed block must clear the flag too.
+        let aborted = std::mem::take(&mut self.aborted);
+        if outcome.failed || ended_in_rollback || aborted {
             self.in_transaction.clear();
             return Vec::new();
         }
@@ -445,6 +447,13 @@ mod tests {
         s.finish_unit(vec![set("b", "1")], &begin, OK_IN_TX);
         s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["b"]);
+        // Nor after a ROLLBACK of a failed block.
+        s.finish_unit(vec![], &begin, OK_IN_TX);
+        s.finish_unit(vec![], &[], FAILED_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Rollback], OK_IDLE);
+        s.finish_unit(vec![set("c", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        assert_eq!(names_set(&s), ["b", "c"]);
     }
 
     #[test]
