@@ -116,7 +116,7 @@ impl SessionState {
         for effect in effects {
             // A failed unit's effects did not happen, but a savepoint it set before the error
             // did, and a ROLLBACK TO may name it next.
-            if !outcome.failed || matches!(effect, SessionEffect::Savepoint { .. }) {
+            if !outcome.failed || is_savepoint_mark(&effect) {
                 self.follow(effect);
             }
         }
@@ -163,11 +163,9 @@ impl SessionState {
             SessionEffect::ReleaseSavepoint { name } => {
                 // It and the savepoints after it go; the effects stay.
                 if let Some(at) = self.savepoint_position(name) {
-                    let mut index = 0;
-                    self.in_transaction.retain(|effect| {
-                        index += 1;
-                        index <= at || !is_savepoint_mark(effect)
-                    });
+                    let since = self.in_transaction.split_off(at);
+                    let effects = since.into_iter().filter(|e| !is_savepoint_mark(e));
+                    self.in_transaction.extend(effects);
                 }
             }
             _ => self.in_transaction.push(effect),
