@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::cluster;
 use common::proxy::{TestProxy, cluster_config, proxy, start_proxy};
+use common::{cluster, wire};
 use pgsplit::config::{Config, LoadBalancing};
 use tokio_postgres::{Client, NoTls};
 
@@ -265,6 +265,52 @@ async fn settings_follow_chained_blocks() {
         application_names(&client).await,
         ["chained".to_string()].into()
     );
+}
+
+/// One text holding two blocks: the first one's settings commit, the second one's roll back.
+#[tokio::test]
+async fn settings_follow_each_block_of_one_text() {
+    let client = connect_to(round_robin_proxy()).await;
+    client
+        .batch_execute(
+            "BEGIN; SET application_name = 'first'; COMMIT; \
+             BEGIN; SET application_name = 'second'; ROLLBACK",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        application_names(&client).await,
+        ["first".to_string()].into()
+    );
+}
+
+/// A ROLLBACK TO SAVEPOINT sent behind the statement that fails, before its answer (as
+/// pipelining drivers do), rescues the block's settings, as it does on the server.
+#[tokio::test]
+async fn settings_follow_a_rollback_to_pipelined_behind_an_error() {
+    let mut stream = wire::logged_in(round_robin_proxy().addr).await;
+    let begin = wire::query("BEGIN; SET application_name = 'kept'; SAVEPOINT s");
+    wire::round_trip(&mut stream, &begin).await;
+    let mut pipeline = wire::extended_unit("SELECT 1/0");
+    pipeline.extend(wire::extended_unit("ROLLBACK TO SAVEPOINT s"));
+    pipeline.extend(wire::query("COMMIT"));
+    wire::send(&mut stream, &pipeline).await;
+    let failed = wire::read_until_ready(&mut stream).await;
+    assert!(wire::tags(&failed).contains('E'), "{failed:?}");
+    for answer in [
+        wire::read_until_ready(&mut stream).await,
+        wire::read_until_ready(&mut stream).await,
+    ] {
+        assert!(!wire::tags(&answer).contains('E'), "{answer:?}");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let read = wire::query("SELECT current_setting('application_name')");
+        seen.extend(wire::first_columns(
+            &wire::round_trip(&mut stream, &read).await,
+        ));
+    }
+    assert_eq!(seen, ["kept".to_string()].into());
 }
 
 #[tokio::test]

@@ -218,7 +218,7 @@ impl Session {
         work.access() == Access::Read
             && work.executes
             && attached.checkout.conn.tx_status == b'I'
-            && !opens_transaction(&self.unit.tx)
+            && !self.in_flight.opens_transaction()
             && !opens_transaction(&work.tx)
             && self.state.pin().is_none()
             && attached.route.node.role() == Role::Replica
@@ -263,7 +263,7 @@ impl Session {
     /// The attached connection holds the session: a transaction block, a pin or session mode.
     pub(super) fn holds_session(&self, attached: &Attached) -> bool {
         let in_transaction =
-            attached.checkout.conn.tx_status != b'I' || opens_transaction(&self.unit.tx);
+            attached.checkout.conn.tx_status != b'I' || self.in_flight.opens_transaction();
         in_transaction || self.session_mode() || self.state.pin().is_some()
     }
 
@@ -294,8 +294,8 @@ impl Session {
                 client.out.extend_from_slice(&frame.bytes);
             }
         }
-        self.discard_until_sync = self.unit_failed;
-        self.end_unit();
+        self.discard_until_sync = self.in_flight.failed;
+        self.unit_answered();
         Ok(())
     }
 

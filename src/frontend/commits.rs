@@ -55,7 +55,7 @@ impl Session {
         client: &mut ClientConn,
     ) -> Result<(), FrontendError> {
         let held = self.held_ready.take();
-        // A transaction that rolled back committed nothing: no new token (end_unit knew).
+        // A transaction that rolled back committed nothing: no new token (end_units knew).
         let mut committed_at = 0;
         let mut asked = Ok(0);
         if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {

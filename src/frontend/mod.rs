@@ -9,6 +9,7 @@ mod commits;
 mod console;
 mod error;
 mod forward;
+mod in_flight;
 mod live;
 mod login;
 mod options;

@@ -158,7 +158,7 @@ impl Session {
 
     /// An ErrorResponse from the server: the unit failed, and the error counts in the metrics.
     pub(super) fn note_server_error(&mut self, frame: &Frame) {
-        self.unit_failed = true;
+        self.in_flight.fail();
         if let Some(code) = error_code(frame.body()) {
             self.shared.metrics.error(code);
         }
@@ -212,8 +212,8 @@ impl Session {
         node.stats
             .health
             .ban(&node.name, &error.to_string(), ban_time);
-        let in_transaction = attached.checkout.conn.tx_status != b'I'
-            || super::work::opens_transaction(&self.unit.tx);
+        let in_transaction =
+            attached.checkout.conn.tx_status != b'I' || self.in_flight.opens_transaction();
         drop(attached); // closes the broken connection
         if self.pending == 0 {
             return match self.state.pin() {
@@ -270,8 +270,7 @@ impl Session {
     fn reset_unit(&mut self) {
         self.pending = 0;
         self.fill = None;
-        self.unit = Default::default();
-        self.unit_failed = false;
+        self.in_flight = Default::default();
         self.responses = Default::default();
         self.held_ready = None;
         if let Some(attached) = self.server.as_mut() {

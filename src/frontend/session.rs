@@ -27,7 +27,7 @@ use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome};
-use super::work::{self, Work};
+use super::work;
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
 /// a client's pipeline never grows pgsplit's memory without bound.
@@ -134,9 +134,8 @@ pub struct Session {
     pub(super) to_server: BytesMut,
     /// Drops the answers to messages pgsplit itself injected (re-preparing statements).
     pub(super) responses: ResponseFilter,
-    /// What the unit in progress did, applied to the session state when it ends.
-    pub(super) unit: Work,
-    pub(super) unit_failed: bool,
+    /// What the units in flight do, taken into the session state as each is answered.
+    pub(super) in_flight: super::in_flight::InFlight,
     /// After a unit failed before reaching a server (or a unit cut at Flush failed when pgsplit
     /// closed it), the client's messages up to its Sync are dropped, simple queries included,
     /// as PostgreSQL does after an error.
@@ -228,8 +227,7 @@ impl Session {
             batch_bytes: 0,
             to_server: BytesMut::with_capacity(8 * 1024),
             responses: ResponseFilter::default(),
-            unit: Work::default(),
-            unit_failed: false,
+            in_flight: Default::default(),
             discard_until_sync: false,
             identity_confirmed,
             last_read_node: None,
@@ -536,8 +534,7 @@ impl Session {
         }
         let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
-        self.unit.tx.extend(work.tx);
-        self.unit.effects.extend(work.effects);
+        self.in_flight.send(work.tx, work.effects);
         for frame in &frames {
             self.forward(frame);
         }
@@ -590,6 +587,7 @@ impl Session {
         match frame.tag {
             tag::QUERY | tag::SYNC | tag::FUNCTION_CALL => {
                 self.pending += 1;
+                self.in_flight.close();
                 self.bound_since_sync = false;
             }
             tag::BIND => self.bound_since_sync = true,
@@ -657,9 +655,7 @@ impl Session {
                     } else {
                         client.out.extend_from_slice(&frame.bytes);
                     }
-                    if self.pending == 0 {
-                        self.end_unit();
-                    }
+                    self.unit_answered();
                     continue;
                 }
                 _ => {}
@@ -676,9 +672,37 @@ impl Session {
         client.flush().await.map_err(|_| FrontendError::ClientGone)
     }
 
-    /// A unit is over: its effects enter the session's state (and the connection's record),
+    /// A ReadyForQuery for the client: the oldest unit in flight is over. Its effects enter
+    /// the session's state (and the connection's record); once nothing is in flight, the
+    /// connection may go back to the pool.
+    pub(super) fn unit_answered(&mut self) {
+        let Some(attached) = self.server.as_mut() else {
+            return;
+        };
+        let conn = &mut attached.checkout.conn;
+        let unit = self.in_flight.answered();
+        let outcome = UnitOutcome {
+            status: conn.tx_status,
+            failed: unit.failed,
+        };
+        let taken = self.state.finish_unit(unit.effects, outcome);
+        if taken
+            .iter()
+            .any(|e| matches!(e, SessionEffect::ResetAll | SessionEffect::DiscardAll))
+        {
+            // RESET ALL and DISCARD ALL reset pgsplit's settings too, as they would a server's.
+            self.hints = Hints::default();
+            self.shard_choice = None;
+        }
+        super::state::record_on_connection(conn, &taken);
+        if self.pending == 0 {
+            self.end_units();
+        }
+    }
+
+    /// Nothing is in flight: the units' time is measured, the cache learns what they wrote,
     /// and the connection may go back to the pool.
-    pub(super) fn end_unit(&mut self) {
+    fn end_units(&mut self) {
         let Some(attached) = self.server.as_mut() else {
             return;
         };
@@ -694,27 +718,16 @@ impl Session {
             }
             work.finish(elapsed);
         }
-        let conn = &mut attached.checkout.conn;
-        let unit = std::mem::take(&mut self.unit);
+        let (tx, failed) = self.in_flight.quiet();
         let outcome = UnitOutcome {
-            status: conn.tx_status,
-            failed: std::mem::take(&mut self.unit_failed),
+            status: attached.checkout.conn.tx_status,
+            failed,
         };
         self.multi_shard.unit_ended(outcome);
-        let applied = self.state.finish_unit(unit.effects, &unit.tx, outcome);
         if outcome.status == b'I' {
             self.local_hints = Hints::default();
         }
-        if applied
-            .iter()
-            .any(|e| matches!(e, SessionEffect::ResetAll | SessionEffect::DiscardAll))
-        {
-            // RESET ALL and DISCARD ALL reset pgsplit's settings too, as they would a server's.
-            self.hints = Hints::default();
-            self.shard_choice = None;
-        }
-        super::state::record_on_connection(conn, &applied);
-        self.settle_cache(outcome, &unit.tx);
+        self.settle_cache(outcome, &tx);
         // The connection is released once the causal token of a committed write is known.
         if !(self.wrote && outcome.status == b'I') {
             self.release_if_idle();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::backend::{ServerConn, Settings};
 
-use crate::route::classify::{PinCause, SessionEffect, TxControl};
+use crate::route::classify::{PinCause, SessionEffect};
 
 #[derive(Default)]
 pub struct SessionState {
@@ -110,48 +110,28 @@ impl SessionState {
     pub fn finish_unit(
         &mut self,
         effects: Vec<SessionEffect>,
-        tx: &[TxControl],
         outcome: UnitOutcome,
     ) -> Vec<SessionEffect> {
+        let mut taken = Vec::new();
         for effect in effects {
             // A failed unit's effects did not happen, but a savepoint it set before the error
             // did, and a ROLLBACK TO may name it next.
             if !outcome.failed || is_savepoint_mark(&effect) {
-                self.follow(effect);
+                self.follow(effect, &mut taken);
             }
         }
-        let ended_in_rollback = tx.iter().any(|t| matches!(t, TxControl::Rollback));
-        // A block ends at status I, or, still in a block, where a COMMIT or ROLLBACK AND CHAIN
-        // began the next one (whose own effects, in the same text after it, count with it).
-        let block_ended = match outcome.status {
-            b'I' => true,
-            b'T' => tx
-                .iter()
-                .any(|t| matches!(t, TxControl::Commit | TxControl::Rollback)),
-            _ => {
-                self.aborted = true;
-                false
-            }
-        };
-        if !block_ended {
-            return Vec::new();
+        match outcome.status {
+            // Out of any block: what the unit did outside one (or in the implicit block of a
+            // text of several statements) ends with it.
+            b'I' => self.end_block(!outcome.failed, &mut taken),
+            b'E' => self.aborted = true,
+            _ => {}
         }
-        // Taken first: a rollback that ends a failed block must clear the flag too.
-        let aborted = std::mem::take(&mut self.aborted);
-        if outcome.failed || ended_in_rollback || aborted {
-            self.in_transaction.clear();
-            return Vec::new();
-        }
-        let mut committed = std::mem::take(&mut self.in_transaction);
-        committed.retain(|effect| !is_savepoint_mark(effect));
-        for effect in &committed {
-            self.apply(effect);
-        }
-        committed
+        taken
     }
 
     /// One effect of the transaction in progress (or of a unit outside one), in order.
-    fn follow(&mut self, effect: SessionEffect) {
+    fn follow(&mut self, effect: SessionEffect, taken: &mut Vec<SessionEffect>) {
         match &effect {
             SessionEffect::RollbackToSavepoint { name } => {
                 // The savepoint stays; what came after it goes, and the block runs again.
@@ -168,7 +148,26 @@ impl SessionState {
                     self.in_transaction.extend(effects);
                 }
             }
+            SessionEffect::Commit => self.end_block(true, taken),
+            SessionEffect::Rollback => self.end_block(false, taken),
             _ => self.in_transaction.push(effect),
+        }
+    }
+
+    /// The block ends: its effects take hold if it commits and did not fail (the server
+    /// answers the COMMIT of a failed block with a rollback).
+    fn end_block(&mut self, commits: bool, taken: &mut Vec<SessionEffect>) {
+        // Taken in any case: a rollback that ends a failed block clears the failure too.
+        let aborted = std::mem::take(&mut self.aborted);
+        let effects = std::mem::take(&mut self.in_transaction);
+        if !commits || aborted {
+            return;
+        }
+        for effect in effects {
+            if !is_savepoint_mark(&effect) {
+                self.apply(&effect);
+                taken.push(effect);
+            }
         }
     }
 
@@ -220,7 +219,9 @@ impl SessionState {
             | SessionEffect::SequenceState
             | SessionEffect::Savepoint { .. }
             | SessionEffect::RollbackToSavepoint { .. }
-            | SessionEffect::ReleaseSavepoint { .. } => {}
+            | SessionEffect::ReleaseSavepoint { .. }
+            | SessionEffect::Commit
+            | SessionEffect::Rollback => {}
         }
     }
 }
@@ -317,7 +318,7 @@ mod tests {
                 "SET \"application_name\" = 'a'".into()
             )]
         );
-        s.finish_unit(vec![set("application_name", "'b'")], &[], OK_IDLE);
+        s.finish_unit(vec![set("application_name", "'b'")], OK_IDLE);
         assert_eq!(
             settings(&s),
             vec![(
@@ -325,7 +326,7 @@ mod tests {
                 "SET application_name = 'b'".into()
             )]
         );
-        s.finish_unit(vec![SessionEffect::ResetAll], &[], OK_IDLE);
+        s.finish_unit(vec![SessionEffect::ResetAll], OK_IDLE);
         assert_eq!(settings(&s)[0].1, "SET \"application_name\" = 'a'");
     }
 
@@ -334,7 +335,6 @@ mod tests {
         let mut s = SessionState::default();
         s.finish_unit(
             vec![set("search_path", "x")],
-            &[],
             UnitOutcome {
                 status: b'I',
                 failed: true,
@@ -346,37 +346,44 @@ mod tests {
     #[test]
     fn transaction_effects_wait_for_commit_and_vanish_on_rollback() {
         let mut s = SessionState::default();
-        s.finish_unit(
-            vec![set("search_path", "x")],
-            &[TxControl::Begin { read_only: false }],
-            OK_IN_TX,
-        );
+        s.finish_unit(vec![set("search_path", "x")], OK_IN_TX);
         assert!(settings(&s).is_empty());
-        s.finish_unit(vec![], &[TxControl::Rollback], OK_IDLE);
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
         assert!(settings(&s).is_empty());
+        s.finish_unit(vec![set("search_path", "y")], OK_IN_TX);
+        s.finish_unit(vec![], FAILED_IN_TX);
+        // COMMIT of a failed transaction block is a rollback.
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
+        assert!(settings(&s).is_empty());
+        s.finish_unit(vec![set("search_path", "z")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
+        assert_eq!(settings(&s).len(), 1);
+    }
+
+    #[test]
+    fn one_text_holding_two_blocks_keeps_each_ones_fate() {
+        let mut s = SessionState::default();
         s.finish_unit(
-            vec![set("search_path", "y")],
-            &[TxControl::Begin { read_only: false }],
-            OK_IN_TX,
+            vec![
+                set("a", "1"),
+                SessionEffect::Commit,
+                set("b", "1"),
+                SessionEffect::Rollback,
+                set("c", "1"),
+            ],
+            OK_IDLE,
         );
+        assert_eq!(names_set(&s), ["a", "c"]);
+        // A COMMIT in the text before an error: which statement failed is not known, so
+        // nothing of the text is taken.
         s.finish_unit(
-            vec![],
-            &[],
+            vec![set("d", "1"), SessionEffect::Commit],
             UnitOutcome {
-                status: b'E',
+                status: b'I',
                 failed: true,
             },
         );
-        // COMMIT of a failed transaction block is a rollback.
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
-        assert!(settings(&s).is_empty());
-        s.finish_unit(
-            vec![set("search_path", "z")],
-            &[TxControl::Begin { read_only: false }],
-            OK_IN_TX,
-        );
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
-        assert_eq!(settings(&s).len(), 1);
+        assert_eq!(names_set(&s), ["a", "c"]);
     }
 
     fn savepoint(name: &str) -> SessionEffect {
@@ -405,65 +412,62 @@ mod tests {
 
     #[test]
     fn a_rollback_to_a_savepoint_undoes_the_settings_made_since() {
-        let begin = [TxControl::Begin { read_only: false }];
         let mut s = SessionState::default();
-        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![savepoint("s1"), set("b", "1")], &[], OK_IN_TX);
-        s.finish_unit(vec![savepoint("s2"), set("c", "1")], &[], OK_IN_TX);
-        s.finish_unit(vec![rollback_to("s1")], &[], OK_IN_TX);
-        s.finish_unit(vec![set("d", "1")], &[], OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![set("a", "1")], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s1"), set("b", "1")], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s2"), set("c", "1")], OK_IN_TX);
+        s.finish_unit(vec![rollback_to("s1")], OK_IN_TX);
+        s.finish_unit(vec![set("d", "1")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a", "d"]);
 
         // Released, the effects stay; the savepoints after it go with it.
         let mut s = SessionState::default();
-        s.finish_unit(vec![savepoint("s1"), set("a", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![savepoint("s2"), set("b", "1")], &[], OK_IN_TX);
-        s.finish_unit(vec![release("s1")], &[], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s1"), set("a", "1")], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s2"), set("b", "1")], OK_IN_TX);
+        s.finish_unit(vec![release("s1")], OK_IN_TX);
         // s2 went with s1: pgsplit no longer knows it either (the server would refuse this).
-        s.finish_unit(vec![rollback_to("s2")], &[], OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![rollback_to("s2")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a", "b"]);
     }
 
     #[test]
     fn a_savepoint_rescues_a_failed_block_and_its_settings() {
-        let begin = [TxControl::Begin { read_only: false }];
         let mut s = SessionState::default();
-        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
+        s.finish_unit(vec![set("a", "1")], OK_IN_TX);
         // The savepoint was set before the error in the same unit.
-        s.finish_unit(vec![savepoint("s1"), set("b", "1")], &[], FAILED_IN_TX);
-        s.finish_unit(vec![rollback_to("s1")], &[], OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![savepoint("s1"), set("b", "1")], FAILED_IN_TX);
+        s.finish_unit(vec![rollback_to("s1")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a"]);
 
         // Not rescued: the COMMIT is a rollback, and the next block starts clean.
         let mut s = SessionState::default();
-        s.finish_unit(vec![savepoint("s1"), set("a", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![], &[], FAILED_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
-        s.finish_unit(vec![set("b", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![savepoint("s1"), set("a", "1")], OK_IN_TX);
+        s.finish_unit(vec![], FAILED_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
+        s.finish_unit(vec![set("b", "1")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["b"]);
         // Nor after a ROLLBACK of a failed block.
-        s.finish_unit(vec![], &begin, OK_IN_TX);
-        s.finish_unit(vec![], &[], FAILED_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Rollback], OK_IDLE);
-        s.finish_unit(vec![set("c", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![], OK_IN_TX);
+        s.finish_unit(vec![], FAILED_IN_TX);
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        s.finish_unit(vec![set("c", "1")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["b", "c"]);
     }
 
     #[test]
     fn chained_blocks_commit_and_roll_back_their_own_settings() {
-        let begin = [TxControl::Begin { read_only: false }];
-        let chain = |end| [end, TxControl::Begin { read_only: false }];
         let mut s = SessionState::default();
-        s.finish_unit(vec![set("a", "1")], &begin, OK_IN_TX);
-        s.finish_unit(vec![], &chain(TxControl::Commit), OK_IN_TX);
-        s.finish_unit(vec![set("b", "1")], &[], OK_IN_TX);
-        s.finish_unit(vec![], &chain(TxControl::Rollback), OK_IN_TX);
-        s.finish_unit(vec![], &[TxControl::Commit], OK_IDLE);
+        s.finish_unit(vec![set("a", "1")], OK_IN_TX);
+        // COMMIT AND CHAIN, ROLLBACK AND CHAIN: the status stays T.
+        s.finish_unit(vec![SessionEffect::Commit], OK_IN_TX);
+        s.finish_unit(vec![set("b", "1")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a"]);
     }
 
@@ -475,13 +479,9 @@ mod tests {
             SessionEffect::Pin(PinCause::TempTable),
         ]);
         assert_eq!(s.pin(), Some(PinCause::Listen));
-        s.finish_unit(
-            vec![SessionEffect::Unlisten { channel: None }],
-            &[],
-            OK_IDLE,
-        );
+        s.finish_unit(vec![SessionEffect::Unlisten { channel: None }], OK_IDLE);
         assert_eq!(s.pin(), Some(PinCause::TempTable));
-        s.finish_unit(vec![SessionEffect::DiscardAll], &[], OK_IDLE);
+        s.finish_unit(vec![SessionEffect::DiscardAll], OK_IDLE);
         assert_eq!(s.pin(), None);
     }
 
@@ -489,11 +489,7 @@ mod tests {
     fn default_read_only_is_read_from_settings() {
         let mut s = SessionState::default();
         assert!(!s.default_read_only());
-        s.finish_unit(
-            vec![set("default_transaction_read_only", "on")],
-            &[],
-            OK_IDLE,
-        );
+        s.finish_unit(vec![set("default_transaction_read_only", "on")], OK_IDLE);
         assert!(s.default_read_only());
     }
 }

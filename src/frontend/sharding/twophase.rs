@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use crate::backend::{BackendError, ServerConn};
 use crate::protocol::{SqlState, error_code, error_field};
-use crate::route::classify::TxControl;
+use crate::route::classify::{SessionEffect, TxControl};
 use crate::route::{Reason, Route};
 use crate::shard::twophase::{Decision, Gid};
 use crate::topology::Role;
@@ -69,7 +69,7 @@ impl MultiShard {
         self.begin = Some(begin.to_string());
     }
 
-    /// A unit ended on the attached connection (from `end_unit`).
+    /// A unit ended on the attached connection (from `end_units`).
     pub(in crate::frontend) fn unit_ended(&mut self, outcome: UnitOutcome) {
         self.coordinator_done |= !self.prepared.is_empty();
         self.aborted |= outcome.status == b'E' && !self.parked.is_empty();
@@ -322,7 +322,7 @@ impl Session {
         self.multi_shard.prepared = prepared;
         self.multi_shard.coordinator = coordinator;
         self.multi_shard.coordinator_xid = xid;
-        // The coordinator stays attached until its commit is resolved (see end_unit).
+        // The coordinator stays attached until its commit is resolved (see end_units).
         self.wrote = true;
         Ok(())
     }
@@ -437,7 +437,7 @@ impl Session {
             failed: true,
         };
         self.state
-            .finish_unit(Vec::new(), &[TxControl::Rollback], rolled_back);
+            .finish_unit(vec![SessionEffect::Rollback], rolled_back);
         self.pending_writes = None;
         self.wrote = false;
         self.multi_shard.begin = None;

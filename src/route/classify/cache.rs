@@ -290,7 +290,9 @@ fn effect_weight(effect: &SessionEffect) -> usize {
         | SessionEffect::DiscardAll
         | SessionEffect::DiscardTemp
         | SessionEffect::Pin(_)
-        | SessionEffect::SequenceState => 0,
+        | SessionEffect::SequenceState
+        | SessionEffect::Commit
+        | SessionEffect::Rollback => 0,
     };
     size_of::<SessionEffect>() + heap
 }

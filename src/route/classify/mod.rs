@@ -103,6 +103,11 @@ pub enum SessionEffect {
     ReleaseSavepoint {
         name: String,
     },
+    /// `COMMIT` / `END` (with or without `AND CHAIN`): the transaction's effects so far count.
+    /// In order with the others, so that one text holding two blocks keeps each one's fate.
+    Commit,
+    /// `ROLLBACK` / `ABORT` (with or without `AND CHAIN`): they vanish.
+    Rollback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,7 +36,10 @@ pub(super) fn absorb(stmt: &Statement, found: &mut Findings) -> bool {
         Statement::StartTransaction { modes, .. } => found.tx.push(TxControl::Begin {
             read_only: read_only_mode(modes) == Some(true),
         }),
-        Statement::Commit { chain, .. } => end_transaction(TxControl::Commit, *chain, found),
+        Statement::Commit { chain, .. } => {
+            end_transaction(TxControl::Commit, *chain, found);
+            found.effects.push(SessionEffect::Commit);
+        }
         // Savepoints are effects too, in order with the SETs around them: rolling back to one
         // undoes what the session set since.
         Statement::Rollback {
@@ -48,7 +51,10 @@ pub(super) fn absorb(stmt: &Statement, found: &mut Findings) -> bool {
                 name: names::identifier(name),
             });
         }
-        Statement::Rollback { chain, .. } => end_transaction(TxControl::Rollback, *chain, found),
+        Statement::Rollback { chain, .. } => {
+            end_transaction(TxControl::Rollback, *chain, found);
+            found.effects.push(SessionEffect::Rollback);
+        }
         Statement::Savepoint { name } => {
             found.tx.push(TxControl::Savepoint);
             found.effects.push(SessionEffect::Savepoint {

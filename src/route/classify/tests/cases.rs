@@ -198,8 +198,26 @@ fn transactions() -> Vec<Case> {
         r("BEGIN READ ONLY").tx(vec![begin(true)]),
         r("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY").tx(vec![begin(true)]),
         r("START TRANSACTION READ ONLY, READ WRITE").tx(vec![begin(false)]),
-        r("COMMIT AND CHAIN").tx(vec![TxControl::Commit, begin(false)]),
-        r("ABORT").tx(vec![TxControl::Rollback]),
+        r("COMMIT AND CHAIN")
+            .tx(vec![TxControl::Commit, begin(false)])
+            .effects(vec![SessionEffect::Commit]),
+        r("ABORT")
+            .tx(vec![TxControl::Rollback])
+            .effects(vec![SessionEffect::Rollback]),
+        // The ends of blocks are effects too, in order with the SETs between them.
+        r("BEGIN; SET a = 1; COMMIT; BEGIN; SET b = 2; ROLLBACK")
+            .tx(vec![
+                begin(false),
+                TxControl::Commit,
+                begin(false),
+                TxControl::Rollback,
+            ])
+            .effects(vec![
+                set("a", "SET a = 1"),
+                SessionEffect::Commit,
+                set("b", "SET b = 2"),
+                SessionEffect::Rollback,
+            ]),
         r("ROLLBACK TO a")
             .tx(vec![TxControl::RollbackToSavepoint])
             .effects(vec![SessionEffect::RollbackToSavepoint {
@@ -375,7 +393,8 @@ fn cursors_copy_maintenance() -> Vec<Case> {
         w("REFRESH MATERIALIZED VIEW account_summary").unparsed(),
         w("CALL touch_counter()"),
         w("BEGIN; LOCK TABLE accounts IN SHARE MODE; COMMIT")
-            .tx(vec![begin(false), TxControl::Commit]),
+            .tx(vec![begin(false), TxControl::Commit])
+            .effects(vec![SessionEffect::Commit]),
     ]
 }
 
