@@ -313,6 +313,23 @@ async fn settings_follow_a_rollback_to_pipelined_behind_an_error() {
     assert_eq!(seen, ["kept".to_string()].into());
 }
 
+/// A cursor WITH HOLD outlives its transaction on the connection that declared it, so the
+/// session stays there: on the primary, where its writes can run too, though the cursor reads.
+#[tokio::test]
+async fn a_cursor_with_hold_pins_the_session_to_the_primary() {
+    let client = connect_to(round_robin_proxy()).await;
+    client
+        .batch_execute("DECLARE held CURSOR WITH HOLD FOR SELECT inet_server_port()")
+        .await
+        .unwrap();
+    assert_eq!(node_of(&client, "FETCH 1 FROM held").await, "primary");
+    client
+        .batch_execute("CREATE TEMP TABLE written_after_held (x int)")
+        .await
+        .unwrap();
+    client.batch_execute("CLOSE held").await.unwrap();
+}
+
 #[tokio::test]
 async fn a_temp_table_pins_the_session_to_the_primary() {
     let client = connect().await;

@@ -95,7 +95,7 @@ impl Session {
             write_reason: work.write_reason.as_deref(),
             tx: &work.tx,
             default_read_only: self.state.default_read_only(),
-            pin: self.state.pin(),
+            pin: self.state.pin().or_else(|| work.pin()),
             session_mode: super::session::session_mode_in(&live),
             client: self.client_ip,
             executes: work.executes,

@@ -8,7 +8,9 @@ use smallvec::SmallVec;
 use crate::cache::{WriteScope, write_scope};
 use crate::hint::{HintWarning, Hints, parse_hints};
 use crate::protocol::{Frame, messages, tag};
-use crate::route::classify::{Access, Classification, Classifier, SessionEffect, TxControl};
+use crate::route::classify::{
+    Access, Classification, Classifier, PinCause, SessionEffect, TxControl,
+};
 
 use super::state::SessionState;
 
@@ -54,6 +56,15 @@ pub fn merge_scopes(a: Option<WriteScope>, b: Option<WriteScope>) -> Option<Writ
 impl Work {
     pub fn access(&self) -> Access {
         self.access.unwrap_or(Access::Read)
+    }
+
+    /// The first pin the unit takes: the session holds it from the unit on, so the unit goes
+    /// where pinned sessions go (a cursor WITH HOLD reads, but must not keep it on a replica).
+    pub fn pin(&self) -> Option<PinCause> {
+        self.effects.iter().find_map(|effect| match effect {
+            SessionEffect::Pin(cause) => Some(*cause),
+            _ => None,
+        })
     }
 
     /// Reads the hint comments of a statement the unit runs.
