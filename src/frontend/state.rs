@@ -30,6 +30,9 @@ pub struct SessionState {
     pub portals: foldhash::HashMap<String, String>,
     /// Why the session must stay on its primary connection, if it must.
     pins: Vec<PinCause>,
+    /// The cursors WITH HOLD declared and not known to be closed: the last one closed lifts
+    /// the session's pin for them.
+    hold_cursors: Vec<String>,
     /// Effects of the open transaction block and its savepoints, in order: applied at COMMIT,
     /// dropped at ROLLBACK, cut back to a savepoint by ROLLBACK TO.
     in_transaction: Vec<SessionEffect>,
@@ -89,11 +92,13 @@ impl SessionState {
     /// state behind, and staying on the primary is always safe.
     pub fn add_pins(&mut self, effects: &[SessionEffect]) {
         for effect in effects {
-            if let SessionEffect::Pin(cause) = effect
-                && !self.pins.contains(cause)
-            {
-                tracing::info!(cause = ?cause, "session pinned to its primary connection");
-                self.pins.push(*cause);
+            match effect {
+                SessionEffect::Pin(cause) if !self.pins.contains(cause) => {
+                    tracing::info!(cause = ?cause, "session pinned to its primary connection");
+                    self.pins.push(*cause);
+                }
+                SessionEffect::HoldCursor { name } => self.hold_cursors.push(name.clone()),
+                _ => {}
             }
         }
     }
@@ -208,6 +213,16 @@ impl SessionState {
                 self.sql_prepared.clear();
                 self.statements.clear();
                 self.pins.clear();
+                self.hold_cursors.clear();
+            }
+            SessionEffect::CloseCursor { name } => {
+                match name {
+                    Some(name) => self.hold_cursors.retain(|held| held != name),
+                    None => self.hold_cursors.clear(),
+                }
+                if self.hold_cursors.is_empty() {
+                    self.pins.retain(|p| *p != PinCause::HoldCursor);
+                }
             }
             SessionEffect::DiscardTemp => self.pins.retain(|p| *p != PinCause::TempTable),
             SessionEffect::Unlisten { channel: None } => {
@@ -220,6 +235,7 @@ impl SessionState {
             | SessionEffect::Savepoint { .. }
             | SessionEffect::RollbackToSavepoint { .. }
             | SessionEffect::ReleaseSavepoint { .. }
+            | SessionEffect::HoldCursor { .. }
             | SessionEffect::Commit
             | SessionEffect::Rollback => {}
         }
@@ -483,6 +499,35 @@ mod tests {
         assert_eq!(s.pin(), Some(PinCause::TempTable));
         s.finish_unit(vec![SessionEffect::DiscardAll], OK_IDLE);
         assert_eq!(s.pin(), None);
+    }
+
+    #[test]
+    fn closing_every_cursor_with_hold_lifts_their_pin() {
+        let hold = |name: &str| SessionEffect::HoldCursor { name: name.into() };
+        let close = |name: Option<&str>| SessionEffect::CloseCursor {
+            name: name.map(String::from),
+        };
+        let mut s = SessionState::default();
+        s.add_pins(&[
+            SessionEffect::Pin(PinCause::HoldCursor),
+            hold("a"),
+            hold("b"),
+        ]);
+        s.finish_unit(vec![close(Some("a"))], OK_IDLE);
+        assert_eq!(s.pin(), Some(PinCause::HoldCursor), "b is still open");
+        // A failed CLOSE closed nothing.
+        let failed = UnitOutcome {
+            status: b'I',
+            failed: true,
+        };
+        s.finish_unit(vec![close(Some("b"))], failed);
+        assert_eq!(s.pin(), Some(PinCause::HoldCursor));
+        s.finish_unit(vec![close(Some("b"))], OK_IDLE);
+        assert_eq!(s.pin(), None);
+
+        s.add_pins(&[SessionEffect::Pin(PinCause::HoldCursor), hold("c")]);
+        s.finish_unit(vec![close(None)], OK_IDLE);
+        assert_eq!(s.pin(), None, "CLOSE ALL");
     }
 
     #[test]

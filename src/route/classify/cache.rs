@@ -283,9 +283,11 @@ fn effect_weight(effect: &SessionEffect) -> usize {
         | SessionEffect::Execute { name }
         | SessionEffect::Savepoint { name }
         | SessionEffect::RollbackToSavepoint { name }
-        | SessionEffect::ReleaseSavepoint { name } => name.len(),
+        | SessionEffect::ReleaseSavepoint { name }
+        | SessionEffect::HoldCursor { name } => name.len(),
         SessionEffect::Deallocate { name } => name.as_ref().map_or(0, String::len),
         SessionEffect::Unlisten { channel } => channel.as_ref().map_or(0, String::len),
+        SessionEffect::CloseCursor { name } => name.as_ref().map_or(0, String::len),
         SessionEffect::ResetAll
         | SessionEffect::DiscardAll
         | SessionEffect::DiscardTemp

@@ -103,6 +103,15 @@ pub enum SessionEffect {
     ReleaseSavepoint {
         name: String,
     },
+    /// `DECLARE name CURSOR WITH HOLD`: the cursor outlives the transaction, and keeps the
+    /// session on its connection (with `Pin(HoldCursor)`) until it is closed.
+    HoldCursor {
+        name: String,
+    },
+    /// `CLOSE name`, or None for `CLOSE ALL`.
+    CloseCursor {
+        name: Option<String>,
+    },
     /// `COMMIT` / `END` (with or without `AND CHAIN`): the transaction's effects so far count.
     /// In order with the others, so that one text holding two blocks keeps each one's fate.
     Commit,

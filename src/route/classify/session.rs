@@ -3,8 +3,8 @@
 //! reads. They may run anywhere; what they change is recorded so the session can replay it.
 
 use sqlparser::ast::{
-    ContextModifier, DiscardObject, Expr, Ident, Reset, Set, Statement, TransactionAccessMode,
-    TransactionMode, Value,
+    CloseCursor, ContextModifier, DiscardObject, Expr, Ident, Reset, Set, Statement,
+    TransactionAccessMode, TransactionMode, Value,
 };
 
 use super::statement::Findings;
@@ -67,7 +67,13 @@ pub(super) fn absorb(stmt: &Statement, found: &mut Findings) -> bool {
                 name: names::identifier(name),
             });
         }
-        Statement::ShowVariable { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {}
+        Statement::Close { cursor } => found.effects.push(SessionEffect::CloseCursor {
+            name: match cursor {
+                CloseCursor::All => None,
+                CloseCursor::Specific { name } => Some(names::identifier(name)),
+            },
+        }),
+        Statement::ShowVariable { .. } | Statement::Fetch { .. } => {}
         _ => return false,
     }
     true

@@ -18,7 +18,7 @@ use sqlparser::ast::{
 use super::functions::{FunctionPolicy, Verdict};
 use super::scope::CteScopes;
 use super::statement::Findings;
-use super::{PinCause, names, session};
+use super::{PinCause, SessionEffect, names, session};
 
 /// Walks `stmt` and everything in it.
 pub(super) fn walk(stmt: &Statement, policy: &FunctionPolicy) -> Findings {
@@ -141,6 +141,10 @@ impl Walker<'_> {
                     }
                     if declare.hold == Some(true) {
                         self.found.pin(PinCause::HoldCursor);
+                        for name in &declare.names {
+                            let name = names::identifier(name);
+                            self.found.effects.push(SessionEffect::HoldCursor { name });
+                        }
                     }
                 }
             }

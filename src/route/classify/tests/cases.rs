@@ -348,9 +348,12 @@ fn pins() -> Vec<Case> {
         w("SELECT * FROM set_config('app.user', '7', false)").pin(PinCause::SessionFunction),
         r("SELECT set_config('app.user', '7', 'on')"),
         r("SELECT set_config('app.user', '7', is_local => true)"),
-        r("DECLARE c CURSOR WITH HOLD FOR SELECT * FROM accounts")
+        r("DECLARE \"C\" CURSOR WITH HOLD FOR SELECT * FROM accounts")
             .reads(&["accounts"])
-            .pin(PinCause::HoldCursor),
+            .effects(vec![
+                SessionEffect::Pin(PinCause::HoldCursor),
+                SessionEffect::HoldCursor { name: "C".into() },
+            ]),
         r("DECLARE c NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1"),
         w("DECLARE c CURSOR FOR SELECT * FROM accounts FOR UPDATE").reads(&["accounts"]),
         w("DECLARE c CURSOR FOR SELECT nextval('s')"),
@@ -376,7 +379,10 @@ fn cursors_copy_maintenance() -> Vec<Case> {
         r("MOVE FORWARD 2 IN c"),
         r("FETCH ABSOLUTE 3 c"),
         r("FETCH ALL FROM c"),
-        r("CLOSE ALL"),
+        r("CLOSE ALL").effects(vec![SessionEffect::CloseCursor { name: None }]),
+        r("CLOSE C").effects(vec![SessionEffect::CloseCursor {
+            name: Some("c".into()),
+        }]),
         w("COPY accounts FROM STDIN").writes(&["accounts"]),
         w("COPY app.settings (key, value) FROM STDIN WITH (FORMAT csv)").writes(&["app.settings"]),
         w("COPY accounts FROM '/tmp/accounts.csv' CSV").writes(&["accounts"]),
