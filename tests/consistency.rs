@@ -335,6 +335,26 @@ async fn hints_and_session_settings_change_the_route() {
         .await
         .expect_err("unknown setting");
     assert_eq!(err.code().map(|c| c.code()), Some("42704"));
+
+    // Over the extended protocol (pgjdbc, psycopg 3) and among other statements in one text,
+    // the server runs them (as placeholder settings) and pgsplit takes them on too.
+    client
+        .execute("SET pgsplit.consistency = 'strong'", &[])
+        .await
+        .expect("set over the extended protocol");
+    assert_eq!(node_of(&client, &names, sql).await, "primary");
+    let err = client
+        .execute("SET pgsplit.consistency = 'sometimes'", &[])
+        .await
+        .expect_err("a bad value");
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"));
+    assert_eq!(node_of(&client, &names, sql).await, "primary");
+    client
+        .batch_execute("SELECT 1; RESET pgsplit.consistency")
+        .await
+        .expect("reset among other statements");
+    let node = node_of(&client, &names, sql).await;
+    assert!(node.starts_with("replica"), "{node}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,10 @@
 
 use crate::hint::{
     Hints, SessionCommand, Setting, SettingValue, ShardHint, parse_setting_value,
-    parse_shard_choice, setting_from_name,
+    parse_shard_choice, session_command, setting_from_name,
 };
 use crate::protocol::{ErrorFields, Frame, SqlState, tag};
+use crate::route::classify::SessionEffect;
 use crate::route::{Reason, Route};
 
 use super::client::ClientConn;
@@ -56,19 +57,23 @@ impl Session {
         Ok(())
     }
 
-    /// `SET`, `RESET` and `SHOW pgsplit.*`: answered by pgsplit, never sent to a server.
+    /// `SET`, `RESET` and `SHOW pgsplit.*` sent alone as a simple query: answered by pgsplit,
+    /// never sent to a server.
     pub(super) fn answer_session_command(
         &mut self,
         client: &mut ClientConn,
         command: Result<SessionCommand, String>,
     ) {
         let status = self.transaction_status();
-        let shown = match &command {
-            Ok(SessionCommand::Show { setting }) => Some(self.show_setting(*setting)),
-            _ => None,
-        };
         let mut w = client.writer();
         match command {
+            Ok(SessionCommand::Show { setting }) => {
+                let shown = self.show_setting(setting);
+                let name = format!("pgsplit.{}", setting.key());
+                w.row_description(&[&name]);
+                w.data_row(&[shown.as_str()]);
+                w.command_complete("SHOW");
+            }
             Ok(SessionCommand::Set { local: true, .. }) if status == b'I' => {
                 // As PostgreSQL: outside a transaction block SET LOCAL has no effect.
                 w.notice_response(&ErrorFields::warning(
@@ -76,80 +81,59 @@ impl Session {
                 ));
                 w.command_complete("SET");
             }
-            Ok(SessionCommand::Set { setting, local, .. }) if local && setting.is_shard_choice() => {
-                w.error_response(&ErrorFields::error(
-                    SqlState::FEATURE_NOT_SUPPORTED,
-                    format!("SET LOCAL {setting} is not supported: use SET {setting}, then RESET {setting}"),
-                ))
-            }
-            Ok(SessionCommand::Set { setting, value, .. }) if setting.is_shard_choice() => {
-                let chosen = value
-                    .map(|value| parse_shard_choice(setting, &value))
-                    .transpose();
-                match chosen {
-                    Ok(choice) => {
-                        self.shard_choice = choice;
-                        w.command_complete("SET");
-                    }
-                    Err(message) => w.error_response(&ErrorFields::error(
-                        SqlState::INVALID_PARAMETER_VALUE,
-                        message,
-                    )),
+            Ok(command) => match setting_change(command) {
+                Ok(change) => {
+                    w.command_complete(change.tag());
+                    self.apply_setting_change(change);
                 }
-            }
-            Ok(SessionCommand::Set {
-                setting,
-                value,
-                local,
-            }) => {
-                let parsed = match value {
-                    Some(value) => parse_setting_value(setting, &value),
-                    None => Ok(SettingValue::Default),
-                };
-                match parsed {
-                    Ok(_) if setting.is_read_only() => w.error_response(&ErrorFields::error(
-                        SqlState::CANT_CHANGE_RUNTIME_PARAM,
-                        format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
-                    )),
-                    Ok(value) => {
-                        let target = if local {
-                            &mut self.local_hints
-                        } else {
-                            &mut self.hints
-                        };
-                        target.apply(setting, value);
-                        w.command_complete("SET");
-                    }
-                    Err(message) => w.error_response(&ErrorFields::error(
-                        SqlState::INVALID_PARAMETER_VALUE,
-                        message,
-                    )),
-                }
-            }
-            Ok(SessionCommand::Reset { setting }) if setting.is_read_only() => {
-                w.error_response(&ErrorFields::error(
-                    SqlState::CANT_CHANGE_RUNTIME_PARAM,
-                    format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
-                ))
-            }
-            Ok(SessionCommand::Reset { setting }) => {
-                self.hints.reset(setting);
-                if shown_choice(self.shard_choice.as_ref(), setting).is_some() {
-                    self.shard_choice = None;
-                }
-                w.command_complete("RESET");
-            }
-            Ok(SessionCommand::Show { setting }) => {
-                let name = format!("pgsplit.{}", setting.key());
-                w.row_description(&[&name]);
-                w.data_row(&[shown.as_deref().unwrap_or_default()]);
-                w.command_complete("SHOW");
-            }
+                Err(fields) => w.error_response(&fields),
+            },
             Err(message) => {
                 w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message))
             }
         }
         w.ready_for_query(status);
+    }
+
+    /// A `SET` or `RESET` of a `pgsplit.*` setting takes effect in the session.
+    fn apply_setting_change(&mut self, change: SettingChange) {
+        match change {
+            SettingChange::Hint {
+                setting,
+                value,
+                local,
+            } => {
+                let target = if local {
+                    &mut self.local_hints
+                } else {
+                    &mut self.hints
+                };
+                target.apply(setting, value);
+            }
+            SettingChange::ShardChoice(choice) => self.shard_choice = choice,
+            SettingChange::Reset(setting) => {
+                self.hints.reset(setting);
+                if shown_choice(self.shard_choice.as_ref(), setting).is_some() {
+                    self.shard_choice = None;
+                }
+            }
+        }
+    }
+
+    /// Effects a server ran that took hold, in order, as they touch pgsplit's own settings:
+    /// `RESET ALL` and `DISCARD ALL` reset them too, as they would a server's; `SET` / `RESET
+    /// pgsplit.*` sent over the extended protocol, or among other statements in one text (the
+    /// server keeps them as placeholder settings), are taken on (they were checked before
+    /// they were sent).
+    pub(super) fn take_on_pgsplit_settings(&mut self, taken: &[SessionEffect]) {
+        for effect in taken {
+            if matches!(effect, SessionEffect::ResetAll | SessionEffect::DiscardAll) {
+                self.hints = Hints::default();
+                self.shard_choice = None;
+            } else if let Some(Ok(change)) = pgsplit_setting_change(effect) {
+                self.apply_setting_change(change);
+            }
+        }
     }
 
     /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
@@ -220,7 +204,108 @@ fn shown_choice(choice: Option<&ShardHint>, setting: Setting) -> Option<String> 
 }
 
 pub(super) fn is_pgsplit_setting(name: &str) -> bool {
-    name.to_ascii_lowercase().starts_with("pgsplit.")
+    name.get(..8)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("pgsplit."))
+}
+
+/// What a `SET` or `RESET` of a `pgsplit.*` setting changes in the session.
+pub(super) enum SettingChange {
+    Hint {
+        setting: Setting,
+        value: SettingValue,
+        local: bool,
+    },
+    ShardChoice(Option<ShardHint>),
+    Reset(Setting),
+}
+
+impl SettingChange {
+    fn tag(&self) -> &'static str {
+        match self {
+            SettingChange::Reset(_) => "RESET",
+            _ => "SET",
+        }
+    }
+}
+
+/// The change a `SET` or `RESET` asks for, or the error PostgreSQL gives for a bad one.
+fn setting_change(command: SessionCommand) -> Result<SettingChange, ErrorFields> {
+    let cannot_change = |setting: Setting| {
+        ErrorFields::error(
+            SqlState::CANT_CHANGE_RUNTIME_PARAM,
+            format!("parameter \"pgsplit.{}\" cannot be changed", setting.key()),
+        )
+    };
+    let bad_value = |message| ErrorFields::error(SqlState::INVALID_PARAMETER_VALUE, message);
+    match command {
+        SessionCommand::Set { setting, local, .. } if local && setting.is_shard_choice() => {
+            Err(ErrorFields::error(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "SET LOCAL {setting} is not supported: use SET {setting}, then RESET {setting}"
+                ),
+            ))
+        }
+        SessionCommand::Set { setting, value, .. } if setting.is_shard_choice() => value
+            .map(|value| parse_shard_choice(setting, &value))
+            .transpose()
+            .map(SettingChange::ShardChoice)
+            .map_err(bad_value),
+        SessionCommand::Set {
+            setting,
+            value,
+            local,
+        } => {
+            let value = match value {
+                Some(value) => parse_setting_value(setting, &value).map_err(bad_value)?,
+                None => SettingValue::Default,
+            };
+            if setting.is_read_only() {
+                return Err(cannot_change(setting));
+            }
+            Ok(SettingChange::Hint {
+                setting,
+                value,
+                local,
+            })
+        }
+        SessionCommand::Reset { setting } if setting.is_read_only() => Err(cannot_change(setting)),
+        SessionCommand::Reset { setting } => Ok(SettingChange::Reset(setting)),
+        SessionCommand::Show { setting } => Err(ErrorFields::error(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            format!(
+                "SHOW pgsplit.{} is answered alone, as a simple query",
+                setting.key()
+            ),
+        )),
+    }
+}
+
+/// The change a session effect makes to a `pgsplit.*` setting, if it names one: the classifier
+/// records `SET` and `RESET` of every setting.
+fn pgsplit_setting_change(effect: &SessionEffect) -> Option<Result<SettingChange, ErrorFields>> {
+    let command = match effect {
+        SessionEffect::Set { name, sql } if is_pgsplit_setting(name) => session_command(sql),
+        SessionEffect::Reset { name } if is_pgsplit_setting(name) => {
+            session_command(&format!("RESET {name}"))
+        }
+        _ => return None,
+    }?;
+    Some(match command {
+        Ok(command) => setting_change(command),
+        Err(message) => Err(ErrorFields::error(SqlState::UNDEFINED_OBJECT, message)),
+    })
+}
+
+/// A unit that sets a `pgsplit.*` setting where pgsplit does not answer it itself is refused
+/// before it is sent when the setting or its value is bad, as it would be sent alone.
+pub(super) fn check_pgsplit_settings(effects: &[SessionEffect]) -> Result<(), FrontendError> {
+    for effect in effects {
+        if let Some(Err(fields)) = pgsplit_setting_change(effect) {
+            return Err(FrontendError::Refused(fields));
+        }
+    }
+    Ok(())
 }
 
 /// The session's starting `pgsplit.*` settings, from the startup packet (`-c pgsplit.after=...`

@@ -13,7 +13,7 @@ use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
 use crate::pool::Checkout;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
-use crate::route::classify::{Access, SessionEffect};
+use crate::route::classify::Access;
 use crate::route::{Reason, Route};
 use crate::topology::{Node, WorkGuard};
 
@@ -445,6 +445,9 @@ impl Session {
             self.explain_route(client, inner);
             return Ok(());
         }
+        if let Err(e) = super::commands::check_pgsplit_settings(&work.effects) {
+            return self.fail_unit(client, e, &frames).await;
+        }
         if !work.warnings.is_empty() {
             // The notices belong with this unit's answers, after those of units in flight.
             self.settle(client).await?;
@@ -686,15 +689,8 @@ impl Session {
             failed: unit.failed,
         };
         let taken = self.state.finish_unit(unit.effects, outcome);
-        if taken
-            .iter()
-            .any(|e| matches!(e, SessionEffect::ResetAll | SessionEffect::DiscardAll))
-        {
-            // RESET ALL and DISCARD ALL reset pgsplit's settings too, as they would a server's.
-            self.hints = Hints::default();
-            self.shard_choice = None;
-        }
         super::state::record_on_connection(conn, &taken);
+        self.take_on_pgsplit_settings(&taken);
         if self.pending == 0 {
             self.end_units();
         }
