@@ -89,6 +89,16 @@ public class PgjdbcProbe {
                     if (ns == null || ns.length == 0) throw new AssertionError("no notification");
                     eq(ns[0].getParameter(), "hi");
                 } });
+            check("pgsplit settings (pgjdbc sends SET over the extended protocol)", () -> {
+                try (Statement s = c.createStatement()) {
+                    s.execute("SET pgsplit.consistency = 'strong'");
+                    for (int i = 0; i < 5; i++) {
+                        try (ResultSet rs = s.executeQuery("SELECT pg_is_in_recovery()")) { rs.next(); eq(rs.getBoolean(1), false); }
+                    }
+                    try { s.execute("SET pgsplit.consistency = 'sometimes'"); throw new AssertionError("no error"); }
+                    catch (SQLException e) { eq(e.getSQLState(), "22023"); }
+                    s.execute("RESET pgsplit.consistency");
+                } });
             check("metadata", () -> {
                 DatabaseMetaData md = c.getMetaData();
                 try (ResultSet rs = md.getColumns(null, "public", t, null)) { int n = 0; while (rs.next()) n++; eq(n, 3); } });
