@@ -227,61 +227,49 @@ async fn application_names(client: &Client) -> std::collections::BTreeSet<String
     seen
 }
 
+/// The `application_name` every server sees for a new session of the round-robin pgsplit
+/// once it has run `texts`, one simple query each.
+async fn application_names_after(texts: &[&str]) -> std::collections::BTreeSet<String> {
+    let client = connect_to(round_robin_proxy()).await;
+    for text in texts {
+        let ran = client.batch_execute(text).await;
+        ran.unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+    application_names(&client).await
+}
+
 /// A ROLLBACK TO SAVEPOINT undoes the settings made since the savepoint, as on the server (a
 /// savepoint that rescues a failed block: `tests/clients.rs`).
 #[tokio::test]
 async fn settings_follow_savepoints() {
-    let client = connect_to(round_robin_proxy()).await;
-    client
-        .batch_execute("BEGIN; SET application_name = 'kept'; SAVEPOINT s")
-        .await
-        .unwrap();
-    client
-        .batch_execute("SET application_name = 'undone'; ROLLBACK TO SAVEPOINT s; COMMIT")
-        .await
-        .unwrap();
-    assert_eq!(
-        application_names(&client).await,
-        ["kept".to_string()].into()
-    );
+    let names = application_names_after(&[
+        "BEGIN; SET application_name = 'kept'; SAVEPOINT s",
+        "SET application_name = 'undone'; ROLLBACK TO SAVEPOINT s; COMMIT",
+    ]);
+    assert_eq!(names.await, ["kept".to_string()].into());
 }
 
 /// COMMIT AND CHAIN keeps the settings of the block it commits; ROLLBACK AND CHAIN drops those
 /// of the block it rolls back.
 #[tokio::test]
 async fn settings_follow_chained_blocks() {
-    let client = connect_to(round_robin_proxy()).await;
-    for sql in [
+    let names = application_names_after(&[
         "BEGIN",
         "SET application_name = 'chained'",
         "COMMIT AND CHAIN",
         "SET application_name = 'dropped'",
         "ROLLBACK AND CHAIN",
         "COMMIT",
-    ] {
-        client.batch_execute(sql).await.unwrap();
-    }
-    assert_eq!(
-        application_names(&client).await,
-        ["chained".to_string()].into()
-    );
+    ]);
+    assert_eq!(names.await, ["chained".to_string()].into());
 }
 
 /// One text holding two blocks: the first one's settings commit, the second one's roll back.
 #[tokio::test]
 async fn settings_follow_each_block_of_one_text() {
-    let client = connect_to(round_robin_proxy()).await;
-    client
-        .batch_execute(
-            "BEGIN; SET application_name = 'first'; COMMIT; \
-             BEGIN; SET application_name = 'second'; ROLLBACK",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        application_names(&client).await,
-        ["first".to_string()].into()
-    );
+    let names = application_names_after(&["BEGIN; SET application_name = 'first'; COMMIT; \
+         BEGIN; SET application_name = 'second'; ROLLBACK"]);
+    assert_eq!(names.await, ["first".to_string()].into());
 }
 
 /// A ROLLBACK TO SAVEPOINT sent behind the statement that fails, before its answer (as
