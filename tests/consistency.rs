@@ -357,10 +357,18 @@ async fn hints_and_session_settings_change_the_route() {
     assert!(node.starts_with("replica"), "{node}");
 }
 
+/// `config` with every cluster asking each commit's WAL position behind it.
+fn asking_at_commit(mut config: pgsplit::config::Config) -> pgsplit::config::Config {
+    for cluster in &mut config.clusters {
+        cluster.consistency.causal_token = pgsplit::config::CausalTokenTiming::AtCommit;
+    }
+    config
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_write_reports_its_causal_token_before_ready_for_query() {
     let c = private_cluster(1);
-    let proxy = start_proxy(config_for(&c));
+    let proxy = start_proxy(asking_at_commit(config_for(&c)));
     let mut stream = wire::logged_in(proxy.addr).await;
     let sql = "CREATE TABLE token_t (i int); INSERT INTO token_t VALUES (1)";
     let messages = wire::round_trip(&mut stream, &wire::query(sql)).await;
@@ -403,7 +411,7 @@ fn assert_token_past(rows: &[(u8, Vec<u8>)], answer: &[(u8, Vec<u8>)]) {
 async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
     let c = private_cluster(1);
     setup_table(&c, "asked").await;
-    let proxy = start_proxy(config_for(&c));
+    let proxy = start_proxy(asking_at_commit(config_for(&c)));
     let mut s = wire::logged_in(proxy.addr).await;
 
     let extended =
@@ -434,6 +442,53 @@ async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
     assert!(wire::tags(&rolled_back).starts_with('C'), "{rolled_back:?}");
     let counted = wire::round_trip(&mut s, &wire::query("SELECT count(*) FROM asked")).await;
     assert_eq!(wire::first_columns(&counted), ["4"], "{counted:?}");
+}
+
+/// By default no commit's position is asked: a committed write's ReadyForQuery comes without a
+/// token, the session's reads go to the primary until the monitor has read the primary's
+/// position after the commit, `SHOW pgsplit.causal_token` waits for that position (past the
+/// write), and the client hears the token before the answers of a later unit. With the
+/// replica's replay paused, every read in between sees the write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_leaves_its_position_to_the_next_read() {
+    let c = private_cluster(1);
+    setup_table(&c, "unasked").await;
+    let proxy = start_proxy(config_for(&c));
+    let mut s = wire::logged_in(proxy.addr).await;
+    let insert = "INSERT INTO unasked VALUES (1, 1) RETURNING pg_current_wal_insert_lsn()::text";
+    let written = wire::round_trip(&mut s, &wire::query(insert)).await;
+    assert_eq!(
+        wire::tags(&written),
+        "TDCZ",
+        "no token, no question: {written:?}"
+    );
+    let shown = wire::round_trip(&mut s, &wire::query("SHOW pgsplit.causal_token")).await;
+    assert_eq!(
+        wire::tags(&shown),
+        "STDCZ",
+        "the token, learned, then shown: {shown:?}"
+    );
+    assert_token_past(&written, &shown);
+
+    c.pause_replay(&c.replicas()[0]).expect("pause replay");
+    let count = "SELECT count(*) FROM unasked";
+    let insert = "INSERT INTO unasked VALUES (2, 1) RETURNING pg_current_wal_insert_lsn()::text";
+    let written = wire::round_trip(&mut s, &wire::query(insert)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let answer = wire::round_trip(&mut s, &wire::query(count)).await;
+        assert_eq!(
+            wire::first_columns(&answer),
+            ["2"],
+            "a read missed the write"
+        );
+        if wire::parameter_status(&answer, "pgsplit.causal_token").is_some() {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "no token within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_token_past(&written, &told);
 }
 
 /// A read the client pipelines behind its write (sent before the write is answered) sees the

@@ -390,6 +390,8 @@ pub struct ConsistencyConfig {
     /// How long a read-your-writes read waits for a replica to replay the session's write
     /// before it goes to the primary; 0 goes to the primary at once.
     pub ryw_wait: Duration,
+    /// When a committed write's WAL position (the session's causal token) is learned.
+    pub causal_token: CausalTokenTiming,
 }
 
 impl Default for ConsistencyConfig {
@@ -401,8 +403,23 @@ impl Default for ConsistencyConfig {
             lag_fallback: LagFallback::default(),
             lag_wait: Duration::from_secs(1),
             ryw_wait: Duration::ZERO,
+            causal_token: CausalTokenTiming::default(),
         }
     }
+}
+
+/// When a committed write's WAL position, which the session's reads must see, is learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CausalTokenTiming {
+    /// When a read needs it: from the monitor's first look at the primary begun after the
+    /// commit, which is at or past it. No statement per commit; the client hears the token
+    /// (ParameterStatus) once it is known.
+    #[default]
+    OnRead,
+    /// Asked behind each commit on its connection (one more statement per commit), and told
+    /// the client before the commit's ReadyForQuery.
+    AtCommit,
 }
 
 /// The consistency modes a session can be in.

@@ -44,6 +44,7 @@ impl Config {
             lag_fallback: defaults.lag_fallback,
             lag_wait: defaults.lag_wait,
             ryw_wait: defaults.ryw_wait,
+            causal_token: defaults.causal_token,
             primary: flag_node(PRIMARY_FLAG, primary)?,
             replicas: replicas
                 .iter()

@@ -17,9 +17,9 @@ use serde::de::{self, Deserializer, Visitor};
 use super::address::{parse_listen_address, parse_node_address};
 use super::security::{AccessRule, AuthQuerySettings, TlsSettings};
 use super::{
-    CacheSettings, ClusterConfig, Config, ConsistencyConfig, ConsistencyMode, ConsoleSettings,
-    FailoverSettings, HealthSettings, LagFallback, Limits, LoadBalancing, LogSettings,
-    MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts, UserConfig,
+    CacheSettings, CausalTokenTiming, ClusterConfig, Config, ConsistencyConfig, ConsistencyMode,
+    ConsoleSettings, FailoverSettings, HealthSettings, LagFallback, Limits, LoadBalancing,
+    LogSettings, MonitorSettings, NodeConfig, PoolSettings, RoutingSettings, Timeouts, UserConfig,
 };
 
 /// The name of a cluster that does not give one, and of the quick-start cluster.
@@ -96,6 +96,8 @@ pub(crate) struct RawCluster {
     pub lag_wait: Duration,
     #[serde(default, deserialize_with = "duration")]
     pub ryw_wait: Duration,
+    #[serde(default)]
+    pub causal_token: CausalTokenTiming,
     pub primary: RawNode,
     #[serde(default)]
     pub replicas: Vec<RawNode>,
@@ -300,6 +302,7 @@ impl RawCluster {
                 lag_fallback: self.lag_fallback,
                 lag_wait: self.lag_wait,
                 ryw_wait: self.ryw_wait,
+                causal_token: self.causal_token,
             },
         }
     }

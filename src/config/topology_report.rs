@@ -222,6 +222,9 @@ fn consistency_summary(c: &super::ConsistencyConfig) -> String {
             duration(c.ryw_wait)
         ));
     }
+    if c.causal_token == super::CausalTokenTiming::AtCommit {
+        text.push_str("; causal token asked at each commit");
+    }
     text
 }
 

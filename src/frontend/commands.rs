@@ -59,12 +59,24 @@ impl Session {
 
     /// `SET`, `RESET` and `SHOW pgsplit.*` sent alone as a simple query: answered by pgsplit,
     /// never sent to a server.
-    pub(super) fn answer_session_command(
+    pub(super) async fn answer_session_command(
         &mut self,
         client: &mut ClientConn,
         command: Result<SessionCommand, String>,
     ) {
         let status = self.transaction_status();
+        let shows_token = matches!(
+            command,
+            Ok(SessionCommand::Show {
+                setting: Setting::CausalToken
+            })
+        );
+        if shows_token && let Err(fields) = self.learn_every_unasked_position(client).await {
+            let mut w = client.writer();
+            w.error_response(&fields);
+            w.ready_for_query(status);
+            return;
+        }
         let mut w = client.writer();
         match command {
             Ok(SessionCommand::Show { setting }) => {

@@ -1,11 +1,17 @@
-//! Read-your-writes after a commit: the WAL position of each committed write, learned on the
-//! connection that committed it, raises the session's causal token and drops what the write
-//! made stale from the result cache, all before the client hears of the commit. The position
-//! is asked in the same write as the committing unit when nothing else can come between them
-//! (no extra round trip); otherwise in a round trip of its own once the commit is answered.
+//! Read-your-writes after a commit: the WAL position of each committed write raises the
+//! session's causal token, and what the write made stale leaves the result cache, before the
+//! client hears of the commit. With `causal_token = "at_commit"`, or while the result cache is
+//! on (it needs the position), the position is asked on the connection that committed, in the
+//! same write as the committing unit when nothing else can come between them (no extra round
+//! trip), otherwise in a round trip of its own once the commit is answered. Otherwise it is
+//! left to the session's next reads (see [`super::causal`]).
 
+use std::sync::Arc;
+
+use crate::config::CausalTokenTiming;
 use crate::protocol::{Frame, tag};
 use crate::route::classify::TxControl;
+use crate::topology::Node;
 
 use super::client::ClientConn;
 use super::error::FrontendError;
@@ -35,6 +41,19 @@ impl Session {
             && self.replay.is_none()
             && matches!(frames.last().map(|f| f.tag), Some(tag::QUERY | tag::SYNC))
             && !self.multi_shard.spans_shards()
+            && self.asks_commit_positions_on(&attached.route.node)
+    }
+
+    /// Whether commits on `node` have their WAL position asked (see the module).
+    fn asks_commit_positions_on(&self, node: &Node) -> bool {
+        let live = self.shared.live();
+        if live.cache.is_some() {
+            return true;
+        }
+        let topology = self.shared.topology.load();
+        topology
+            .cluster_of_node(&node.name)
+            .is_none_or(|c| live.consistency(&c.name).causal_token == CausalTokenTiming::AtCommit)
     }
 
     /// Sends the question for the WAL position of the commit just forwarded (see
@@ -49,7 +68,8 @@ impl Session {
     /// After a write committed, takes a WAL position at or after its commit record, learned on
     /// the connection that committed it (asked behind the commit, or now, in a round trip of
     /// its own), and tells the client as ParameterStatus `pgsplit.causal_token` before its
-    /// commit's ReadyForQuery.
+    /// commit's ReadyForQuery; or, when such positions are not asked, notes the commit for
+    /// the session's next reads.
     pub(super) async fn take_causal_token(
         &mut self,
         client: &mut ClientConn,
@@ -58,11 +78,19 @@ impl Session {
         // A transaction that rolled back committed nothing: no new token (end_units knew).
         let mut committed_at = 0;
         let mut asked = Ok(0);
+        let mut unasked = false;
+        let asks = (self.server.as_ref())
+            .is_some_and(|attached| self.asks_commit_positions_on(&attached.route.node));
         if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
+            let conn = &mut attached.checkout.conn;
             self.wrote = false;
             asked = match self.responses.take_commit_position() {
                 Some(position) => Ok(position),
-                None => attached.checkout.conn.commit_position().await,
+                None if !asks => {
+                    unasked = true;
+                    Ok(0)
+                }
+                None => conn.commit_position().await,
             };
             committed_at = *asked.as_ref().unwrap_or(&0);
         }
@@ -70,12 +98,14 @@ impl Session {
         let writes = self.committed_writes.take();
         self.invalidate(writes, committed_at);
         asked?;
-        if let Some(attached) = &self.server {
-            // Found by reference (no copy of the name): this runs at every committed write.
+        if let Some(node) = self.server.as_ref().map(|a| Arc::clone(&a.route.node)) {
             let topology = self.shared.topology.load();
-            let node = attached.route.node.name.as_str();
-            if let Some(cluster) = topology.cluster_of_node(node) {
-                self.advance_causal(client, [(cluster.name.as_str(), committed_at)]);
+            if let Some(cluster) = topology.cluster_of_node(&node.name) {
+                if unasked {
+                    self.note_unasked_commit(&node, &cluster.name);
+                } else {
+                    self.advance_causal(client, [(cluster.name.as_str(), committed_at)]);
+                }
             }
         }
         if let Some(ready) = held {

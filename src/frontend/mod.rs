@@ -3,6 +3,7 @@
 mod attach;
 mod caching;
 mod cancel;
+mod causal;
 mod client;
 mod commands;
 mod commits;

@@ -1,15 +1,14 @@
 //! The routing side of a session: what a unit's hints, the session's settings and the
-//! cluster's consistency ask of a replica, the fallbacks when none qualifies, and the causal
-//! token a committed write leaves the session with.
+//! cluster's consistency (with the causal token, see [`super::causal`]) ask of a replica, and
+//! the fallbacks when none qualifies.
 
 use crate::config::{ConsistencyConfig, ConsistencyMode, LagFallback};
-use crate::hint::{CausalToken, Consistency, Hints, RouteHint};
+use crate::hint::{Consistency, Hints, RouteHint};
 use crate::protocol::SqlState;
 use crate::route::classify::Access;
 use crate::route::{self, Reason, Route};
 use crate::topology::{Cluster, Topology};
 
-use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
@@ -31,50 +30,6 @@ impl Session {
             .as_ref()
             .and_then(|name| topology.clusters.iter().find(|c| &c.name == name))
             .unwrap_or_else(|| topology.cluster_for_database(&self.database))
-    }
-
-    /// The session's causal WAL position on `cluster` (0: no write there yet).
-    pub(super) fn causal_for(&self, cluster: &str) -> u64 {
-        self.causal.get(cluster).copied().unwrap_or(0)
-    }
-
-    /// The session's causal token, for another session to read at least what this one wrote.
-    /// Positions are named per cluster when there are shards or several clusters written (an
-    /// LSN means nothing on another cluster); otherwise it is the one bare position.
-    pub(super) fn causal_token(&self) -> CausalToken {
-        let named = self.causal.len() > 1 || self.shared.live().sharding.is_some();
-        if named {
-            CausalToken::per_cluster(self.causal.iter().map(|(c, lsn)| (c.as_str(), *lsn)))
-        } else {
-            CausalToken::everywhere(self.causal.values().copied().max().unwrap_or(0))
-        }
-    }
-
-    /// Raises the session's positions to where its writes committed, and tells the client the
-    /// new causal token (ParameterStatus, before the ReadyForQuery) if any position rose.
-    /// Allocation-free for a cluster written before: it runs at every committed write.
-    pub(super) fn advance_causal<'a>(
-        &mut self,
-        client: &mut ClientConn,
-        committed: impl IntoIterator<Item = (&'a str, u64)>,
-    ) {
-        let mut rose = false;
-        for (cluster, position) in committed {
-            match self.causal.get_mut(cluster) {
-                Some(known) if position > *known => *known = position,
-                Some(_) => continue,
-                None if position > 0 => {
-                    self.causal.insert(cluster.to_string(), position);
-                }
-                None => continue,
-            }
-            rose = true;
-        }
-        if rose {
-            client
-                .writer()
-                .parameter_status("pgsplit.causal_token", self.causal_token());
-        }
     }
 
     /// The routing decision for a unit on one cluster.
@@ -116,7 +71,7 @@ impl Session {
         cluster: &str,
         settings: &ConsistencyConfig,
     ) -> (route::Freshness, Option<Reason>) {
-        let causal_lsn = self.causal_for(cluster);
+        let causal_lsn = self.causal_for_reads(cluster);
         let mode = match wanted.route {
             // route=replica asks for any replica within the lag limit, own writes or not.
             Some(RouteHint::Replica) => Consistency::Eventual,

@@ -148,6 +148,8 @@ pub struct Session {
     /// has WAL positions of its own). A replica serves the session's reads only once it has
     /// replayed this far.
     pub(super) causal: std::collections::HashMap<String, u64>,
+    /// Committed writes whose positions are not known yet (`causal_token = "on_read"`).
+    pub(super) unasked: Vec<super::causal::UnaskedCommit>,
     /// The cluster the unit being dispatched goes to, when sharding picked one.
     pub(super) unit_cluster: Option<String>,
     /// A sharded session's `BEGIN`, held until a statement picks the shard.
@@ -232,6 +234,7 @@ impl Session {
             identity_confirmed,
             last_read_node: None,
             causal: Default::default(),
+            unasked: Vec::new(),
             unit_cluster: None,
             deferred_begin: None,
             multi_shard: Default::default(),
@@ -425,6 +428,9 @@ impl Session {
         frames: Vec<Frame>,
     ) -> Result<(), FrontendError> {
         self.close_earlier_replay(client).await?;
+        if self.pending == 0 && !self.unasked.is_empty() {
+            self.learn_unasked_positions(client);
+        }
         if let [frame] = frames.as_slice()
             && frame.tag == tag::QUERY
             && let Some(command) =
@@ -432,7 +438,7 @@ impl Session {
         {
             // Answers pgsplit gives itself come after the answers to what is already in flight.
             self.settle(client).await?;
-            self.answer_session_command(client, command);
+            self.answer_session_command(client, command).await;
             return Ok(());
         }
         let live = self.shared.live();

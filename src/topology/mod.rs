@@ -6,6 +6,7 @@
 
 pub mod failover;
 pub mod health;
+pub mod insert;
 pub mod lag;
 pub mod monitor;
 
@@ -91,6 +92,8 @@ pub struct NodeStats {
     /// Rung when a read found this replica behind the writes its session must see: the
     /// monitor polls it sooner than its interval (see [`NodeStats::want_newer_position`]).
     pub newer_position_wanted: tokio::sync::Notify,
+    /// The primary's WAL insert position by poll, for commits whose position was not asked.
+    pub insert: insert::InsertPosition,
 }
 
 /// One unit of work on a node, from checkout to checkin: it counts in `in_flight` for as long as
@@ -325,6 +328,7 @@ impl Default for NodeStats {
             writes_total: AtomicU64::new(0),
             health: health::Health::default(),
             newer_position_wanted: tokio::sync::Notify::new(),
+            insert: insert::InsertPosition::default(),
         }
     }
 }

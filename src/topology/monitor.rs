@@ -1,7 +1,9 @@
 //! The replication monitor: over connections of its own, off the data path, it reads every
-//! replica's replayed WAL position and the primary's written one, and publishes them in the
-//! nodes' stats: the router compares a replica's position with a session's causal token, and
-//! its lag (bytes and time behind the primary, from the cluster's [`LsnHistory`]) with limits.
+//! replica's replayed WAL position and the primary's written and inserted ones, and publishes
+//! them in the nodes' stats: the router compares a replica's position with a session's causal
+//! token, and its lag (bytes and time behind the primary, from the cluster's [`LsnHistory`])
+//! with limits; a session whose commit's position was not asked takes the primary's insert
+//! position from a poll begun after the commit ([`super::insert`]).
 //!
 //! One task per node, each a bounded loop: every query has a deadline, a failed or stuck
 //! connection is dropped and made again after a short pause, and while a node cannot be read,
@@ -28,10 +30,13 @@ const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
 /// The shortest poll interval (a zero interval would spin).
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// Whether the node is a standby, and its position: replayed on a standby, written on a primary.
-/// One query for every node, so a replica that was promoted is seen at its next poll.
+/// Whether the node is a standby, and its position: replayed on a standby, written on a primary;
+/// and a primary's insert position, at or past every commit it had answered when the poll
+/// arrived (the written one may not be, under `synchronous_commit = off`). One query for every
+/// node, so a replica that was promoted is seen at its next poll.
 const POLL: &str = "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() \
-     THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END";
+     THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, \
+     CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END";
 
 /// The monitor of a set of nodes: one task per node, started for every node of the topology
 /// that has none, so that a reload can add nodes; a task ends once its node has left the
@@ -211,6 +216,7 @@ impl Watch {
             if !self.in_topology() {
                 return PollError::Removed;
             }
+            let poll = self.node.stats.insert.begin_poll();
             match within(timeout, "polling", client.query_one(&statement, &[])).await {
                 Ok(row) => {
                     self.node.stats.health.record_check(
@@ -221,7 +227,9 @@ impl Watch {
                     );
                     let in_recovery = row.try_get::<_, bool>(0).unwrap_or(true);
                     self.follow_role(in_recovery);
-                    self.publish(position(&row), Instant::now());
+                    self.publish(position(&row, 1), Instant::now());
+                    let insert = position(&row, 2).filter(|_| self.node.role() == Role::Primary);
+                    self.node.stats.insert.publish(poll, insert.unwrap_or(0));
                 }
                 Err(e) => return e,
             }
@@ -318,9 +326,9 @@ impl Watch {
     }
 }
 
-/// The position in a poll's answer; 0, NULL or unreadable text are all "unknown".
-fn position(row: &tokio_postgres::Row) -> Option<u64> {
-    row.try_get::<_, Option<&str>>(1)
+/// The position in a poll's answer's `column`; 0, NULL or unreadable text are all "unknown".
+fn position(row: &tokio_postgres::Row, column: usize) -> Option<u64> {
+    row.try_get::<_, Option<&str>>(column)
         .ok()
         .flatten()
         .and_then(parse_lsn)

@@ -150,6 +150,12 @@ fn errors_name_the_exact_line_and_key() {
              `least_connections`, `random`, `least_response_time`, `client_hash`, `sticky`",
         ),
         (
+            lines(&[MINIMAL, "causal_token = \"lazy\""]),
+            3,
+            "clusters[0].causal_token",
+            "unknown value `lazy`, expected `on_read` or `at_commit`",
+        ),
+        (
             lines(&[
                 "[[clusters]]",
                 "primary = { addr = \"a:1\" }",

@@ -105,6 +105,7 @@ fn every_key_of_the_documented_layout_is_read() {
         "databases = [\"app\", \"shop\"]",
         "load_balancing = \"least_response_time\"",
         "primary_read_weight = 2",
+        "causal_token = \"at_commit\"",
         "primary = { name = \"p\", addr = \"10.0.0.1:5432\", weight = 0 }",
         "replicas = [ { name = \"r\", addr = \"[::1]:5433\", weight = 7 }, { addr = \"db3:5434\" }, { addr = \"/run/pg:5435\" } ]",
         "[[users]]",
@@ -137,6 +138,10 @@ fn every_key_of_the_documented_layout_is_read() {
     assert_eq!(cluster.databases, ["app", "shop"]);
     assert_eq!(cluster.load_balancing, LoadBalancing::LeastResponseTime);
     assert_eq!(cluster.primary_read_weight, 2);
+    assert_eq!(
+        cluster.consistency.causal_token,
+        crate::config::CausalTokenTiming::AtCommit
+    );
     assert_eq!(cluster.primary.addr(), "10.0.0.1:5432");
     assert_eq!(cluster.primary.weight, 0);
     let replicas: Vec<_> = cluster
