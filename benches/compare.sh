@@ -13,6 +13,8 @@
 # Workloads: select-simple select-extended select-prepared tpcb readmostly cached.
 # Endpoints: direct pgsplit pgsplit-primary pgbouncer pgpool, and on request:
 #   pgsplit-rr       pgsplit with load_balancing = "round_robin" instead of its default, "sticky";
+#   pgsplit-on-read  pgsplit with causal_token = "on_read" (no commit's position asked; the
+#                    monitor's next look at the primary gives it) instead of "at_commit";
 #   direct-replicas  no proxy: one pgbench per replica at once, the clients split evenly (16 ->
 #                    6/5/5; 1 -> the first replica only), one thread each, tps summed, latencies
 #                    pooled; the ceiling of reads spread on the replicas. Select workloads only;

@@ -357,10 +357,10 @@ async fn hints_and_session_settings_change_the_route() {
     assert!(node.starts_with("replica"), "{node}");
 }
 
-/// `config` with every cluster asking each commit's WAL position behind it.
-fn asking_at_commit(mut config: pgsplit::config::Config) -> pgsplit::config::Config {
+/// `config` with every cluster leaving each commit's WAL position to the session's next reads.
+fn positions_on_read(mut config: pgsplit::config::Config) -> pgsplit::config::Config {
     for cluster in &mut config.clusters {
-        cluster.consistency.causal_token = pgsplit::config::CausalTokenTiming::AtCommit;
+        cluster.consistency.causal_token = pgsplit::config::CausalTokenTiming::OnRead;
     }
     config
 }
@@ -368,7 +368,7 @@ fn asking_at_commit(mut config: pgsplit::config::Config) -> pgsplit::config::Con
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_write_reports_its_causal_token_before_ready_for_query() {
     let c = private_cluster(1);
-    let proxy = start_proxy(asking_at_commit(config_for(&c)));
+    let proxy = start_proxy(config_for(&c));
     let mut stream = wire::logged_in(proxy.addr).await;
     let sql = "CREATE TABLE token_t (i int); INSERT INTO token_t VALUES (1)";
     let messages = wire::round_trip(&mut stream, &wire::query(sql)).await;
@@ -411,7 +411,7 @@ fn assert_token_past(rows: &[(u8, Vec<u8>)], answer: &[(u8, Vec<u8>)]) {
 async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
     let c = private_cluster(1);
     setup_table(&c, "asked").await;
-    let proxy = start_proxy(asking_at_commit(config_for(&c)));
+    let proxy = start_proxy(config_for(&c));
     let mut s = wire::logged_in(proxy.addr).await;
 
     let extended =
@@ -444,8 +444,8 @@ async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
     assert_eq!(wire::first_columns(&counted), ["4"], "{counted:?}");
 }
 
-/// By default no commit's position is asked: a committed write's ReadyForQuery comes without a
-/// token, the session's reads go to the primary until the monitor has read the primary's
+/// With `causal_token = "on_read"` no commit's position is asked: a committed write's
+/// ReadyForQuery comes without a token, the session's reads go to the primary until the monitor has read the primary's
 /// position after the commit, `SHOW pgsplit.causal_token` waits for that position (past the
 /// write), and the client hears the token before the answers of a later unit. With the
 /// replica's replay paused, every read in between sees the write.
@@ -453,7 +453,7 @@ async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
 async fn a_commit_leaves_its_position_to_the_next_read() {
     let c = private_cluster(1);
     setup_table(&c, "unasked").await;
-    let proxy = start_proxy(config_for(&c));
+    let proxy = start_proxy(positions_on_read(config_for(&c)));
     let mut s = wire::logged_in(proxy.addr).await;
     let insert = "INSERT INTO unasked VALUES (1, 1) RETURNING pg_current_wal_insert_lsn()::text";
     let written = wire::round_trip(&mut s, &wire::query(insert)).await;

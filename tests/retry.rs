@@ -99,10 +99,10 @@ async fn a_refused_read_behind_another_in_a_pipeline_runs_again_in_order() {
     let second = wire::read_until_ready(&mut s).await;
     assert_eq!(wire::tags(&first), "TDCZ", "{first:?}");
     assert_eq!(wire::first_columns(&first), ["first"]);
-    // Its run on the primary wrote (the causal token is left to the next read).
+    // Its run on the primary wrote: the causal token comes with it.
     assert_eq!(
         wire::tags(&second),
-        "12DCZ",
+        "12DCSZ",
         "one answer, nothing of the refusal: {second:?}"
     );
     assert_eq!(wire::first_columns(&second), ["1"]);

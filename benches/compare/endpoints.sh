@@ -31,6 +31,7 @@ pgsplit_cluster_toml() {
     local with_replicas=$1 port host=${NODE_HOST:-127.0.0.1}
     echo '[[clusters]]'
     if [[ -n ${BALANCING:-} ]]; then echo "load_balancing = \"$BALANCING\""; fi
+    if [[ -n ${CAUSAL_TOKEN:-} ]]; then echo "causal_token = \"$CAUSAL_TOKEN\""; fi
     echo "primary = { name = \"primary\", addr = \"$host:$PRIMARY_PORT\" }"
     if [[ $with_replicas == yes ]]; then
         echo 'replicas = ['
@@ -170,6 +171,7 @@ start_endpoint() {
     pgsplit) start_pgsplit pgsplit yes ;;
     pgsplit-primary) start_pgsplit pgsplit-primary no ;;
     pgsplit-rr) BALANCING=round_robin start_pgsplit pgsplit-rr yes ;;
+    pgsplit-on-read) CAUSAL_TOKEN=on_read start_pgsplit pgsplit-on-read yes ;;
     pgsplit-unix) require_socket_dir "$name" && NODE_HOST=$SOCKET_DIR start_pgsplit "$name" yes ;;
     pgbouncer) installed "$name" pgbouncer pgbouncer && start_pgbouncer "$name" 127.0.0.1 ;;
     pgbouncer-unix)

@@ -412,14 +412,14 @@ impl Default for ConsistencyConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CausalTokenTiming {
+    /// Asked behind each commit on its connection (one more statement per commit), and told
+    /// the client before the commit's ReadyForQuery.
+    #[default]
+    AtCommit,
     /// When a read needs it: from the monitor's first look at the primary begun after the
     /// commit, which is at or past it. No statement per commit; the client hears the token
     /// (ParameterStatus) once it is known.
-    #[default]
     OnRead,
-    /// Asked behind each commit on its connection (one more statement per commit), and told
-    /// the client before the commit's ReadyForQuery.
-    AtCommit,
 }
 
 /// The consistency modes a session can be in.

@@ -222,8 +222,8 @@ fn consistency_summary(c: &super::ConsistencyConfig) -> String {
             duration(c.ryw_wait)
         ));
     }
-    if c.causal_token == super::CausalTokenTiming::AtCommit {
-        text.push_str("; causal token asked at each commit");
+    if c.causal_token == super::CausalTokenTiming::OnRead {
+        text.push_str("; causal token read by the monitor when a read needs it");
     }
     text
 }

@@ -2,12 +2,12 @@
 //! write, which a replica must have replayed before it serves the session's reads, and which
 //! the client may pass to another session (`after=`).
 //!
-//! With `causal_token = "on_read"` (the default) a commit's position is not asked: the commit
-//! leaves an [`UnaskedCommit`], and the first poll the monitor begins on that primary after the
-//! commit was answered reads an insert position at or past it. Until that poll has answered,
-//! the session's reads on the cluster go to the primary (or wait `ryw_wait`), and the monitor
-//! is asked to look sooner; once it has, the position joins the token and the client hears of
-//! it before the answers of its next unit.
+//! With `causal_token = "on_read"` a commit's position is not asked: the commit leaves an
+//! [`UnaskedCommit`] and asks the monitor to look at the primary sooner, and the first poll
+//! begun on that primary after the commit was answered reads an insert position at or past it.
+//! Until that poll has answered, the session's reads on the cluster go to the primary (or wait
+//! `ryw_wait`); once it has, the position joins the token and the client hears of it before the
+//! answers of its next unit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +70,9 @@ impl Session {
     /// After a write committed on `node`, the primary of `cluster`, without its position asked.
     pub(super) fn note_unasked_commit(&mut self, node: &Arc<Node>, cluster: &str) {
         let mark = node.stats.insert.mark();
+        // Looked at sooner than its interval, so the session's next reads may find the
+        // position known (at most one poll per `catch_up_interval`, however many commits).
+        node.stats.want_newer_position();
         // A later commit's mark covers the earlier ones on the same cluster.
         match self.unasked.iter_mut().find(|u| u.cluster == cluster) {
             Some(unasked) => {

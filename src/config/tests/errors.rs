@@ -153,7 +153,7 @@ fn errors_name_the_exact_line_and_key() {
             lines(&[MINIMAL, "causal_token = \"lazy\""]),
             3,
             "clusters[0].causal_token",
-            "unknown value `lazy`, expected `on_read` or `at_commit`",
+            "unknown value `lazy`, expected `at_commit` or `on_read`",
         ),
         (
             lines(&[

@@ -105,7 +105,7 @@ fn every_key_of_the_documented_layout_is_read() {
         "databases = [\"app\", \"shop\"]",
         "load_balancing = \"least_response_time\"",
         "primary_read_weight = 2",
-        "causal_token = \"at_commit\"",
+        "causal_token = \"on_read\"",
         "primary = { name = \"p\", addr = \"10.0.0.1:5432\", weight = 0 }",
         "replicas = [ { name = \"r\", addr = \"[::1]:5433\", weight = 7 }, { addr = \"db3:5434\" }, { addr = \"/run/pg:5435\" } ]",
         "[[users]]",
@@ -140,7 +140,7 @@ fn every_key_of_the_documented_layout_is_read() {
     assert_eq!(cluster.primary_read_weight, 2);
     assert_eq!(
         cluster.consistency.causal_token,
-        crate::config::CausalTokenTiming::AtCommit
+        crate::config::CausalTokenTiming::OnRead
     );
     assert_eq!(cluster.primary.addr(), "10.0.0.1:5432");
     assert_eq!(cluster.primary.weight, 0);
