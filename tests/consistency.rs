@@ -11,6 +11,7 @@ use common::private_cluster;
 use common::proxy::{TestProxy, start_proxy};
 use common::wire;
 use futures_util::StreamExt;
+use pgsplit::config::CausalTokenTiming;
 use pgsplit::localcluster::LocalCluster;
 use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage};
 
@@ -57,13 +58,26 @@ async fn setup_table(c: &LocalCluster, table: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_stale_reads_under_real_lag_and_reads_return_to_replicas() {
+    reads_see_their_writes_under_real_lag(CausalTokenTiming::AtCommit).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_stale_reads_when_the_monitor_gives_the_commit_positions() {
+    reads_see_their_writes_under_real_lag(CausalTokenTiming::OnRead).await;
+}
+
+/// Sessions that write and at once read what they wrote never read it stale while the replicas
+/// replay 300 ms late; a session whose last write is older than that reads from them again.
+async fn reads_see_their_writes_under_real_lag(timing: CausalTokenTiming) {
     let c = private_cluster(2);
     setup_table(&c, "ryw").await;
     for r in c.replicas() {
         c.set_apply_delay(r, Duration::from_millis(300))
             .expect("apply delay");
     }
-    let proxy = start_proxy(config_for(&c));
+    let mut config = config_for(&c);
+    config.clusters[0].consistency.causal_token = timing;
+    let proxy = start_proxy(config);
     let workers = (0..4).map(|w| {
         let proxy_connstr = proxy.connstr("postgres", "postgres");
         tokio::spawn(async move {
@@ -357,14 +371,6 @@ async fn hints_and_session_settings_change_the_route() {
     assert!(node.starts_with("replica"), "{node}");
 }
 
-/// `config` with every cluster leaving each commit's WAL position to the session's next reads.
-fn positions_on_read(mut config: pgsplit::config::Config) -> pgsplit::config::Config {
-    for cluster in &mut config.clusters {
-        cluster.consistency.causal_token = pgsplit::config::CausalTokenTiming::OnRead;
-    }
-    config
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_write_reports_its_causal_token_before_ready_for_query() {
     let c = private_cluster(1);
@@ -453,7 +459,9 @@ async fn the_causal_token_is_past_each_commit_and_its_question_unseen() {
 async fn a_commit_leaves_its_position_to_the_next_read() {
     let c = private_cluster(1);
     setup_table(&c, "unasked").await;
-    let proxy = start_proxy(positions_on_read(config_for(&c)));
+    let mut config = config_for(&c);
+    config.clusters[0].consistency.causal_token = CausalTokenTiming::OnRead;
+    let proxy = start_proxy(config);
     let mut s = wire::logged_in(proxy.addr).await;
     let insert = "INSERT INTO unasked VALUES (1, 1) RETURNING pg_current_wal_insert_lsn()::text";
     let written = wire::round_trip(&mut s, &wire::query(insert)).await;

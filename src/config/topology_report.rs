@@ -223,7 +223,7 @@ fn consistency_summary(c: &super::ConsistencyConfig) -> String {
         ));
     }
     if c.causal_token == super::CausalTokenTiming::OnRead {
-        text.push_str("; causal token read by the monitor when a read needs it");
+        text.push_str("; causal token read by the monitor after each commit");
     }
     text
 }
