@@ -321,6 +321,31 @@ async fn a_cursor_with_hold_pins_the_session_to_the_primary() {
     assert!(is_replica(&node), "{node}");
 }
 
+/// A LISTEN keeps the session on its connection while it listens: not after a rollback (the
+/// server listens only once the LISTEN commits), nor once the last channel is unlistened.
+#[tokio::test]
+async fn a_listen_pins_the_session_while_it_listens() {
+    let client = connect_to(round_robin_proxy()).await;
+    client
+        .batch_execute("SET pgsplit.consistency = eventual")
+        .await
+        .unwrap();
+    let read = "SELECT inet_server_port()";
+    client
+        .batch_execute("BEGIN; LISTEN undone; ROLLBACK")
+        .await
+        .unwrap();
+    let node = node_of(&client, read).await;
+    assert!(is_replica(&node), "after a rolled-back LISTEN: {node}");
+    for sql in ["LISTEN first", "LISTEN second", "UNLISTEN first"] {
+        client.batch_execute(sql).await.unwrap();
+        assert_eq!(node_of(&client, read).await, "primary", "after {sql}");
+    }
+    client.batch_execute("UNLISTEN second").await.unwrap();
+    let node = node_of(&client, read).await;
+    assert!(is_replica(&node), "after the last UNLISTEN: {node}");
+}
+
 #[tokio::test]
 async fn a_temp_table_pins_the_session_to_the_primary() {
     let client = connect().await;

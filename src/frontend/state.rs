@@ -33,6 +33,9 @@ pub struct SessionState {
     /// The cursors WITH HOLD declared and not known to be closed: the last one closed lifts
     /// the session's pin for them.
     hold_cursors: Vec<String>,
+    /// The channels the session listens on, as far as committed LISTENs and UNLISTENs tell:
+    /// once none is left, the session's pin for them lifts.
+    listening: Vec<String>,
     /// Effects of the open transaction block and its savepoints, in order: applied at COMMIT,
     /// dropped at ROLLBACK, cut back to a savepoint by ROLLBACK TO.
     in_transaction: Vec<SessionEffect>,
@@ -166,6 +169,8 @@ impl SessionState {
         let aborted = std::mem::take(&mut self.aborted);
         let effects = std::mem::take(&mut self.in_transaction);
         if !commits || aborted {
+            // A LISTEN pins when sent, but only takes hold at commit.
+            self.unpin_listen_if_silent();
             return;
         }
         for effect in effects {
@@ -173,6 +178,13 @@ impl SessionState {
                 self.apply(&effect);
                 taken.push(effect);
             }
+        }
+    }
+
+    /// No channel is listened on any more: the session may leave its connection.
+    fn unpin_listen_if_silent(&mut self) {
+        if self.listening.is_empty() {
+            self.pins.retain(|p| *p != PinCause::Listen);
         }
     }
 
@@ -214,6 +226,7 @@ impl SessionState {
                 self.statements.clear();
                 self.pins.clear();
                 self.hold_cursors.clear();
+                self.listening.clear();
             }
             SessionEffect::CloseCursor { name } => {
                 match name {
@@ -225,11 +238,23 @@ impl SessionState {
                 }
             }
             SessionEffect::DiscardTemp => self.pins.retain(|p| *p != PinCause::TempTable),
-            SessionEffect::Unlisten { channel: None } => {
-                self.pins.retain(|p| *p != PinCause::Listen)
+            SessionEffect::Listen { channel } => {
+                if !self.listening.contains(channel) {
+                    self.listening.push(channel.clone());
+                }
+                // Lifted meanwhile by a rollback answered before this LISTEN was.
+                if !self.pins.contains(&PinCause::Listen) {
+                    self.pins.push(PinCause::Listen);
+                }
             }
-            SessionEffect::Unlisten { channel: Some(_) }
-            | SessionEffect::Execute { .. }
+            SessionEffect::Unlisten { channel } => {
+                match channel {
+                    Some(channel) => self.listening.retain(|c| c != channel),
+                    None => self.listening.clear(),
+                }
+                self.unpin_listen_if_silent();
+            }
+            SessionEffect::Execute { .. }
             | SessionEffect::Pin(_)
             | SessionEffect::SequenceState
             | SessionEffect::Savepoint { .. }
@@ -528,6 +553,40 @@ mod tests {
         s.add_pins(&[SessionEffect::Pin(PinCause::HoldCursor), hold("c")]);
         s.finish_unit(vec![close(None)], OK_IDLE);
         assert_eq!(s.pin(), None, "CLOSE ALL");
+    }
+
+    #[test]
+    fn the_listen_pin_lasts_while_a_committed_listen_does() {
+        let listen = |channel: &str| {
+            vec![
+                SessionEffect::Pin(PinCause::Listen),
+                SessionEffect::Listen {
+                    channel: channel.into(),
+                },
+            ]
+        };
+        let unlisten = |channel: &str| SessionEffect::Unlisten {
+            channel: Some(channel.into()),
+        };
+        let mut s = SessionState::default();
+        // BEGIN; LISTEN a; ROLLBACK: the server listens on nothing.
+        s.add_pins(&listen("a"));
+        s.finish_unit(listen("a"), OK_IN_TX);
+        assert_eq!(s.pin(), Some(PinCause::Listen), "until the block ends");
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        assert_eq!(s.pin(), None);
+
+        s.add_pins(&listen("a"));
+        s.finish_unit(listen("a"), OK_IDLE);
+        s.add_pins(&listen("b"));
+        s.finish_unit(listen("b"), OK_IDLE);
+        s.finish_unit(vec![unlisten("a")], OK_IDLE);
+        assert_eq!(s.pin(), Some(PinCause::Listen), "b is still listened on");
+        // A rollback of another block leaves a committed LISTEN alone.
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        assert_eq!(s.pin(), Some(PinCause::Listen));
+        s.finish_unit(vec![unlisten("b")], OK_IDLE);
+        assert_eq!(s.pin(), None);
     }
 
     #[test]

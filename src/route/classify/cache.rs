@@ -284,7 +284,8 @@ fn effect_weight(effect: &SessionEffect) -> usize {
         | SessionEffect::Savepoint { name }
         | SessionEffect::RollbackToSavepoint { name }
         | SessionEffect::ReleaseSavepoint { name }
-        | SessionEffect::HoldCursor { name } => name.len(),
+        | SessionEffect::HoldCursor { name }
+        | SessionEffect::Listen { channel: name } => name.len(),
         SessionEffect::Deallocate { name } => name.as_ref().map_or(0, String::len),
         SessionEffect::Unlisten { channel } => channel.as_ref().map_or(0, String::len),
         SessionEffect::CloseCursor { name } => name.as_ref().map_or(0, String::len),

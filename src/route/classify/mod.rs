@@ -82,6 +82,11 @@ pub enum SessionEffect {
     /// `DISCARD ALL` (also unpins), `DISCARD TEMP`, `DISCARD PLANS`, `DISCARD SEQUENCES`.
     DiscardAll,
     DiscardTemp,
+    /// `LISTEN channel`: it keeps the session on its connection (with `Pin(Listen)`) while the
+    /// session listens on any channel.
+    Listen {
+        channel: String,
+    },
     /// `UNLISTEN *` (None) or `UNLISTEN channel`.
     Unlisten {
         channel: Option<String>,

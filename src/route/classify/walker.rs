@@ -148,9 +148,11 @@ impl Walker<'_> {
                     }
                 }
             }
-            Statement::LISTEN { .. } => {
+            Statement::LISTEN { channel } => {
                 self.found.write("LISTEN");
                 self.found.pin(PinCause::Listen);
+                let channel = names::identifier(channel);
+                self.found.effects.push(SessionEffect::Listen { channel });
             }
             other if session::absorb(other, &mut self.found) => {}
             other => self.ddl(other),

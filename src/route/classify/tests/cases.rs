@@ -311,7 +311,12 @@ fn prepared_statements() -> Vec<Case> {
 
 fn pins() -> Vec<Case> {
     vec![
-        w("LISTEN jobs").pin(PinCause::Listen),
+        w("LISTEN Jobs").effects(vec![
+            SessionEffect::Pin(PinCause::Listen),
+            SessionEffect::Listen {
+                channel: "jobs".into(),
+            },
+        ]),
         r("UNLISTEN jobs").effects(vec![SessionEffect::Unlisten {
             channel: Some("jobs".to_owned()),
         }]),
