@@ -13,6 +13,7 @@ use crate::protocol::{Frame, tag};
 use crate::route::classify::TxControl;
 use crate::topology::Node;
 
+use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
@@ -41,19 +42,7 @@ impl Session {
             && self.replay.is_none()
             && matches!(frames.last().map(|f| f.tag), Some(tag::QUERY | tag::SYNC))
             && !self.multi_shard.spans_shards()
-            && self.asks_commit_positions_on(&attached.route.node)
-    }
-
-    /// Whether commits on `node` have their WAL position asked (see the module).
-    fn asks_commit_positions_on(&self, node: &Node) -> bool {
-        let live = self.shared.live();
-        if live.cache.is_some() {
-            return true;
-        }
-        let topology = self.shared.topology.load();
-        topology
-            .cluster_of_node(&node.name)
-            .is_none_or(|c| live.consistency(&c.name).causal_token == CausalTokenTiming::AtCommit)
+            && asks_commit_positions(&self.shared, &attached.route.node)
     }
 
     /// Sends the question for the WAL position of the commit just forwarded (see
@@ -79,18 +68,15 @@ impl Session {
         let mut committed_at = 0;
         let mut asked = Ok(0);
         let mut unasked = false;
-        let asks = (self.server.as_ref())
-            .is_some_and(|attached| self.asks_commit_positions_on(&attached.route.node));
         if let Some(attached) = self.server.as_mut().filter(|_| self.wrote) {
-            let conn = &mut attached.checkout.conn;
             self.wrote = false;
             asked = match self.responses.take_commit_position() {
                 Some(position) => Ok(position),
-                None if !asks => {
+                None if !asks_commit_positions(&self.shared, &attached.route.node) => {
                     unasked = true;
                     Ok(0)
                 }
-                None => conn.commit_position().await,
+                None => attached.checkout.conn.commit_position().await,
             };
             committed_at = *asked.as_ref().unwrap_or(&0);
         }
@@ -114,4 +100,16 @@ impl Session {
         self.release_if_idle();
         Ok(())
     }
+}
+
+/// Whether commits on `node` have their WAL position asked (see the module).
+fn asks_commit_positions(shared: &Shared, node: &Node) -> bool {
+    let live = shared.live();
+    if live.cache.is_some() {
+        return true;
+    }
+    let topology = shared.topology.load();
+    topology
+        .cluster_of_node(&node.name)
+        .is_none_or(|c| live.consistency(&c.name).causal_token == CausalTokenTiming::AtCommit)
 }
