@@ -64,6 +64,8 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
 
     // 16 clients read and write for the whole test; none may see an error.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Clients that have run a statement: each must have run through the reloads.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let connstr = proxy.connstr("postgres", "postgres");
     let setup = common::connect(&connstr).await.expect("connect");
     setup
@@ -72,7 +74,7 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
         .expect("table");
     let clients: Vec<_> = (0..16)
         .map(|i| {
-            let (connstr, stop) = (connstr.clone(), stop.clone());
+            let (connstr, stop, running) = (connstr.clone(), stop.clone(), running.clone());
             tokio::spawn(async move {
                 let client = common::connect(&connstr).await.map_err(|e| e.to_string())?;
                 let mut done = 0u32;
@@ -89,6 +91,9 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
                             .map_err(|e| e.to_string())?;
                     }
                     done += 1;
+                    if done == 1 {
+                        running.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 Ok::<u32, String>(done)
             })
@@ -133,6 +138,13 @@ async fn a_replica_added_by_reload_serves_reads_and_a_bad_reload_changes_nothing
         .await
         .expect("reads still work");
 
+    // Under load a client may still be logging in: it gets 10 s to run its first statement.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.load(std::sync::atomic::Ordering::Relaxed) < clients.len()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for client in clients {
         let done = client

@@ -184,6 +184,107 @@ async fn transactions_stay_on_one_backend_and_read_only_ones_may_use_a_replica()
         .unwrap();
 }
 
+/// The status ReadyForQuery ended `answer` with, and its command tags.
+fn status_and_tags(answer: &[(u8, Vec<u8>)]) -> (char, Vec<String>) {
+    let status = answer.last().map_or('?', |(_, body)| char::from(body[0]));
+    let tags = answer
+        .iter()
+        .filter(|(tag, _)| *tag == b'C')
+        .map(|(_, body)| {
+            String::from_utf8_lossy(body)
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect();
+    (status, tags)
+}
+
+#[tokio::test]
+async fn a_begin_is_answered_at_once_and_sent_with_the_first_statement() {
+    let mut s = wire::logged_in(proxy().addr).await;
+    let begin = wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+    assert_eq!(status_and_tags(&begin), ('T', vec!["BEGIN".to_string()]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server's transaction starts with the first statement, not 300 ms before it.
+    let first = "SELECT statement_timestamp() - now() < interval '200 ms', txid_current()";
+    let answer = wire::round_trip(&mut s, &wire::query(first)).await;
+    assert_eq!(wire::first_columns(&answer), ["t"], "{answer:?}");
+    assert_eq!(status_and_tags(&answer).0, 'T');
+    // The first statement took a transaction id: the next one runs in the same transaction.
+    let later = "SELECT txid_current_if_assigned() IS NOT NULL";
+    let same = wire::round_trip(&mut s, &wire::query(later)).await;
+    assert_eq!(
+        wire::first_columns(&same),
+        ["t"],
+        "one transaction: {same:?}"
+    );
+    let commit = wire::round_trip(&mut s, &wire::query("COMMIT")).await;
+    assert_eq!(status_and_tags(&commit), ('I', vec!["COMMIT".to_string()]));
+
+    // A SET LOCAL of pgsplit's own in a transaction pgsplit ends lasts as long as it.
+    let show = wire::query("SHOW pgsplit.consistency");
+    let before = wire::first_columns(&wire::round_trip(&mut s, &show).await);
+    for sql in ["BEGIN", "SET LOCAL pgsplit.consistency = 'strong'"] {
+        wire::round_trip(&mut s, &wire::query(sql)).await;
+    }
+    let inside = wire::first_columns(&wire::round_trip(&mut s, &show).await);
+    assert_eq!(inside, ["strong"]);
+    let commit = wire::round_trip(&mut s, &wire::query("COMMIT")).await;
+    assert_eq!(status_and_tags(&commit), ('I', vec!["COMMIT".to_string()]));
+    let after = wire::first_columns(&wire::round_trip(&mut s, &show).await);
+    assert_eq!(after, before);
+
+    // A text that begins with BEGIN runs whole.
+    let whole = wire::round_trip(&mut s, &wire::query("BEGIN; SELECT 42; COMMIT")).await;
+    assert_eq!(wire::first_columns(&whole), ["42"], "{whole:?}");
+    assert_eq!(status_and_tags(&whole).0, 'I');
+}
+
+/// Sends `refused` inside a transaction: pgsplit refuses it as PostgreSQL refuses an error,
+/// the transaction is aborted; it takes only its end, and COMMIT rolls back.
+async fn refusal_aborts_the_transaction(s: &mut tokio::net::TcpStream, refused: &str) {
+    let answer = wire::round_trip(s, &wire::query(refused)).await;
+    assert_eq!(wire::tags(&answer), "EZ");
+    assert_eq!(status_and_tags(&answer).0, 'E');
+    let ignored = wire::round_trip(s, &wire::query("SELECT 1")).await;
+    assert_eq!(wire::tags(&ignored), "EZ");
+    assert!(
+        String::from_utf8_lossy(&ignored[0].1).contains("25P02"),
+        "{ignored:?}"
+    );
+    let commit = wire::round_trip(s, &wire::query("COMMIT")).await;
+    assert_eq!(
+        status_and_tags(&commit),
+        ('I', vec!["ROLLBACK".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn a_unit_refused_before_reaching_a_server_aborts_its_transaction() {
+    let table = common::unique_name("refused");
+    let mut s = wire::logged_in(proxy().addr).await;
+    let create = format!("CREATE TABLE {table} (v int)");
+    wire::round_trip(&mut s, &wire::query(&create)).await;
+    let refused = "SET pgsplit.consistency = 'sometimes'; SELECT 1";
+    // Held BEGIN: nothing reached a server yet.
+    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+    refusal_aborts_the_transaction(&mut s, refused).await;
+    // The transaction runs on a server, with a write in it.
+    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+    let insert = format!("INSERT INTO {table} VALUES (1)");
+    let answer = wire::round_trip(&mut s, &wire::query(&insert)).await;
+    assert_eq!(status_and_tags(&answer).0, 'T', "{answer:?}");
+    refusal_aborts_the_transaction(&mut s, refused).await;
+    let count = format!("/* pgsplit: consistency=strong */ SELECT count(*) FROM {table}");
+    let answer = wire::round_trip(&mut s, &wire::query(&count)).await;
+    assert_eq!(
+        wire::first_columns(&answer),
+        ["0"],
+        "the insert rolled back"
+    );
+    wire::round_trip(&mut s, &wire::query(&format!("DROP TABLE {table}"))).await;
+}
+
 #[tokio::test]
 async fn settings_follow_the_session_to_every_server() {
     let client = connect_to(round_robin_proxy()).await;

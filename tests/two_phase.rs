@@ -250,12 +250,6 @@ async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
             .await
             .expect("insert");
     }
-    // A savepoint lives on one shard: rolling back to it is refused, the transaction goes on.
-    let refused = client
-        .simple_query("ROLLBACK TO SAVEPOINT nowhere")
-        .await
-        .expect_err("savepoint across shards");
-    assert!(message(&refused).contains("across shards"), "{refused}");
     client.simple_query("COMMIT").await.expect("commit");
     assert_eq!(
         ids_on(&setup.shards[0], "items", 12_000, 13_000).await,
@@ -265,6 +259,19 @@ async fn a_transaction_whose_first_statement_reads_still_writes_everywhere() {
         ids_on(&setup.shards[1], "items", 12_000, 13_000).await,
         vec![keys[1]]
     );
+    nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
+
+    // A savepoint lives on one shard: rolling back to it is refused, and like any error the
+    // refusal aborts the transaction (what it meant to undo must not commit): COMMIT rolls
+    // back on every shard.
+    begin_and_insert(&client, "items", &one_per_shard(13_000)).await;
+    let refused = client
+        .simple_query("ROLLBACK TO SAVEPOINT nowhere")
+        .await
+        .expect_err("savepoint across shards");
+    assert!(message(&refused).contains("across shards"), "{refused}");
+    client.simple_query("COMMIT").await.expect("commit");
+    assert_none_between(&setup.shards, 13_000, 14_000).await;
     nothing_prepared(&setup.shards.iter().collect::<Vec<_>>()).await;
 }
 

@@ -133,10 +133,11 @@ impl Session {
             return false;
         };
         let sql = read.sql;
-        let in_transaction = self
-            .server
-            .as_ref()
-            .is_some_and(|a| a.checkout.conn.tx_status != b'I');
+        let in_transaction = self.held_begin.is_some()
+            || self
+                .server
+                .as_ref()
+                .is_some_and(|a| a.checkout.conn.tx_status != b'I');
         let context = CacheContext {
             pinned: self.state.pin().is_some(),
             in_transaction,

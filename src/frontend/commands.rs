@@ -47,6 +47,7 @@ impl Session {
             }
             _ => return Err(e),
         }
+        self.abort_transaction().await;
         let last = frames.last().map(|f| f.tag);
         if matches!(last, Some(tag::SYNC | tag::QUERY | tag::FUNCTION_CALL)) {
             client.writer().ready_for_query(self.transaction_status());
@@ -55,6 +56,19 @@ impl Session {
         }
         self.release_if_idle();
         Ok(())
+    }
+
+    /// A unit refused inside a transaction aborts it, as an error in PostgreSQL does: what
+    /// ran before it must not commit with what follows. A held one is marked failed; one on a
+    /// server fails there, by a statement whose error names pgsplit (in the server's log).
+    async fn abort_transaction(&mut self) {
+        self.fail_held_transaction();
+        if let Some(attached) = self.server.as_mut()
+            && attached.checkout.conn.tx_status == b'T'
+        {
+            // Its error is expected: the server is then in the failed transaction.
+            let _ = attached.checkout.conn.run_internal(ABORT_TRANSACTION).await;
+        }
     }
 
     /// `SET`, `RESET` and `SHOW pgsplit.*` sent alone as a simple query: answered by pgsplit,
@@ -158,7 +172,12 @@ impl Session {
                 token.to_string()
             };
         }
-        if let Some(value) = self.hints.show(setting) {
+        // As PostgreSQL's SHOW: a SET LOCAL in force wins over the session's SET.
+        if let Some(value) = self
+            .local_hints
+            .show(setting)
+            .or_else(|| self.hints.show(setting))
+        {
             return value;
         }
         if setting.is_shard_choice() {
@@ -308,6 +327,9 @@ fn pgsplit_setting_change(effect: &SessionEffect) -> Option<Result<SettingChange
         Err(message) => Err(ErrorFields::error(SqlState::UNDEFINED_OBJECT, message)),
     })
 }
+
+/// Fails on any server, with a message that says why in its log.
+const ABORT_TRANSACTION: &str = "SELECT 'pgsplit refused a statement of this transaction, which is therefore aborted'::pg_catalog.int4";
 
 /// A unit that sets a `pgsplit.*` setting where pgsplit does not answer it itself is refused
 /// before it is sent when the setting or its value is bad, as it would be sent alone.

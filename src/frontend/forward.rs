@@ -3,7 +3,7 @@
 //! connection the Parse first, and drops the ParseComplete (and CloseComplete) that answer
 //! its own messages, so the client sees exactly the answers it asked for. After a unit that
 //! commits a write, pgsplit may also ask for the commit's WAL position in the same write, and
-//! takes the answer for itself.
+//! takes the answer for itself; so it does with the answer to a BEGIN it held.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -31,6 +31,9 @@ enum Expect {
     /// The whole answer to pgsplit's question for a commit's WAL position, up to its own
     /// ReadyForQuery.
     CommitPosition,
+    /// The answer to a BEGIN pgsplit already answered (see `held_begin`), up to its own
+    /// ReadyForQuery: only an error in it goes on to the client.
+    HeldBegin,
 }
 
 /// What became of the last question for a commit's WAL position.
@@ -164,6 +167,14 @@ impl ResponseFilter {
         self.asked = Asked::Waiting;
     }
 
+    /// Appends to `out` the BEGIN pgsplit held for the transaction, ahead of its first unit;
+    /// its answer is taken here (the client had pgsplit's).
+    pub fn send_begin(&mut self, begin: &Frame, conn: &mut ServerConn, out: &mut BytesMut) {
+        conn.prepared.remove(""); // as any simple query does
+        self.expected.push_back(Expect::HeldBegin);
+        out.extend_from_slice(&begin.bytes);
+    }
+
     /// A question for a commit's WAL position is still to be answered.
     pub fn awaits_commit_position(&self) -> bool {
         self.expected.contains(&Expect::CommitPosition)
@@ -180,9 +191,18 @@ impl ResponseFilter {
 
     /// Whether a server message goes on to the client (false for answers to our own messages).
     pub fn pass_to_client(&mut self, frame: &Frame) -> bool {
-        if self.expected.front() == Some(&Expect::CommitPosition) && !is_asynchronous(frame.tag) {
-            self.note_commit_position(frame);
-            return false;
+        match self.expected.front() {
+            Some(Expect::CommitPosition) if !is_asynchronous(frame.tag) => {
+                self.note_commit_position(frame);
+                return false;
+            }
+            Some(Expect::HeldBegin) if !is_asynchronous(frame.tag) => {
+                if frame.tag == tag::READY_FOR_QUERY {
+                    self.expected.pop_front();
+                }
+                return frame.tag == tag::ERROR_RESPONSE;
+            }
+            _ => {}
         }
         match frame.tag {
             b'1' => self.take(|e| matches!(e, Expect::ParseComplete { .. })),

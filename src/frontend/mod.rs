@@ -10,6 +10,7 @@ mod commits;
 mod console;
 mod error;
 mod forward;
+mod held_begin;
 mod in_flight;
 mod live;
 mod login;

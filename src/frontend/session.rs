@@ -152,8 +152,8 @@ pub struct Session {
     pub(super) unasked: Vec<super::causal::UnaskedCommit>,
     /// The cluster the unit being dispatched goes to, when sharding picked one.
     pub(super) unit_cluster: Option<String>,
-    /// A sharded session's `BEGIN`, held until a statement picks the shard.
-    pub(super) deferred_begin: Option<String>,
+    /// A bare `BEGIN`, answered and held until the transaction's first statement.
+    pub(super) held_begin: Option<super::held_begin::HeldBegin>,
     /// The other shards' connections of a transaction across shards (two-phase commit).
     pub(super) multi_shard: super::sharding::MultiShard,
     /// A unit since the last transaction end wrote: its commit needs a new causal token.
@@ -236,7 +236,7 @@ impl Session {
             causal: Default::default(),
             unasked: Vec::new(),
             unit_cluster: None,
-            deferred_begin: None,
+            held_begin: None,
             multi_shard: Default::default(),
             wrote: false,
             hints,
@@ -444,7 +444,7 @@ impl Session {
         let live = self.shared.live();
         // Only the result cache and sharding act on what writes make stale.
         let tracks_writes = live.cache.is_some() || live.sharding.is_some();
-        let work = work::describe(&frames, &self.state, &live.classifier, tracks_writes);
+        let mut work = work::describe(&frames, &self.state, &live.classifier, tracks_writes);
         drop(live);
         if let Some(inner) = &work.explain_route {
             self.settle(client).await?;
@@ -463,14 +463,15 @@ impl Session {
                     .notice_response(&ErrorFields::warning(warning.to_string()));
             }
         }
-        if self.defer_begin(client, &frames, &work).await?
-            || self.end_empty_transaction(client, &work)
+        if self.hold_begin(client, &frames, &work).await?
+            || self.end_held_transaction(client, &frames, &work).await?
         {
             return Ok(());
         }
         if self.dispatch_to_shards(client, &frames, &work).await? {
             return Ok(());
         }
+        self.join_held_begin(&mut work);
         if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
             return Ok(());
         }
@@ -483,10 +484,6 @@ impl Session {
             return Ok(());
         }
         if let Err(e) = self.check_sequence_home(&work) {
-            return self.fail_unit(client, e, &frames).await;
-        }
-        if let Err(e) = self.start_deferred_transaction(client).await {
-            self.fill = None;
             return self.fail_unit(client, e, &frames).await;
         }
         if let Err(e) = self.before_transaction_end(client, &work.tx).await {
@@ -543,6 +540,7 @@ impl Session {
         }
         let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
+        self.send_held_begin();
         self.in_flight.send(work.tx, work.effects);
         for frame in &frames {
             self.forward(frame);
@@ -570,14 +568,11 @@ impl Session {
     }
 
     pub(super) fn transaction_status(&self) -> u8 {
-        let held_begin = if self.deferred_begin.is_some() {
-            b'T'
-        } else {
-            b'I'
-        };
-        self.server
-            .as_ref()
-            .map_or(held_begin, |a| a.checkout.conn.tx_status)
+        match (&self.held_begin, &self.server) {
+            (Some(held), _) => held.status(),
+            (None, Some(attached)) => attached.checkout.conn.tx_status,
+            (None, None) => b'I',
+        }
     }
 
     /// COPY data goes straight to the server running the COPY.

@@ -36,6 +36,8 @@ pub struct Work {
     pub writes: Option<WriteScope>,
     /// It runs a COPY FROM: copy data may follow it on the connection.
     pub copy_in: bool,
+    /// How many statements the unit runs.
+    pub statements: usize,
     /// Whether `writes` is worked out (only the result cache and sharding need it).
     tracks_writes: bool,
 }
@@ -81,6 +83,7 @@ impl Work {
         }
         self.add_access(c);
         self.copy_in |= c.copy_in;
+        self.statements += c.statements;
         self.tx.extend(c.tx.iter().cloned());
         self.effects.extend(c.effects.iter().cloned());
     }

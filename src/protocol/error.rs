@@ -17,6 +17,7 @@ impl SqlState {
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
     pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
     pub const OBJECT_NOT_IN_PREREQUISITE_STATE: SqlState = SqlState("55000");
+    pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
     pub const CANT_CHANGE_RUNTIME_PARAM: SqlState = SqlState("55P02");
     pub const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
     pub const UNDEFINED_OBJECT: SqlState = SqlState("42704");

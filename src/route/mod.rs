@@ -234,6 +234,12 @@ pub fn decide(req: &Request<'_>) -> Route {
             ..primary(reason)
         };
     }
+    // Before the shortcut for units that only prepare: a read-write transaction's first
+    // unit may be one (a held BEGIN goes with it), and the transaction needs the primary.
+    let starts = transaction_start(req.tx, req.default_read_only);
+    if starts == Some(false) {
+        return primary(Reason::Transaction);
+    }
     if !req.executes
         && let Some(last) = req.last_read_node
         && is_read_candidate(req.cluster, last)
@@ -245,18 +251,16 @@ pub fn decide(req: &Request<'_>) -> Route {
             detail: None,
         };
     }
-    let starts = transaction_start(req.tx, req.default_read_only);
-    if starts == Some(false) {
-        return primary(Reason::Transaction);
-    }
     if let Some(reason) = req.primary_only {
         return primary(reason);
     }
-    match starts {
-        Some(false) => primary(Reason::Transaction),
-        Some(true) => balanced_read(req, Reason::ReadOnlyTransaction(req.balancer.algorithm())),
-        None => balanced_read(req, Reason::Balanced(req.balancer.algorithm())),
-    }
+    // What is left opens no transaction, or a read-only one.
+    let algorithm = req.balancer.algorithm();
+    let reason = match starts {
+        Some(_) => Reason::ReadOnlyTransaction(algorithm),
+        None => Reason::Balanced(algorithm),
+    };
+    balanced_read(req, reason)
 }
 
 /// Some(read_only) when the unit opens a transaction block. A block that might write (or
@@ -267,6 +271,7 @@ fn transaction_start(tx: &[TxControl], default_read_only: bool) -> Option<bool> 
         match control {
             TxControl::Begin {
                 read_only: explicit,
+                ..
             } => read_only = Some(*explicit || default_read_only),
             TxControl::SetReadOnly {
                 read_only: ro,

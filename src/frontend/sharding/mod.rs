@@ -4,8 +4,8 @@
 //! its table (see `fanout`); a write with no key, or a unit or transaction that would touch a
 //! second shard, is refused with an error naming the table and its key.
 //!
-//! A bare `BEGIN` sent as a simple query is answered by pgsplit and run on the server ahead of
-//! the transaction's first statement, once that statement says which shard it belongs to.
+//! A bare `BEGIN` is held until the transaction's first statement says which shard it belongs
+//! to (see `held_begin`).
 
 mod bind;
 mod copy;
@@ -200,106 +200,6 @@ impl Session {
             Some(default) => default,
             None => topology.cluster_for_database(&self.database).name.clone(),
         }
-    }
-
-    /// Holds a bare simple-protocol `BEGIN` of a sharded session until a statement picks the
-    /// shard (answering the client as the server would); true if `frames` was that BEGIN.
-    /// A connection still attached from earlier units (a committed write stays attached until
-    /// its position is known) is waited for first: unless it holds the session, the BEGIN is
-    /// held too, so the transaction starts on the shard of its first statement.
-    pub(super) async fn defer_begin(
-        &mut self,
-        client: &mut ClientConn,
-        frames: &[Frame],
-        work: &Work,
-    ) -> Result<bool, FrontendError> {
-        let bare_begin = self.shared.live().sharding.is_some()
-            && self.deferred_begin.is_none()
-            && matches!(frames, [f] if f.tag == tag::QUERY)
-            && matches!(
-                work.tx.as_slice(),
-                [crate::route::classify::TxControl::Begin { .. }]
-            )
-            && work.effects.is_empty();
-        if !bare_begin {
-            return Ok(false);
-        }
-        // Its answer comes after theirs, and only their answers tell whether they opened a
-        // transaction the BEGIN belongs to.
-        self.settle(client).await?;
-        if let Some(attached) = &self.server
-            && (self.holds_session(attached) || self.bound_since_sync)
-        {
-            return Ok(false);
-        }
-        self.deferred_begin = frames
-            .first()
-            .and_then(|f| messages::query_text(f.body()))
-            .map(str::to_string);
-        client.writer().command_complete("BEGIN");
-        client.writer().ready_for_query(b'T');
-        Ok(true)
-    }
-
-    /// COMMIT or ROLLBACK of a transaction that never ran a statement: pgsplit answers it.
-    pub(super) fn end_empty_transaction(&mut self, client: &mut ClientConn, work: &Work) -> bool {
-        use crate::route::classify::TxControl;
-        // Nothing ran since the BEGIN was held (a statement would have started it), so no
-        // connection the session may still have is in this transaction.
-        if self.deferred_begin.is_none() || self.pending > 0 {
-            return false;
-        }
-        let tag = match work.tx.as_slice() {
-            [TxControl::Commit] => "COMMIT",
-            [TxControl::Rollback] => "ROLLBACK",
-            _ => return false,
-        };
-        self.deferred_begin = None;
-        client.writer().command_complete(tag);
-        client.writer().ready_for_query(b'I');
-        true
-    }
-
-    /// Runs the held BEGIN on the connection the transaction's first statement got. A first
-    /// statement that only reads was routed as a read: a read-write transaction moves to its
-    /// cluster's primary first, where its later writes can run.
-    pub(super) async fn start_deferred_transaction(
-        &mut self,
-        client: &mut ClientConn,
-    ) -> Result<(), FrontendError> {
-        let (Some(begin), Some(attached)) = (self.deferred_begin.take(), self.server.as_ref())
-        else {
-            return Ok(());
-        };
-        let on_replica = attached.route.node.role() == crate::topology::Role::Replica;
-        if on_replica && !self.reads_only(&begin) {
-            let cluster = cluster_of_node(&self.shared.topology.load(), &attached.route.node.name)
-                .unwrap_or_default();
-            if let Some(replica) = self.server.take() {
-                self.shared.pools.checkin(replica.checkout);
-            }
-            let moved = match self.primary_route(&cluster) {
-                Ok(route) => self.attach(client, route).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = moved {
-                self.deferred_begin = Some(begin);
-                return Err(e);
-            }
-        }
-        if let Some(attached) = self.server.as_mut() {
-            attached.checkout.conn.run_internal(&begin).await?;
-        }
-        self.multi_shard.remember_begin(&begin);
-        Ok(())
-    }
-
-    /// The held BEGIN opens a read-only transaction (READ ONLY, or the session's default).
-    fn reads_only(&self, begin: &str) -> bool {
-        let held = super::work::describe_text(begin, &self.shared.live().classifier);
-        held.tx.iter().any(|t| {
-            matches!(t, crate::route::classify::TxControl::Begin { read_only } if *read_only || self.state.default_read_only())
-        })
     }
 
     /// A unit for `target` while the session holds a connection (a transaction, a pin): the

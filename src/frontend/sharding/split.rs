@@ -160,7 +160,7 @@ impl Session {
             let first = parts.first().map(|p| p.cluster.clone()).unwrap_or_default();
             let route = self.primary_route(&first)?;
             self.attach(client, route).await?;
-            self.start_deferred_transaction(client).await?;
+            self.run_held_begin().await?;
         }
         self.wrote = true;
         self.pending_writes =

@@ -22,9 +22,13 @@ pub enum Access {
 /// Transaction control found in the text, in order of appearance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxControl {
-    /// BEGIN / START TRANSACTION; `read_only` when READ ONLY was given.
+    /// BEGIN / START TRANSACTION; `read_only` when READ ONLY was given. `plain` when written
+    /// in PostgreSQL's own grammar (no modifier such as DEFERRED, no SNAPSHOT isolation, no
+    /// statement block): a server outside a transaction cannot refuse it, so pgsplit may answer
+    /// it and send it ahead of the transaction's first statement.
     Begin {
         read_only: bool,
+        plain: bool,
     },
     Commit,
     Rollback,

@@ -4,7 +4,7 @@
 
 use sqlparser::ast::{
     CloseCursor, ContextModifier, DiscardObject, Expr, Ident, Reset, Set, Statement,
-    TransactionAccessMode, TransactionMode, Value,
+    TransactionAccessMode, TransactionIsolationLevel, TransactionMode, Value,
 };
 
 use super::statement::Findings;
@@ -33,8 +33,25 @@ pub(super) fn absorb(stmt: &Statement, found: &mut Findings) -> bool {
             let channel = (!is_bare(channel, "*")).then(|| names::identifier(channel));
             found.effects.push(SessionEffect::Unlisten { channel });
         }
-        Statement::StartTransaction { modes, .. } => found.tx.push(TxControl::Begin {
+        Statement::StartTransaction {
+            modes,
+            modifier,
+            statements,
+            exception,
+            has_end_keyword,
+            ..
+        } => found.tx.push(TxControl::Begin {
             read_only: read_only_mode(modes) == Some(true),
+            plain: modifier.is_none()
+                && statements.is_empty()
+                && exception.is_none()
+                && !has_end_keyword
+                && modes.iter().all(|m| {
+                    !matches!(
+                        m,
+                        TransactionMode::IsolationLevel(TransactionIsolationLevel::Snapshot)
+                    )
+                }),
         }),
         Statement::Commit { chain, .. } => {
             end_transaction(TxControl::Commit, *chain, found);
@@ -90,7 +107,10 @@ fn reset_of(name: &str) -> SessionEffect {
 fn end_transaction(end: TxControl, chain: bool, found: &mut Findings) {
     found.tx.push(end);
     if chain {
-        found.tx.push(TxControl::Begin { read_only: false });
+        found.tx.push(TxControl::Begin {
+            read_only: false,
+            plain: false,
+        });
     }
 }
 

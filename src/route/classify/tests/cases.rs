@@ -134,7 +134,10 @@ fn set_read_only(read_only: bool, session: bool) -> TxControl {
 }
 
 fn begin(read_only: bool) -> TxControl {
-    TxControl::Begin { read_only }
+    TxControl::Begin {
+        read_only,
+        plain: true,
+    }
 }
 
 fn session_settings() -> Vec<Case> {
@@ -199,8 +202,19 @@ fn transactions() -> Vec<Case> {
         r("BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY").tx(vec![begin(true)]),
         r("START TRANSACTION READ ONLY, READ WRITE").tx(vec![begin(false)]),
         r("COMMIT AND CHAIN")
-            .tx(vec![TxControl::Commit, begin(false)])
+            .tx(vec![
+                TxControl::Commit,
+                TxControl::Begin {
+                    read_only: false,
+                    plain: false,
+                },
+            ])
             .effects(vec![SessionEffect::Commit]),
+        // Not PostgreSQL's grammar: the server will say so, so pgsplit must not answer for it.
+        r("BEGIN ISOLATION LEVEL SNAPSHOT").tx(vec![TxControl::Begin {
+            read_only: false,
+            plain: false,
+        }]),
         r("ABORT")
             .tx(vec![TxControl::Rollback])
             .effects(vec![SessionEffect::Rollback]),
