@@ -331,6 +331,15 @@ async fn hints_and_session_settings_change_the_route() {
             .expect("show"),
     );
     assert_eq!(shown.as_deref(), Some("strong"));
+    // Over the extended protocol too (prepared, described, bound, executed).
+    let prepared = client
+        .prepare("SHOW pgsplit.consistency")
+        .await
+        .expect("prepare");
+    for _ in 0..2 {
+        let row = client.query_one(&prepared, &[]).await.expect("show");
+        assert_eq!(row.get::<_, String>(0), "strong");
+    }
     assert_eq!(node_of(&client, &names, sql).await, "primary");
     client
         .batch_execute("RESET pgsplit.consistency")

@@ -76,6 +76,29 @@ pub struct Merged {
     pub command_tag: String,
 }
 
+impl Merged {
+    /// One row of one text column, as a server answers `SHOW`: for answers pgsplit gives itself
+    /// in the shape of a merged one.
+    pub fn one_text_value(column: &str, value: &str, command_tag: &str) -> Merged {
+        const TEXT: u32 = 25;
+        let field = wire::Field {
+            name: column.to_string(),
+            table_oid: 0,
+            column: 0,
+            type_oid: TEXT,
+            type_len: -1,
+            type_modifier: -1,
+            format: 0,
+        };
+        let value = Some(bytes::Bytes::copy_from_slice(value.as_bytes()));
+        Merged {
+            row_description: wire::encode_row_description(&[field]),
+            rows: vec![wire::encode_data_row(&[value])],
+            command_tag: command_tag.to_string(),
+        }
+    }
+}
+
 /// Why a statement cannot be fanned out, or why the shards' answers cannot be merged: a
 /// SQLSTATE and a sentence for the client.
 #[derive(Debug, Clone, Error)]

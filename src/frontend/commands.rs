@@ -163,7 +163,7 @@ impl Session {
     }
 
     /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.
-    fn show_setting(&self, setting: Setting) -> String {
+    pub(super) fn show_setting(&self, setting: Setting) -> String {
         if setting == Setting::CausalToken {
             let token = self.causal_token();
             return if token.is_empty() {

@@ -21,6 +21,7 @@ mod scatter;
 mod sequences;
 mod session;
 mod sharding;
+mod show_extended;
 mod state;
 mod users;
 mod work;

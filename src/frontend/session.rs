@@ -441,6 +441,9 @@ impl Session {
             self.answer_session_command(client, command).await;
             return Ok(());
         }
+        if self.answer_extended_show(client, &frames).await? {
+            return Ok(());
+        }
         let live = self.shared.live();
         // Only the result cache and sharding act on what writes make stale.
         let tracks_writes = live.cache.is_some() || live.sharding.is_some();

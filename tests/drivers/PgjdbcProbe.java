@@ -95,6 +95,12 @@ public class PgjdbcProbe {
                     for (int i = 0; i < 5; i++) {
                         try (ResultSet rs = s.executeQuery("SELECT pg_is_in_recovery()")) { rs.next(); eq(rs.getBoolean(1), false); }
                     }
+                    // SHOW over the extended protocol; from the fifth run on, a named server-side statement.
+                    try (PreparedStatement show = c.prepareStatement("SHOW pgsplit.consistency")) {
+                        for (int i = 0; i < 7; i++) {
+                            try (ResultSet rs = show.executeQuery()) { rs.next(); eq(rs.getString(1), "strong"); }
+                        }
+                    }
                     try { s.execute("SET pgsplit.consistency = 'sometimes'"); throw new AssertionError("no error"); }
                     catch (SQLException e) { eq(e.getSQLState(), "22023"); }
                     s.execute("RESET pgsplit.consistency");

@@ -101,10 +101,22 @@ def read_your_writes(c):
         assert c.execute(f"SELECT name FROM {TABLE} WHERE id = %s", (i,)).fetchone() == ("r",), i
 
 
+def pgsplit_show(c):
+    # SHOW pgsplit.* over the extended protocol: prepared, psycopg parses it once and binds it after.
+    c.execute("SET pgsplit.consistency = 'strong'")
+    for _ in range(3):
+        row = c.execute("SHOW pgsplit.consistency", prepare=True).fetchone()
+        assert row == ("strong",), row
+    c.execute("RESET pgsplit.consistency")
+    c.execute(f"INSERT INTO {TABLE} (id, name) VALUES (600, 'show')")
+    token = c.execute("SHOW pgsplit.causal_token", prepare=True).fetchone()[0]
+    assert token == c.info.parameter_status("pgsplit.causal_token"), token
+
+
 failures = 0
 with psycopg.connect(DSN, autocommit=True) as conn:
     for check in [setup, server_side_prepared, binary_results, transaction, pipeline, executemany,
-                  copy, server_cursor, notify, errors, cancel, read_your_writes]:
+                  copy, server_cursor, notify, errors, cancel, read_your_writes, pgsplit_show]:
         try:
             check(conn)
             print("ok", check.__name__, flush=True)

@@ -23,8 +23,9 @@ const ROW_DESCRIPTION: u8 = b'T';
 const DATA_ROW: u8 = b'D';
 const COMMAND_COMPLETE: u8 = b'C';
 
-/// The client's extended-protocol unit for a read of every shard.
-pub(super) struct ExtendedRead<'a> {
+/// The client's extended-protocol unit for a read of every shard (or another answer pgsplit
+/// gives itself, see `show_extended`).
+pub(in crate::frontend) struct ExtendedRead<'a> {
     frames: &'a [Frame],
     /// The statement's parameter types as its Parse gave them (count, then oids).
     parameter_types: &'a [u8],
@@ -36,8 +37,8 @@ pub(super) struct ExtendedRead<'a> {
 
 impl<'a> ExtendedRead<'a> {
     /// The unit's Bind and the statement it binds (parsed in the unit or earlier in the
-    /// session); None for a simple Query.
-    pub(super) fn read(
+    /// session); None for a simple Query. A unit with no Bind only parses or describes.
+    pub(in crate::frontend) fn read(
         frames: &'a [Frame],
         state: &'a SessionState,
     ) -> Result<Option<ExtendedRead<'a>>, FrontendError> {
@@ -50,10 +51,14 @@ impl<'a> ExtendedRead<'a> {
                 "malformed Bind or Parse message for a read of every shard",
             )
         };
-        let bind = frames
-            .iter()
-            .find(|f| f.tag == tag::BIND)
-            .ok_or_else(malformed)?;
+        let Some(bind) = frames.iter().find(|f| f.tag == tag::BIND) else {
+            return Ok(Some(ExtendedRead {
+                frames,
+                parameter_types: &[0, 0],
+                parameters: &[0, 0, 0, 0],
+                result_formats: Vec::new(),
+            }));
+        };
         let (_, statement) = messages::bind_names(bind.body()).ok_or_else(malformed)?;
         let parse = frames
             .iter()
@@ -97,7 +102,7 @@ impl<'a> ExtendedRead<'a> {
     /// The answers to the client's messages, in order (without the ReadyForQuery): complete
     /// messages for Parse, Bind and Close, descriptions for Describe (`parameters` is a shard's
     /// ParameterDescription), the merged rows for Execute.
-    pub(super) fn answer(
+    pub(in crate::frontend) fn answer(
         &self,
         merged: &Merged,
         parameters: Option<&Bytes>,

@@ -8,7 +8,7 @@
 
 mod extended;
 
-pub(super) use extended::remember;
+pub(super) use extended::{ExtendedRead, remember};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
@@ -22,8 +22,6 @@ use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
 use super::work::Work;
-
-use extended::ExtendedRead;
 
 /// What one shard runs: a simple Query, or the extended protocol's messages for it.
 enum ShardRequest<'a> {
@@ -218,7 +216,7 @@ impl Session {
     }
 }
 
-fn refusal(r: crate::fanout::Refusal) -> FrontendError {
+pub(super) fn refusal(r: crate::fanout::Refusal) -> FrontendError {
     FrontendError::Refused(r.error_fields())
 }
 
