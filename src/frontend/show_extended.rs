@@ -91,33 +91,21 @@ fn statement_text<'a>(frames: &'a [Frame], state: &'a SessionState, name: &str) 
 
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
-
     use super::*;
-    use crate::frontend::scatter::put_message;
-
-    fn frame(tag: u8, body: &[u8]) -> Frame {
-        let mut bytes = BytesMut::new();
-        put_message(&mut bytes, tag, body);
-        Frame {
-            tag,
-            bytes: bytes.freeze(),
-        }
-    }
 
     fn parse(name: &str, sql: &str) -> Frame {
-        frame(tag::PARSE, format!("{name}\0{sql}\0\0\0").as_bytes())
+        Frame::from_body(tag::PARSE, format!("{name}\0{sql}\0\0\0").as_bytes())
     }
 
     fn bind(statement: &str) -> Frame {
-        frame(tag::BIND, format!("\0{statement}\0\0\0\0\0\0\0").as_bytes())
+        Frame::from_body(tag::BIND, format!("\0{statement}\0\0\0\0\0\0\0").as_bytes())
     }
 
     fn run(statement: &str) -> Vec<Frame> {
         vec![
             bind(statement),
-            frame(tag::EXECUTE, &[0, 0, 0, 0, 0]),
-            frame(tag::SYNC, &[]),
+            Frame::from_body(tag::EXECUTE, &[0, 0, 0, 0, 0]),
+            Frame::from_body(tag::SYNC, &[]),
         ]
     }
 
@@ -149,7 +137,10 @@ mod tests {
         }
         // A statement the session never prepared, and a unit with nothing to show.
         assert_eq!(shown_setting(&run("unknown"), &state), None);
-        assert_eq!(shown_setting(&[frame(tag::SYNC, &[])], &state), None);
+        assert_eq!(
+            shown_setting(&[Frame::from_body(tag::SYNC, &[])], &state),
+            None
+        );
         let two = [
             parse("a", "SHOW pgsplit.consistency"),
             parse("b", "SHOW pgsplit.max_lag"),

@@ -24,6 +24,19 @@ impl Frame {
     pub fn body(&self) -> &[u8] {
         &self.bytes[5..]
     }
+
+    /// A message as a client would send it: `tag`, the length, `body`.
+    #[cfg(test)]
+    pub fn from_body(tag: u8, body: &[u8]) -> Frame {
+        let mut bytes = Vec::with_capacity(5 + body.len());
+        bytes.push(tag);
+        bytes.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        bytes.extend_from_slice(body);
+        Frame {
+            tag,
+            bytes: Bytes::from(bytes),
+        }
+    }
 }
 
 const FRONTEND_TAGS: &[u8] = &[

@@ -214,12 +214,7 @@ mod tests {
     use super::*;
 
     fn frame(tag: u8, body: &[u8]) -> Frame {
-        let mut bytes = BytesMut::new();
-        put_message(&mut bytes, tag, body);
-        Frame {
-            tag,
-            bytes: bytes.freeze(),
-        }
+        Frame::from_body(tag, body)
     }
 
     /// The tags and bodies of the messages in `out`.
