@@ -550,6 +550,14 @@ async fn explain_route_says_where_and_why_without_running() {
     assert_eq!(role, "primary");
     assert!(reason.starts_with("write"), "{reason}");
     assert_eq!(explain("SELEC oops").await.0, "primary");
+    // After a BEGIN pgsplit holds, the read would open the transaction on the primary.
+    client.batch_execute("BEGIN").await.unwrap();
+    let in_transaction = explain("SELECT 1").await;
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        in_transaction,
+        ("primary".into(), "read-write transaction".into())
+    );
 }
 
 #[tokio::test]

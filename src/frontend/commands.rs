@@ -209,7 +209,12 @@ impl Session {
                     detail: None,
                 }
             }
-            _ => self.decide(&work::describe_text(inner, &self.shared.live().classifier)),
+            _ => {
+                let mut work = work::describe_text(inner, &self.shared.live().classifier);
+                // In a held transaction the statement would go with its BEGIN.
+                self.join_held_begin(&mut work);
+                self.decide(&work)
+            }
         };
         let reason = match &route.detail {
             Some(detail) => format!("{}: {detail}", route.reason.as_str()),
