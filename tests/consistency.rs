@@ -378,6 +378,21 @@ async fn hints_and_session_settings_change_the_route() {
         .expect("reset among other statements");
     let node = node_of(&client, &names, sql).await;
     assert!(node.starts_with("replica"), "{node}");
+
+    // SET LOCAL over the extended protocol: in force until the transaction ends.
+    let show = || async {
+        let row = client.query_one("SHOW pgsplit.consistency", &[]).await;
+        row.expect("show").get::<_, String>(0)
+    };
+    let before = show().await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    client
+        .execute("SET LOCAL pgsplit.consistency = 'strong'", &[])
+        .await
+        .expect("set local over the extended protocol");
+    assert_eq!(show().await, "strong");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(show().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

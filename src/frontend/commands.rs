@@ -321,7 +321,11 @@ fn setting_change(command: SessionCommand) -> Result<SettingChange, ErrorFields>
 /// records `SET` and `RESET` of every setting.
 fn pgsplit_setting_change(effect: &SessionEffect) -> Option<Result<SettingChange, ErrorFields>> {
     let command = match effect {
-        SessionEffect::Set { name, sql } if is_pgsplit_setting(name) => session_command(sql),
+        SessionEffect::Set { name, sql } | SessionEffect::SetLocal { name, sql }
+            if is_pgsplit_setting(name) =>
+        {
+            session_command(sql)
+        }
         SessionEffect::Reset { name } if is_pgsplit_setting(name) => {
             session_command(&format!("RESET {name}"))
         }

@@ -156,6 +156,8 @@ impl SessionState {
                     self.in_transaction.extend(effects);
                 }
             }
+            // In force at once, until the transaction ends (the session drops it then).
+            SessionEffect::SetLocal { .. } => taken.push(effect),
             SessionEffect::Commit => self.end_block(true, taken),
             SessionEffect::Rollback => self.end_block(false, taken),
             _ => self.in_transaction.push(effect),
@@ -255,6 +257,7 @@ impl SessionState {
                 self.unpin_listen_if_silent();
             }
             SessionEffect::Execute { .. }
+            | SessionEffect::SetLocal { .. }
             | SessionEffect::Pin(_)
             | SessionEffect::SequenceState
             | SessionEffect::Savepoint { .. }

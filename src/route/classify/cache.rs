@@ -276,9 +276,9 @@ fn weight(text: &str, class: &Classification) -> usize {
 
 fn effect_weight(effect: &SessionEffect) -> usize {
     let heap = match effect {
-        SessionEffect::Set { name, sql } | SessionEffect::Prepare { name, sql } => {
-            name.len() + sql.len()
-        }
+        SessionEffect::Set { name, sql }
+        | SessionEffect::SetLocal { name, sql }
+        | SessionEffect::Prepare { name, sql } => name.len() + sql.len(),
         SessionEffect::Reset { name }
         | SessionEffect::Execute { name }
         | SessionEffect::Savepoint { name }

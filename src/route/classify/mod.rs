@@ -64,6 +64,12 @@ pub enum SessionEffect {
         name: String,
         sql: String,
     },
+    /// `SET LOCAL pgsplit.name ...`: pgsplit's own setting until the transaction ends (a SET
+    /// LOCAL of the server's dies with its transaction, and pgsplit needs to know nothing).
+    SetLocal {
+        name: String,
+        sql: String,
+    },
     /// `RESET name`.
     Reset {
         name: String,

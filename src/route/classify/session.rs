@@ -151,6 +151,16 @@ fn absorb_set(set: &Set, stmt: &Statement, found: &mut Findings) {
         Set::SetTransaction { modes, session, .. } => {
             absorb_transaction_modes(modes, *session, found)
         }
+        Set::SingleAssignment {
+            scope: Some(ContextModifier::Local),
+            variable,
+            ..
+        } if names::object(variable).starts_with("pgsplit.") => {
+            found.effects.push(SessionEffect::SetLocal {
+                name: names::object(variable),
+                sql: stmt.to_string(),
+            })
+        }
         // SET LOCAL dies with its transaction: nothing to carry over.
         Set::SingleAssignment { .. }
         | Set::SetTimeZone { .. }

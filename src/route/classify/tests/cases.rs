@@ -182,6 +182,11 @@ fn session_settings() -> Vec<Case> {
         )]),
         r("SET NAMES 'UTF8'").effects(vec![set("client_encoding", "SET NAMES 'UTF8'")]),
         r("SET LOCAL statement_timeout = 5"),
+        // pgsplit's own: in force until the transaction ends.
+        r("SET LOCAL pgsplit.consistency = 'strong'").effects(vec![SessionEffect::SetLocal {
+            name: "pgsplit.consistency".into(),
+            sql: "SET LOCAL pgsplit.consistency = 'strong'".into(),
+        }]),
         r("SET transaction_read_only = on").tx(vec![set_read_only(true, false)]),
         r("RESET ROLE").effects(vec![reset("role")]),
         r("RESET SESSION AUTHORIZATION").effects(vec![reset("session_authorization")]),
