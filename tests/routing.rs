@@ -275,6 +275,10 @@ async fn a_unit_refused_before_reaching_a_server_aborts_its_transaction() {
     let answer = wire::round_trip(&mut s, &wire::query(&insert)).await;
     assert_eq!(status_and_tags(&answer).0, 'T', "{answer:?}");
     refusal_aborts_the_transaction(&mut s, refused).await;
+    // A bad pgsplit setting sent alone, which pgsplit answers itself.
+    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+    wire::round_trip(&mut s, &wire::query(&insert)).await;
+    refusal_aborts_the_transaction(&mut s, "SET pgsplit.consistency = 'sometimes'").await;
     let count = format!("/* pgsplit: consistency=strong */ SELECT count(*) FROM {table}");
     let answer = wire::round_trip(&mut s, &wire::query(&count)).await;
     assert_eq!(

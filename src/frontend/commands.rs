@@ -79,6 +79,16 @@ impl Session {
         command: Result<SessionCommand, String>,
     ) {
         let status = self.transaction_status();
+        if status == b'E' {
+            // As PostgreSQL: a failed transaction takes nothing but its end.
+            let mut w = client.writer();
+            w.error_response(&ErrorFields::error(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+            w.ready_for_query(status);
+            return;
+        }
         let shows_token = matches!(
             command,
             Ok(SessionCommand::Show {
@@ -86,12 +96,13 @@ impl Session {
             })
         );
         if shows_token && let Err(fields) = self.learn_every_unasked_position(client).await {
-            let mut w = client.writer();
-            w.error_response(&fields);
-            w.ready_for_query(status);
+            client.writer().error_response(&fields);
+            self.abort_transaction().await;
+            client.writer().ready_for_query(self.transaction_status());
             return;
         }
         let mut w = client.writer();
+        let mut failed = false;
         match command {
             Ok(SessionCommand::Show { setting }) => {
                 let shown = self.show_setting(setting);
@@ -112,13 +123,21 @@ impl Session {
                     w.command_complete(change.tag());
                     self.apply_setting_change(change);
                 }
-                Err(fields) => w.error_response(&fields),
+                Err(fields) => {
+                    w.error_response(&fields);
+                    failed = true;
+                }
             },
             Err(message) => {
-                w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message))
+                w.error_response(&ErrorFields::error(SqlState::UNDEFINED_OBJECT, message));
+                failed = true;
             }
         }
-        w.ready_for_query(status);
+        if failed {
+            // An error inside a transaction aborts it, as any other refusal does.
+            self.abort_transaction().await;
+        }
+        client.writer().ready_for_query(self.transaction_status());
     }
 
     /// A `SET` or `RESET` of a `pgsplit.*` setting takes effect in the session.
