@@ -82,10 +82,7 @@ impl Session {
         if status == b'E' {
             // As PostgreSQL: a failed transaction takes nothing but its end.
             let mut w = client.writer();
-            w.error_response(&ErrorFields::error(
-                SqlState::IN_FAILED_SQL_TRANSACTION,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
+            w.error_response(&in_failed_transaction());
             w.ready_for_query(status);
             return;
         }
@@ -354,6 +351,14 @@ fn pgsplit_setting_change(effect: &SessionEffect) -> Option<Result<SettingChange
         Ok(command) => setting_change(command),
         Err(message) => Err(ErrorFields::error(SqlState::UNDEFINED_OBJECT, message)),
     })
+}
+
+/// PostgreSQL's answer to anything but the end of a failed transaction.
+pub(super) fn in_failed_transaction() -> ErrorFields {
+    ErrorFields::error(
+        SqlState::IN_FAILED_SQL_TRANSACTION,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
 }
 
 /// Fails on any server, with a message that says why in its log.

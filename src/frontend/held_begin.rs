@@ -10,7 +10,7 @@
 //! there; the error reaches the client, and what follows it only reads.
 
 use crate::hint::Hints;
-use crate::protocol::{Frame, SqlState, messages, tag};
+use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::TxControl;
 
 use super::client::ClientConn;
@@ -103,10 +103,7 @@ impl Session {
             // transaction holds nothing to commit.
             Some(_) => Ok(false),
             None if held.failed => {
-                let refusal = FrontendError::refuse(
-                    SqlState::IN_FAILED_SQL_TRANSACTION,
-                    "current transaction is aborted, commands ignored until end of transaction block",
-                );
+                let refusal = FrontendError::Refused(super::commands::in_failed_transaction());
                 self.fail_unit(client, refusal, frames).await?;
                 Ok(true)
             }

@@ -10,7 +10,7 @@ use crate::protocol::{Frame, messages, tag};
 
 use super::client::ClientConn;
 use super::error::FrontendError;
-use super::scatter::{ExtendedRead, refusal, remember};
+use super::scatter::{ExtendedRead, refusal, remember, statement_parse};
 use super::session::Session;
 use super::state::SessionState;
 
@@ -80,13 +80,7 @@ fn shown_setting(frames: &[Frame], state: &SessionState) -> Option<Setting> {
 
 /// The text of statement `name`: its Parse in this unit, else the session's.
 fn statement_text<'a>(frames: &'a [Frame], state: &'a SessionState, name: &str) -> Option<&'a str> {
-    let parse = frames
-        .iter()
-        .filter(|f| f.tag == tag::PARSE)
-        .map(|f| f.body())
-        .find(|body| messages::parse_message(body).is_some_and(|(n, _)| n == name))
-        .or_else(|| state.statements.get(name).and_then(|p| p.get(5..)))?;
-    messages::parse_message(parse).map(|(_, sql)| sql)
+    messages::parse_message(statement_parse(frames, state, name)?).map(|(_, sql)| sql)
 }
 
 #[cfg(test)]

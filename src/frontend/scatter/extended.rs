@@ -60,13 +60,7 @@ impl<'a> ExtendedRead<'a> {
             }));
         };
         let (_, statement) = messages::bind_names(bind.body()).ok_or_else(malformed)?;
-        let parse = frames
-            .iter()
-            .filter(|f| f.tag == tag::PARSE)
-            .find(|f| messages::parse_message(f.body()).is_some_and(|(name, _)| name == statement))
-            .map(|f| f.body())
-            .or_else(|| state.statements.get(statement).and_then(|p| p.get(5..)))
-            .ok_or_else(malformed)?;
+        let parse = statement_parse(frames, state, statement).ok_or_else(malformed)?;
         let (_, parameter_types) =
             read_cstr(messages::parse_definition(parse)).ok_or_else(malformed)?;
         let arguments = messages::bind_arguments(bind.body()).ok_or_else(malformed)?;
@@ -148,6 +142,20 @@ impl<'a> ExtendedRead<'a> {
         }
         Ok(out)
     }
+}
+
+/// The Parse body of statement `name`: its Parse in this unit, else the session's.
+pub(in crate::frontend) fn statement_parse<'a>(
+    frames: &'a [Frame],
+    state: &'a SessionState,
+    name: &str,
+) -> Option<&'a [u8]> {
+    frames
+        .iter()
+        .filter(|f| f.tag == tag::PARSE)
+        .map(|f| f.body())
+        .find(|body| messages::parse_message(body).is_some_and(|(n, _)| n == name))
+        .or_else(|| state.statements.get(name).and_then(|p| p.get(5..)))
 }
 
 /// Records what the client's messages did to its session, as the server would have: the
