@@ -393,6 +393,31 @@ async fn hints_and_session_settings_change_the_route() {
     assert_eq!(show().await, "strong");
     client.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(show().await, before);
+
+    // As PostgreSQL's own: a ROLLBACK TO a savepoint undoes the SET LOCALs made since, sent
+    // alone (pgsplit answers them) or over the extended protocol (the server runs them).
+    let set_local = |value: &str| format!("SET LOCAL pgsplit.consistency = '{value}'");
+    client.batch_execute("BEGIN").await.expect("begin");
+    let eventual = set_local("eventual");
+    client.batch_execute(&eventual).await.expect("alone");
+    client
+        .batch_execute("SAVEPOINT a")
+        .await
+        .expect("savepoint");
+    let strong = set_local("strong");
+    client.execute(&strong, &[]).await.expect("extended");
+    assert_eq!(show().await, "strong");
+    let back_to_a = "ROLLBACK TO SAVEPOINT a";
+    client.batch_execute(back_to_a).await.expect("rollback to");
+    assert_eq!(show().await, "eventual");
+    client.batch_execute(&strong).await.expect("alone");
+    assert_eq!(show().await, "strong");
+    client.batch_execute(back_to_a).await.expect("rollback to");
+    assert_eq!(show().await, "eventual");
+    client.batch_execute("RELEASE a").await.expect("release");
+    assert_eq!(show().await, "eventual");
+    client.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(show().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,6 +76,7 @@ impl Session {
     pub(super) async fn answer_session_command(
         &mut self,
         client: &mut ClientConn,
+        text: &str,
         command: Result<SessionCommand, String>,
     ) {
         let status = self.transaction_status();
@@ -118,7 +119,14 @@ impl Session {
             Ok(command) => match setting_change(command) {
                 Ok(change) => {
                     w.command_complete(change.tag());
-                    self.apply_setting_change(change);
+                    match change {
+                        SettingChange::Hint {
+                            setting,
+                            local: true,
+                            ..
+                        } => self.set_local(setting, text),
+                        change => self.apply_setting_change(change),
+                    }
                 }
                 Err(fields) => {
                     w.error_response(&fields);
@@ -137,21 +145,21 @@ impl Session {
         client.writer().ready_for_query(self.transaction_status());
     }
 
-    /// A `SET` or `RESET` of a `pgsplit.*` setting takes effect in the session.
+    /// A `SET LOCAL` of a `pgsplit.*` setting (`sql`) is in force until its transaction ends,
+    /// or a ROLLBACK TO a savepoint set before it: it is kept among the transaction's effects.
+    fn set_local(&mut self, setting: Setting, sql: &str) {
+        self.state.note_set_local(SessionEffect::SetLocal {
+            name: format!("pgsplit.{}", setting.key()),
+            sql: sql.to_string(),
+        });
+        self.refresh_local_hints();
+    }
+
+    /// A `SET` or `RESET` of a `pgsplit.*` setting takes effect in the session (a `SET LOCAL`
+    /// is among the transaction's effects instead, see `refresh_local_hints`).
     fn apply_setting_change(&mut self, change: SettingChange) {
         match change {
-            SettingChange::Hint {
-                setting,
-                value,
-                local,
-            } => {
-                let target = if local {
-                    &mut self.local_hints
-                } else {
-                    &mut self.hints
-                };
-                target.apply(setting, value);
-            }
+            SettingChange::Hint { setting, value, .. } => self.hints.apply(setting, value),
             SettingChange::ShardChoice(choice) => self.shard_choice = choice,
             SettingChange::Reset(setting) => {
                 self.hints.reset(setting);
@@ -176,6 +184,20 @@ impl Session {
                 self.apply_setting_change(change);
             }
         }
+    }
+
+    /// The session's `SET LOCAL pgsplit.*` in force, from the transaction's effects: after
+    /// its end none is, after a ROLLBACK TO a savepoint those set before it are.
+    pub(super) fn refresh_local_hints(&mut self) {
+        let mut hints = Hints::default();
+        for effect in self.state.local_settings() {
+            if let Some(Ok(SettingChange::Hint { setting, value, .. })) =
+                pgsplit_setting_change(effect)
+            {
+                hints.apply(setting, value);
+            }
+        }
+        self.local_hints = hints;
     }
 
     /// What `SHOW pgsplit.<name>` says: the session's value, else the configured default.

@@ -94,7 +94,9 @@ impl Session {
         match ends {
             Some(tag) if simple => {
                 self.held_begin = None;
-                self.local_hints = Hints::default(); // a SET LOCAL pgsplit.* ends with it
+                // Its SET LOCAL pgsplit.* end with it (nothing else ran in it).
+                self.state.forget_transaction();
+                self.refresh_local_hints();
                 client.writer().command_complete(tag);
                 client.writer().ready_for_query(b'I');
                 Ok(true)

@@ -26,7 +26,7 @@ use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
-use super::state::{SessionState, UnitOutcome};
+use super::state::{SessionState, UnitOutcome, changes_local_settings};
 use super::work;
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
@@ -433,12 +433,12 @@ impl Session {
         }
         if let [frame] = frames.as_slice()
             && frame.tag == tag::QUERY
-            && let Some(command) =
-                crate::protocol::messages::query_text(frame.body()).and_then(session_command)
+            && let Some(text) = crate::protocol::messages::query_text(frame.body())
+            && let Some(command) = session_command(text)
         {
             // Answers pgsplit gives itself come after the answers to what is already in flight.
             self.settle(client).await?;
-            self.answer_session_command(client, command).await;
+            self.answer_session_command(client, text, command).await;
             return Ok(());
         }
         if self.answer_extended_show(client, &frames).await? {
@@ -692,9 +692,13 @@ impl Session {
             status: conn.tx_status,
             failed: unit.failed,
         };
+        let sets_local = unit.effects.iter().any(changes_local_settings);
         let taken = self.state.finish_unit(unit.effects, outcome);
         super::state::record_on_connection(conn, &taken);
         self.take_on_pgsplit_settings(&taken);
+        if sets_local {
+            self.refresh_local_hints();
+        }
         if self.pending == 0 {
             self.end_units();
         }

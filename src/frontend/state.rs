@@ -138,6 +138,16 @@ impl SessionState {
         taken
     }
 
+    /// The transaction ended without a server's answer saying so (pgsplit rolled it back, or
+    /// answered the end of one nothing ran in): none of its effects holds.
+    pub fn forget_transaction(&mut self) {
+        let rolled_back = UnitOutcome {
+            status: b'I',
+            failed: true,
+        };
+        self.finish_unit(vec![SessionEffect::Rollback], rolled_back);
+    }
+
     /// One effect of the transaction in progress (or of a unit outside one), in order.
     fn follow(&mut self, effect: SessionEffect, taken: &mut Vec<SessionEffect>) {
         match &effect {
@@ -156,8 +166,6 @@ impl SessionState {
                     self.in_transaction.extend(effects);
                 }
             }
-            // In force at once, until the transaction ends (the session drops it then).
-            SessionEffect::SetLocal { .. } => taken.push(effect),
             SessionEffect::Commit => self.end_block(true, taken),
             SessionEffect::Rollback => self.end_block(false, taken),
             _ => self.in_transaction.push(effect),
@@ -176,7 +184,7 @@ impl SessionState {
             return;
         }
         for effect in effects {
-            if !is_savepoint_mark(&effect) {
+            if !lasts_only_the_transaction(&effect) {
                 self.apply(&effect);
                 taken.push(effect);
             }
@@ -188,6 +196,20 @@ impl SessionState {
         if self.listening.is_empty() {
             self.pins.retain(|p| *p != PinCause::Listen);
         }
+    }
+
+    /// The `SET LOCAL`s in force in the transaction in progress, in order: a ROLLBACK TO a
+    /// savepoint undoes those set after it, as in PostgreSQL.
+    pub fn local_settings(&self) -> impl Iterator<Item = &SessionEffect> {
+        self.in_transaction
+            .iter()
+            .filter(|effect| matches!(effect, SessionEffect::SetLocal { .. }))
+    }
+
+    /// A `SET LOCAL` pgsplit answered itself takes its place among the transaction's effects,
+    /// so that a later ROLLBACK TO a savepoint set before it undoes it.
+    pub fn note_set_local(&mut self, effect: SessionEffect) {
+        self.in_transaction.push(effect);
     }
 
     /// Where the latest savepoint of that name is in the transaction's effects.
@@ -273,6 +295,22 @@ impl SessionState {
 /// Savepoints mark places in a transaction's effects; they are not effects on the session.
 fn is_savepoint_mark(effect: &SessionEffect) -> bool {
     matches!(effect, SessionEffect::Savepoint { .. })
+}
+
+/// Whether an effect changes which `SET LOCAL`s are in force (see `local_settings`).
+pub fn changes_local_settings(effect: &SessionEffect) -> bool {
+    matches!(
+        effect,
+        SessionEffect::SetLocal { .. } | SessionEffect::RollbackToSavepoint { .. }
+    )
+}
+
+/// Savepoints and `SET LOCAL`s end with their transaction, committed or not.
+fn lasts_only_the_transaction(effect: &SessionEffect) -> bool {
+    matches!(
+        effect,
+        SessionEffect::Savepoint { .. } | SessionEffect::SetLocal { .. }
+    )
 }
 
 /// Keeps a connection's record of its own state in step with effects that ran on it.
@@ -474,6 +512,44 @@ mod tests {
         s.finish_unit(vec![rollback_to("s2")], OK_IN_TX);
         s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_set_local_lasts_until_the_transaction_ends_or_a_rollback_to_before_it() {
+        let local = |value: &str| SessionEffect::SetLocal {
+            name: "pgsplit.consistency".into(),
+            sql: local_sql(value),
+        };
+        let in_force = |s: &SessionState| -> Vec<String> {
+            let sql = |effect: &SessionEffect| match effect {
+                SessionEffect::SetLocal { sql, .. } => sql.clone(),
+                _ => String::new(),
+            };
+            s.local_settings().map(sql).collect()
+        };
+        let mut s = SessionState::default();
+        s.finish_unit(vec![local("eventual")], OK_IN_TX);
+        s.finish_unit(vec![savepoint("s1")], OK_IN_TX);
+        s.note_set_local(local("strong"));
+        assert_eq!(in_force(&s).len(), 2);
+        s.finish_unit(vec![rollback_to("s1")], OK_IN_TX);
+        assert_eq!(in_force(&s), [local_sql("eventual")]);
+        // Released, the savepoint's SET LOCALs stay; committed, they end (and are not taken).
+        s.finish_unit(
+            vec![savepoint("s2"), local("strong"), release("s2")],
+            OK_IN_TX,
+        );
+        assert_eq!(in_force(&s).len(), 2);
+        assert!(
+            s.finish_unit(vec![SessionEffect::Commit], OK_IDLE)
+                .is_empty()
+        );
+        assert!(in_force(&s).is_empty());
+        assert!(names_set(&s).is_empty());
+    }
+
+    fn local_sql(value: &str) -> String {
+        format!("SET LOCAL pgsplit.consistency = '{value}'")
     }
 
     #[test]

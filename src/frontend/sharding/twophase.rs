@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 
 use crate::backend::{BackendError, ServerConn};
 use crate::protocol::{SqlState, error_code, error_field};
-use crate::route::classify::{SessionEffect, TxControl};
+use crate::route::classify::TxControl;
 use crate::route::{Reason, Route};
 use crate::shard::twophase::{Decision, Gid};
 use crate::topology::Role;
@@ -432,12 +432,7 @@ impl Session {
         {
             drop(lost); // closing it rolls it back
         }
-        let rolled_back = UnitOutcome {
-            status: b'I',
-            failed: true,
-        };
-        self.state
-            .finish_unit(vec![SessionEffect::Rollback], rolled_back);
+        self.state.forget_transaction();
         self.pending_writes = None;
         self.wrote = false;
         self.multi_shard.begin = None;
