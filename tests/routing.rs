@@ -233,6 +233,11 @@ async fn a_begin_is_answered_at_once_and_sent_with_the_first_statement() {
     assert_eq!(status_and_tags(&commit), ('I', vec!["COMMIT".to_string()]));
     let after = wire::first_columns(&wire::round_trip(&mut s, &show).await);
     assert_eq!(after, before);
+    // Ended over the extended protocol, it is answered message by message.
+    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+    let commit = wire::round_trip(&mut s, &wire::extended_unit("COMMIT")).await;
+    assert_eq!(wire::tags(&commit), "12CZ");
+    assert_eq!(status_and_tags(&commit), ('I', vec!["COMMIT".to_string()]));
 
     // A text that begins with BEGIN runs whole.
     let whole = wire::round_trip(&mut s, &wire::query("BEGIN; SELECT 42; COMMIT")).await;
@@ -242,7 +247,13 @@ async fn a_begin_is_answered_at_once_and_sent_with_the_first_statement() {
 
 /// Sends `refused` inside a transaction: pgsplit refuses it as PostgreSQL refuses an error,
 /// the transaction is aborted; it takes only its end, and COMMIT rolls back.
-async fn refusal_aborts_the_transaction(s: &mut tokio::net::TcpStream, refused: &str) {
+/// `commit` is a COMMIT, as a simple query or an extended-protocol unit (as pgjdbc sends it):
+/// either way it rolls the failed transaction back.
+async fn refusal_aborts_the_transaction(
+    s: &mut tokio::net::TcpStream,
+    refused: &str,
+    commit: &[u8],
+) {
     let answer = wire::round_trip(s, &wire::query(refused)).await;
     assert_eq!(wire::tags(&answer), "EZ");
     assert_eq!(status_and_tags(&answer).0, 'E');
@@ -252,7 +263,7 @@ async fn refusal_aborts_the_transaction(s: &mut tokio::net::TcpStream, refused: 
         String::from_utf8_lossy(&ignored[0].1).contains("25P02"),
         "{ignored:?}"
     );
-    let commit = wire::round_trip(s, &wire::query("COMMIT")).await;
+    let commit = wire::round_trip(s, commit).await;
     assert_eq!(
         status_and_tags(&commit),
         ('I', vec!["ROLLBACK".to_string()])
@@ -266,19 +277,41 @@ async fn a_unit_refused_before_reaching_a_server_aborts_its_transaction() {
     let create = format!("CREATE TABLE {table} (v int)");
     wire::round_trip(&mut s, &wire::query(&create)).await;
     let refused = "SET pgsplit.consistency = 'sometimes'; SELECT 1";
+    let (commit, extended_commit) = (wire::query("COMMIT"), wire::extended_unit("COMMIT"));
     // Held BEGIN: nothing reached a server yet.
-    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
-    refusal_aborts_the_transaction(&mut s, refused).await;
+    for end in [&commit, &extended_commit] {
+        wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+        refusal_aborts_the_transaction(&mut s, refused, end).await;
+    }
     // The transaction runs on a server, with a write in it.
-    wire::round_trip(&mut s, &wire::query("BEGIN")).await;
     let insert = format!("INSERT INTO {table} VALUES (1)");
-    let answer = wire::round_trip(&mut s, &wire::query(&insert)).await;
-    assert_eq!(status_and_tags(&answer).0, 'T', "{answer:?}");
-    refusal_aborts_the_transaction(&mut s, refused).await;
+    for end in [&commit, &extended_commit] {
+        wire::round_trip(&mut s, &wire::query("BEGIN")).await;
+        let answer = wire::round_trip(&mut s, &wire::query(&insert)).await;
+        assert_eq!(status_and_tags(&answer).0, 'T', "{answer:?}");
+        refusal_aborts_the_transaction(&mut s, refused, end).await;
+    }
     // A bad pgsplit setting sent alone, which pgsplit answers itself.
     wire::round_trip(&mut s, &wire::query("BEGIN")).await;
     wire::round_trip(&mut s, &wire::query(&insert)).await;
-    refusal_aborts_the_transaction(&mut s, "SET pgsplit.consistency = 'sometimes'").await;
+    let bad_set = "SET pgsplit.consistency = 'sometimes'";
+    refusal_aborts_the_transaction(&mut s, bad_set, &commit).await;
+    // tokio-postgres prepares the COMMIT first: PostgreSQL takes that in a failed transaction.
+    let client = connect().await;
+    client.batch_execute("BEGIN").await.expect("begin");
+    client.batch_execute(refused).await.expect_err("refused");
+    let other = client.prepare("SELECT 1").await.expect_err("nothing else");
+    assert_eq!(other.code().map(|c| c.code()), Some("25P02"));
+    let prepared = client
+        .prepare("COMMIT")
+        .await
+        .expect("prepare in a failed transaction");
+    client
+        .execute(&prepared, &[])
+        .await
+        .expect("commit rolls back");
+    let row = client.query_one("SELECT 1", &[]).await;
+    assert_eq!(row.expect("out of the transaction").get::<_, i32>(0), 1);
     let count = format!("/* pgsplit: consistency=strong */ SELECT count(*) FROM {table}");
     let answer = wire::round_trip(&mut s, &wire::query(&count)).await;
     assert_eq!(

@@ -77,6 +77,16 @@ pub struct Merged {
 }
 
 impl Merged {
+    /// The answer to a command that returns no rows (described by NoData), such as a COMMIT
+    /// pgsplit answers itself.
+    pub fn command(command_tag: &str) -> Merged {
+        Merged {
+            row_description: bytes::Bytes::new(),
+            rows: Vec::new(),
+            command_tag: command_tag.to_string(),
+        }
+    }
+
     /// One row of one text column, as a server answers `SHOW`: for answers pgsplit gives itself
     /// in the shape of a merged one.
     pub fn one_text_value(column: &str, value: &str, command_tag: &str) -> Merged {

@@ -9,12 +9,15 @@
 //! with no hints. A READ ONLY one with SERIALIZABLE that lands on a hot standby is refused
 //! there; the error reaches the client, and what follows it only reads.
 
+use crate::fanout::Merged;
 use crate::hint::Hints;
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::TxControl;
 
+use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
+use super::scatter::{ExtendedRead, refusal, remember};
 use super::session::Session;
 use super::work::Work;
 
@@ -71,8 +74,9 @@ impl Session {
     }
 
     /// COMMIT or ROLLBACK of a held transaction that never reached a server: pgsplit answers
-    /// it (a failed one rolls back whatever the client asked, as PostgreSQL does); any other
-    /// unit of a failed one is refused. True when the unit was answered.
+    /// it, as a simple query or over the extended protocol (a failed one rolls back whatever
+    /// the client asked, as PostgreSQL does); any other unit of a failed one is refused but
+    /// one that only prepares its end. True when the unit was answered.
     pub(super) async fn end_held_transaction(
         &mut self,
         client: &mut ClientConn,
@@ -84,33 +88,48 @@ impl Session {
         let Some(held) = self.held_begin.as_ref().filter(|_| self.pending == 0) else {
             return Ok(false);
         };
-        let ends = match work.tx.as_slice() {
-            [TxControl::Commit] if held.failed => Some("ROLLBACK"),
-            [TxControl::Commit] => Some("COMMIT"),
-            [TxControl::Rollback] => Some("ROLLBACK"),
-            _ => None,
-        };
-        let simple = matches!(frames, [frame] if frame.tag == tag::QUERY) && work.statements == 1;
-        match ends {
-            Some(tag) if simple => {
-                self.held_begin = None;
-                // Its SET LOCAL pgsplit.* end with it (nothing else ran in it).
-                self.state.forget_transaction();
-                self.refresh_local_hints();
-                client.writer().command_complete(tag);
-                client.writer().ready_for_query(b'I');
-                Ok(true)
+        let (failed, alone) = (held.failed, work.statements == 1);
+        let (command_tag, ends) = match work.tx.as_slice() {
+            [TxControl::Commit] if alone && failed => ("ROLLBACK", true),
+            [TxControl::Commit] if alone => ("COMMIT", true),
+            [TxControl::Rollback] if alone => ("ROLLBACK", true),
+            // As PostgreSQL: a driver may prepare the COMMIT that ends a failed transaction.
+            _ if failed && !work.executes && prepares_transaction_end(frames, &self.shared) => {
+                ("", false)
             }
-            // Over the extended protocol the server answers it, after the held BEGIN: the
-            // transaction holds nothing to commit.
-            Some(_) => Ok(false),
-            None if held.failed => {
+            _ if failed => {
                 let refusal = FrontendError::Refused(super::commands::in_failed_transaction());
                 self.fail_unit(client, refusal, frames).await?;
-                Ok(true)
+                return Ok(true);
             }
-            _ => Ok(false),
+            _ => return Ok(false),
+        };
+        let extended = match frames {
+            [frame] if frame.tag == tag::QUERY => None,
+            _ => match ExtendedRead::read(frames, &self.state)? {
+                Some(unit) => {
+                    let answer = unit.answer(&Merged::command(command_tag), None);
+                    Some(answer.map_err(refusal)?)
+                }
+                None => return Ok(false),
+            },
+        };
+        if ends {
+            self.held_begin = None;
+            self.state.forget_transaction(); // its SET LOCAL pgsplit.* end with it
+            self.refresh_local_hints();
         }
+        match extended {
+            Some(answer) => {
+                remember(frames, &mut self.state);
+                self.answer_from_shards(client, Ok(answer), frames).await?;
+            }
+            None => {
+                client.writer().command_complete(command_tag);
+                client.writer().ready_for_query(b'I');
+            }
+        }
+        Ok(true)
     }
 
     /// The unit about to be routed is the held transaction's first: it opens the transaction,
@@ -174,4 +193,31 @@ fn bare_begin(work: &Work) -> Option<TxControl> {
     };
     let alone = work.statements == 1 && work.effects.is_empty() && work.hints == Hints::default();
     alone.then_some(control)
+}
+
+/// Whether `frames` only prepare COMMIT or ROLLBACK statements (and describe them).
+fn prepares_transaction_end(frames: &[Frame], shared: &Shared) -> bool {
+    let classifier = &shared.live().classifier;
+    let parsed = |name: &str| {
+        frames.iter().any(|f| {
+            f.tag == tag::PARSE && messages::parse_message(f.body()).is_some_and(|(n, _)| n == name)
+        })
+    };
+    let ends_transaction = |sql: &str| {
+        let class = classifier.classify(sql);
+        matches!(
+            class.tx.as_slice(),
+            [TxControl::Commit | TxControl::Rollback]
+        )
+    };
+    frames.iter().any(|f| f.tag == tag::PARSE)
+        && frames.iter().all(|frame| match frame.tag {
+            tag::PARSE => {
+                messages::parse_message(frame.body()).is_some_and(|(_, sql)| ends_transaction(sql))
+            }
+            tag::DESCRIBE => messages::target(frame.body())
+                .is_some_and(|(kind, name)| kind == b'S' && parsed(name)),
+            tag::SYNC | tag::FLUSH => true,
+            _ => false,
+        })
 }

@@ -20,6 +20,7 @@ const BIND_COMPLETE: u8 = b'2';
 const CLOSE_COMPLETE: u8 = b'3';
 const PARAMETER_DESCRIPTION: u8 = b't';
 const ROW_DESCRIPTION: u8 = b'T';
+const NO_DATA: u8 = b'n';
 const DATA_ROW: u8 = b'D';
 const COMMAND_COMPLETE: u8 = b'C';
 
@@ -101,7 +102,11 @@ impl<'a> ExtendedRead<'a> {
         merged: &Merged,
         parameters: Option<&Bytes>,
     ) -> Result<BytesMut, Refusal> {
-        let (portal_description, rows) = apply_formats(merged, &self.result_formats)?;
+        let (portal_description, rows) = if merged.row_description.is_empty() {
+            (Bytes::new(), Vec::new()) // a command: no rows, no formats to apply
+        } else {
+            apply_formats(merged, &self.result_formats)?
+        };
         let mut out = BytesMut::new();
         for frame in self.frames {
             match frame.tag {
@@ -112,9 +117,9 @@ impl<'a> ExtendedRead<'a> {
                     Some((b'S', _)) => {
                         let none = Bytes::from_static(&[0, 0]);
                         put_message(&mut out, PARAMETER_DESCRIPTION, parameters.unwrap_or(&none));
-                        put_message(&mut out, ROW_DESCRIPTION, &merged.row_description);
+                        put_description(&mut out, &merged.row_description);
                     }
-                    _ => put_message(&mut out, ROW_DESCRIPTION, &portal_description),
+                    _ => put_description(&mut out, &portal_description),
                 },
                 tag::EXECUTE => {
                     let limit = messages::execute_message(frame.body()).map_or(0, |(_, n)| n);
@@ -141,6 +146,15 @@ impl<'a> ExtendedRead<'a> {
             }
         }
         Ok(out)
+    }
+}
+
+/// A RowDescription, or NoData for a statement that returns no rows (an empty description).
+fn put_description(out: &mut BytesMut, description: &[u8]) {
+    if description.is_empty() {
+        put_message(out, NO_DATA, &[]);
+    } else {
+        put_message(out, ROW_DESCRIPTION, description);
     }
 }
 
