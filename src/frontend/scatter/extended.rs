@@ -296,6 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn a_command_is_described_by_no_data() {
+        let frames = [
+            frame(tag::PARSE, b"\0COMMIT\0\0\0"),
+            frame(tag::DESCRIBE, b"S\0"),
+            frame(tag::BIND, b"\0\0\0\0\0\0\0\x01\0\x01"),
+            frame(tag::DESCRIBE, b"P\0"),
+            frame(tag::EXECUTE, &[0, 0, 0, 0, 0]),
+            frame(tag::SYNC, &[]),
+        ];
+        let state = SessionState::default();
+        let unit = ExtendedRead::read(&frames, &state).expect("well formed");
+        let out = unit
+            .expect("an extended unit")
+            .answer(&Merged::command("ROLLBACK"), None);
+        let out = out.expect("an answer, binary results asked or not");
+        assert_eq!(tags(&out), b"1tn2nC");
+        assert_eq!(messages(&out)[5].1, b"ROLLBACK\0");
+    }
+
+    #[test]
     fn splits_bind_arguments_at_the_result_formats() {
         // formats [1], values [int4 42, NULL], result formats [1, 0]
         let arguments = [
