@@ -747,6 +747,43 @@ async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_prepare_outlives_the_rollback_of_its_transaction() {
+    // As in PostgreSQL, where no rollback undoes a PREPARE. With one server connection per
+    // node, the second session gets the first one's connection to the primary, which must be
+    // known to hold the statement (or its own PREPARE of the name would fail).
+    let mut config = cluster_config();
+    config.pool.max_server_connections = 1;
+    let p = start_proxy(config);
+    let (first, second) = (connect_to(&p).await, connect_to(&p).await);
+    for sql in ["BEGIN", "PREPARE kept AS SELECT 7", "ROLLBACK"] {
+        first.batch_execute(sql).await.expect(sql);
+    }
+    let on_primary = "BEGIN; PREPARE kept AS SELECT 8; EXECUTE kept; COMMIT";
+    let rows = second.simple_query(on_primary).await;
+    assert_eq!(
+        first_value(&rows.expect("the second session's own statement")),
+        "8"
+    );
+    // The first session still has its statement, wherever it runs.
+    for _ in 0..3 {
+        let rows = first.simple_query("EXECUTE kept").await;
+        assert_eq!(
+            first_value(&rows.expect("the statement outlived the rollback")),
+            "7"
+        );
+    }
+}
+
+/// The first column of the first row of a simple query's answer.
+fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> String {
+    let row = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+        _ => None,
+    });
+    row.unwrap_or_default()
+}
+
 /// Server backends, on every node, whose application_name is `name`.
 async fn backends_named(name: &str) -> i64 {
     let mut total = 0;

@@ -113,8 +113,9 @@ impl SessionState {
 
     /// Applies what a finished unit did: its effects count if it succeeded outside a
     /// transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK, an error, or a
-    /// ROLLBACK TO a savepoint set before them. Returns the effects that took hold (the
-    /// connection that ran them has them too).
+    /// ROLLBACK TO a savepoint set before them; but SQL PREPARE and DEALLOCATE, which no
+    /// rollback undoes, count once their unit succeeded. Returns the effects that took hold
+    /// (the connection that ran them has them too).
     pub fn finish_unit(
         &mut self,
         effects: Vec<SessionEffect>,
@@ -168,6 +169,11 @@ impl SessionState {
             }
             SessionEffect::Commit => self.end_block(true, taken),
             SessionEffect::Rollback => self.end_block(false, taken),
+            // Not transactional in PostgreSQL: no ROLLBACK undoes them.
+            SessionEffect::Prepare { .. } | SessionEffect::Deallocate { .. } => {
+                self.apply(&effect);
+                taken.push(effect);
+            }
             _ => self.in_transaction.push(effect),
         }
     }
@@ -512,6 +518,32 @@ mod tests {
         s.finish_unit(vec![rollback_to("s2")], OK_IN_TX);
         s.finish_unit(vec![SessionEffect::Commit], OK_IDLE);
         assert_eq!(names_set(&s), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_prepare_outlives_the_rollback_of_its_transaction() {
+        let prepare = |name: &str| SessionEffect::Prepare {
+            name: name.into(),
+            sql: format!("PREPARE {name} AS SELECT 1"),
+        };
+        let mut s = SessionState::default();
+        let taken = s.finish_unit(vec![prepare("p")], OK_IN_TX);
+        assert_eq!(taken.len(), 1, "on the connection at once");
+        s.finish_unit(vec![savepoint("a"), prepare("q")], OK_IN_TX);
+        s.finish_unit(vec![rollback_to("a")], OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        let mut names: Vec<&String> = s.sql_prepared.keys().collect();
+        names.sort();
+        assert_eq!(names, ["p", "q"]);
+        // DEALLOCATE neither.
+        s.finish_unit(
+            vec![SessionEffect::Deallocate {
+                name: Some("p".into()),
+            }],
+            OK_IN_TX,
+        );
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        assert!(!s.sql_prepared.contains_key("p"));
     }
 
     #[test]
