@@ -26,7 +26,7 @@ use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
-use super::state::{SessionState, UnitOutcome, changes_local_settings};
+use super::state::{SessionState, UnitOutcome, changes_local_settings, may_outlive_a_failure};
 use super::work;
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
@@ -693,6 +693,9 @@ impl Session {
             failed: unit.failed,
         };
         let sets_local = unit.effects.iter().any(changes_local_settings);
+        if unit.failed && unit.effects.iter().any(may_outlive_a_failure) {
+            conn.state_unknown = true;
+        }
         let taken = self.state.finish_unit(unit.effects, outcome);
         super::state::record_on_connection(conn, &taken);
         self.take_on_pgsplit_settings(&taken);

@@ -303,6 +303,16 @@ fn is_savepoint_mark(effect: &SessionEffect) -> bool {
     matches!(effect, SessionEffect::Savepoint { .. })
 }
 
+/// Whether an effect of a failed unit may have outlived the failure on its connection: a
+/// PREPARE or DEALLOCATE (which no rollback undoes) or the effects a COMMIT inside the unit
+/// committed, when which statement failed is not known.
+pub fn may_outlive_a_failure(effect: &SessionEffect) -> bool {
+    matches!(
+        effect,
+        SessionEffect::Prepare { .. } | SessionEffect::Deallocate { .. } | SessionEffect::Commit
+    )
+}
+
 /// Whether an effect changes which `SET LOCAL`s are in force (see `local_settings`).
 pub fn changes_local_settings(effect: &SessionEffect) -> bool {
     matches!(

@@ -220,7 +220,8 @@ impl Pools {
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
         // idle bounds what the pool holds open.
-        if conn.tx_status == b'I' && idle.len() < self.max_per_pool.load(Ordering::Relaxed) {
+        let reusable = conn.tx_status == b'I' && !conn.state_unknown;
+        if reusable && idle.len() < self.max_per_pool.load(Ordering::Relaxed) {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
