@@ -693,7 +693,7 @@ impl Session {
             failed: unit.failed,
         };
         let sets_local = unit.effects.iter().any(changes_local_settings);
-        if unit.failed && unit.effects.iter().any(may_outlive_a_failure) {
+        if unit.failed && may_outlive_a_failure(&unit.effects) {
             conn.state_unknown = true;
         }
         let taken = self.state.finish_unit(unit.effects, outcome);

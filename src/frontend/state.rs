@@ -303,14 +303,25 @@ fn is_savepoint_mark(effect: &SessionEffect) -> bool {
     matches!(effect, SessionEffect::Savepoint { .. })
 }
 
-/// Whether an effect of a failed unit may have outlived the failure on its connection: a
-/// PREPARE or DEALLOCATE (which no rollback undoes) or the effects a COMMIT inside the unit
-/// committed, when which statement failed is not known.
-pub fn may_outlive_a_failure(effect: &SessionEffect) -> bool {
-    matches!(
-        effect,
-        SessionEffect::Prepare { .. } | SessionEffect::Deallocate { .. } | SessionEffect::Commit
-    )
+/// Whether what a failed unit did may have outlived the failure on its connection, which
+/// statement failed not being known: a PREPARE or DEALLOCATE (no rollback undoes them), or
+/// session state a COMMIT inside the unit committed. (A failed COMMIT alone, a serialization
+/// failure say, leaves nothing.)
+pub fn may_outlive_a_failure(effects: &[SessionEffect]) -> bool {
+    let mut changed = false;
+    for effect in effects {
+        match effect {
+            SessionEffect::Prepare { .. } | SessionEffect::Deallocate { .. } => return true,
+            SessionEffect::Commit if changed => return true,
+            SessionEffect::Commit
+            | SessionEffect::Rollback
+            | SessionEffect::Savepoint { .. }
+            | SessionEffect::RollbackToSavepoint { .. }
+            | SessionEffect::ReleaseSavepoint { .. } => {}
+            _ => changed = true,
+        }
+    }
+    false
 }
 
 /// Whether an effect changes which `SET LOCAL`s are in force (see `local_settings`).
@@ -554,6 +565,28 @@ mod tests {
         );
         s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
         assert!(!s.sql_prepared.contains_key("p"));
+    }
+
+    #[test]
+    fn a_failed_unit_leaves_unknown_state_only_when_something_may_outlive_it() {
+        let prepare = SessionEffect::Prepare {
+            name: "p".into(),
+            sql: "PREPARE p AS SELECT 1".into(),
+        };
+        assert!(may_outlive_a_failure(&[prepare]));
+        assert!(may_outlive_a_failure(&[
+            set("a", "1"),
+            SessionEffect::Commit
+        ]));
+        assert!(!may_outlive_a_failure(&[SessionEffect::Commit]));
+        assert!(!may_outlive_a_failure(&[
+            SessionEffect::Commit,
+            set("a", "1")
+        ]));
+        assert!(!may_outlive_a_failure(&[
+            savepoint("s"),
+            SessionEffect::Commit
+        ]));
     }
 
     #[test]
