@@ -747,15 +747,22 @@ async fn a_full_pool_makes_clients_wait_then_fail_with_53300() {
         .unwrap();
 }
 
+/// Two sessions of a pgsplit whose pools hold one connection each: what one session leaves on
+/// a server connection, the other gets.
+async fn two_sessions_one_connection_per_node() -> (TestProxy, Client, Client) {
+    let mut config = cluster_config();
+    config.pool.max_server_connections = 1;
+    let proxy = start_proxy(config);
+    let (first, second) = (connect_to(&proxy).await, connect_to(&proxy).await);
+    (proxy, first, second)
+}
+
 #[tokio::test]
 async fn a_prepare_outlives_the_rollback_of_its_transaction() {
     // As in PostgreSQL, where no rollback undoes a PREPARE. With one server connection per
     // node, the second session gets the first one's connection to the primary, which must be
     // known to hold the statement (or its own PREPARE of the name would fail).
-    let mut config = cluster_config();
-    config.pool.max_server_connections = 1;
-    let p = start_proxy(config);
-    let (first, second) = (connect_to(&p).await, connect_to(&p).await);
+    let (_proxy, first, second) = two_sessions_one_connection_per_node().await;
     for sql in ["BEGIN", "PREPARE kept AS SELECT 7", "ROLLBACK"] {
         first.batch_execute(sql).await.expect(sql);
     }
@@ -780,10 +787,7 @@ async fn a_connection_a_failed_text_may_have_changed_goes_to_no_other_session() 
     // The PREPARE ran before the error, but which statement failed is not known: the
     // connection is closed rather than handed, holding a statement no record shows, to the
     // next session (whose own PREPARE of the name would fail).
-    let mut config = cluster_config();
-    config.pool.max_server_connections = 1;
-    let p = start_proxy(config);
-    let (first, second) = (connect_to(&p).await, connect_to(&p).await);
+    let (_proxy, first, second) = two_sessions_one_connection_per_node().await;
     let failed = "/* pgsplit: route=primary */ PREPARE maybe AS SELECT 2; SELECT 1/0";
     let err = first
         .batch_execute(failed)
