@@ -17,7 +17,7 @@ use crate::route::classify::TxControl;
 use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
-use super::scatter::{ExtendedRead, refusal, remember};
+use super::scatter::{ExtendedRead, parse_in_unit, refusal, remember};
 use super::session::Session;
 use super::work::Work;
 
@@ -198,11 +198,6 @@ fn bare_begin(work: &Work) -> Option<TxControl> {
 /// Whether `frames` only prepare COMMIT or ROLLBACK statements (and describe them).
 fn prepares_transaction_end(frames: &[Frame], shared: &Shared) -> bool {
     let classifier = &shared.live().classifier;
-    let parsed = |name: &str| {
-        frames.iter().any(|f| {
-            f.tag == tag::PARSE && messages::parse_message(f.body()).is_some_and(|(n, _)| n == name)
-        })
-    };
     let ends_transaction = |sql: &str| {
         let class = classifier.classify(sql);
         matches!(
@@ -216,7 +211,7 @@ fn prepares_transaction_end(frames: &[Frame], shared: &Shared) -> bool {
                 messages::parse_message(frame.body()).is_some_and(|(_, sql)| ends_transaction(sql))
             }
             tag::DESCRIBE => messages::target(frame.body())
-                .is_some_and(|(kind, name)| kind == b'S' && parsed(name)),
+                .is_some_and(|(kind, name)| kind == b'S' && parse_in_unit(frames, name).is_some()),
             tag::SYNC | tag::FLUSH => true,
             _ => false,
         })

@@ -164,12 +164,16 @@ pub(in crate::frontend) fn statement_parse<'a>(
     state: &'a SessionState,
     name: &str,
 ) -> Option<&'a [u8]> {
+    parse_in_unit(frames, name).or_else(|| state.statements.get(name).and_then(|p| p.get(5..)))
+}
+
+/// The body of the unit's Parse of statement `name`, if the unit parses it.
+pub(in crate::frontend) fn parse_in_unit<'a>(frames: &'a [Frame], name: &str) -> Option<&'a [u8]> {
     frames
         .iter()
         .filter(|f| f.tag == tag::PARSE)
         .map(|f| f.body())
         .find(|body| messages::parse_message(body).is_some_and(|(n, _)| n == name))
-        .or_else(|| state.statements.get(name).and_then(|p| p.get(5..)))
 }
 
 /// Records what the client's messages did to its session, as the server would have: the

@@ -8,7 +8,7 @@
 
 mod extended;
 
-pub(super) use extended::{ExtendedRead, remember, statement_parse};
+pub(super) use extended::{ExtendedRead, parse_in_unit, remember, statement_parse};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::join_all;
