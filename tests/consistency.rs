@@ -418,6 +418,33 @@ async fn hints_and_session_settings_change_the_route() {
     assert_eq!(show().await, "eventual");
     client.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(show().await, before);
+    a_set_local_ends_with_a_pipelined_commit(proxy.addr).await;
+}
+
+/// A `SET LOCAL pgsplit.*` ends at its transaction's COMMIT even when the next transaction's
+/// BEGIN is pipelined behind it, sent before any answer was read.
+async fn a_set_local_ends_with_a_pipelined_commit(addr: std::net::SocketAddr) {
+    let mut s = wire::logged_in(addr).await;
+    let show = wire::query("SHOW pgsplit.consistency");
+    let before = wire::first_columns(&wire::round_trip(&mut s, &show).await);
+    let mut pipeline = Vec::new();
+    for sql in [
+        "BEGIN",
+        "SET LOCAL pgsplit.consistency = 'strong'",
+        "COMMIT",
+        "BEGIN",
+    ] {
+        pipeline.extend(wire::extended_unit(sql));
+    }
+    wire::send(&mut s, &pipeline).await;
+    for _ in 0..4 {
+        let answer = wire::read_until_ready(&mut s).await;
+        assert_eq!(wire::tags(&answer), "12CZ", "{answer:?}");
+    }
+    let in_the_next = wire::first_columns(&wire::round_trip(&mut s, &show).await);
+    assert_eq!(in_the_next, before, "the SET LOCAL ended with its COMMIT");
+    let commit = wire::round_trip(&mut s, &wire::query("COMMIT")).await;
+    assert_eq!(wire::tags(&commit), "CZ", "{commit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -186,6 +186,13 @@ impl Session {
         }
     }
 
+    /// The transaction ended without a server's answer saying so (pgsplit answered its end,
+    /// or rolled it back): none of its effects holds, its `SET LOCAL pgsplit.*` included.
+    pub(in crate::frontend) fn forget_transaction(&mut self) {
+        self.state.forget_transaction();
+        self.refresh_local_hints();
+    }
+
     /// The session's `SET LOCAL pgsplit.*` in force, from the transaction's effects: after
     /// its end none is, after a ROLLBACK TO a savepoint those set before it are.
     pub(super) fn refresh_local_hints(&mut self) {

@@ -116,8 +116,7 @@ impl Session {
         };
         if ends {
             self.held_begin = None;
-            self.state.forget_transaction(); // its SET LOCAL pgsplit.* end with it
-            self.refresh_local_hints();
+            self.forget_transaction();
         }
         match extended {
             Some(answer) => {

@@ -692,14 +692,17 @@ impl Session {
             status: conn.tx_status,
             failed: unit.failed,
         };
-        let sets_local = unit.effects.iter().any(changes_local_settings);
+        // A SET LOCAL in force ends with the transaction, at this unit's ReadyForQuery even
+        // when a unit opening the next one is already in flight behind it.
+        let local_hints_change =
+            outcome.status == b'I' || unit.effects.iter().any(changes_local_settings);
         if unit.failed && may_outlive_a_failure(&unit.effects) {
             conn.state_unknown = true;
         }
         let taken = self.state.finish_unit(unit.effects, outcome);
         super::state::record_on_connection(conn, &taken);
         self.take_on_pgsplit_settings(&taken);
-        if sets_local {
+        if local_hints_change {
             self.refresh_local_hints();
         }
         if self.pending == 0 {
@@ -731,9 +734,6 @@ impl Session {
             failed,
         };
         self.multi_shard.unit_ended(outcome);
-        if outcome.status == b'I' {
-            self.local_hints = Hints::default();
-        }
         self.settle_cache(outcome, &tx);
         // The connection is released once the causal token of a committed write is known.
         if !(self.wrote && outcome.status == b'I') {

@@ -432,7 +432,7 @@ impl Session {
         {
             drop(lost); // closing it rolls it back
         }
-        self.state.forget_transaction();
+        self.forget_transaction();
         self.pending_writes = None;
         self.wrote = false;
         self.multi_shard.begin = None;
