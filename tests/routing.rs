@@ -783,23 +783,36 @@ async fn a_prepare_outlives_the_rollback_of_its_transaction() {
 }
 
 #[tokio::test]
-async fn a_connection_a_failed_text_may_have_changed_goes_to_no_other_session() {
-    // The PREPARE ran before the error, but which statement failed is not known: the
-    // connection is closed rather than handed, holding a statement no record shows, to the
-    // next session (whose own PREPARE of the name would fail).
+async fn what_a_text_did_before_its_error_outlives_the_error() {
+    // As in PostgreSQL: a PREPARE that ran before the failing statement holds, and so does
+    // what a COMMIT inside the text committed; what ran after the COMMIT rolls back with the
+    // error. pgsplit counts the statements the server completed. With one server connection
+    // per node, the second session gets the first one's connection to the primary, whose
+    // record must show the statement (or the second session's PREPARE of the name would fail).
     let (_proxy, first, second) = two_sessions_one_connection_per_node().await;
-    let failed = "/* pgsplit: route=primary */ PREPARE maybe AS SELECT 2; SELECT 1/0";
+    let failed = "/* pgsplit: route=primary */ PREPARE kept AS SELECT 2; BEGIN; \
+        SET application_name = 'committed'; COMMIT; SET application_name = 'rolled back'; \
+        SELECT 1/0";
     let err = first
         .batch_execute(failed)
         .await
         .expect_err("division by zero");
     assert_eq!(err.code().map(|c| c.code()), Some("22012"));
-    let mine = "/* pgsplit: route=primary */ PREPARE maybe AS SELECT 3; EXECUTE maybe";
+    let mine = "/* pgsplit: route=primary */ PREPARE kept AS SELECT 3; EXECUTE kept";
     let rows = second.simple_query(mine).await;
     assert_eq!(
         first_value(&rows.expect("the second session's own statement")),
         "3"
     );
+    for _ in 0..3 {
+        let rows = first.simple_query("EXECUTE kept").await;
+        assert_eq!(
+            first_value(&rows.expect("the statement outlived the error")),
+            "2"
+        );
+        let rows = first.simple_query("SHOW application_name").await;
+        assert_eq!(first_value(&rows.expect("show")), "committed");
+    }
 }
 
 /// The first column of the first row of a simple query's answer.

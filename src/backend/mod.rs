@@ -70,10 +70,6 @@ pub struct ServerConn {
     pub sql_prepared: HashMap<String, String>,
     /// Transaction status from the last ReadyForQuery: b'I', b'T' or b'E'.
     pub tx_status: u8,
-    /// A failed unit may have left session state here that the records above do not know of
-    /// (see `frontend::state::may_outlive_a_failure`): the pool closes it rather than hand it
-    /// to another session, unless a DISCARD ALL cleared it.
-    pub state_unknown: bool,
 }
 
 impl ServerConn {
@@ -108,7 +104,6 @@ impl ServerConn {
             prepared: Default::default(),
             sql_prepared: HashMap::new(),
             tx_status: b'I',
-            state_unknown: false,
         };
         conn.send_startup(spec).await?;
         conn.authenticate(spec).await?;
@@ -308,7 +303,6 @@ impl ServerConn {
         self.settings.clear();
         self.prepared.clear();
         self.sql_prepared.clear();
-        self.state_unknown = false;
     }
 
     /// True if the idle connection was closed or sent something unasked (then it is unusable).

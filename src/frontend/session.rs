@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::in_flight::SentUnit;
 use crate::backend::{BackendError, ServerConn};
 use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
@@ -26,7 +27,7 @@ use super::error::FrontendError;
 use super::forward::ResponseFilter;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
-use super::state::{SessionState, UnitOutcome, changes_local_settings, may_outlive_a_failure};
+use super::state::{SessionState, UnitOutcome, changes_local_settings};
 use super::work;
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
@@ -544,7 +545,13 @@ impl Session {
         let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.send_held_begin();
-        self.in_flight.send(work.tx, work.effects);
+        let sent = SentUnit {
+            effects: work.effects,
+            effect_ends: work.effect_ends,
+            statements: work.statements,
+            ..SentUnit::default()
+        };
+        self.in_flight.send(work.tx, sent);
         for frame in &frames {
             self.forward(frame);
         }
@@ -653,6 +660,9 @@ impl Session {
             }
             match frame.tag {
                 tag::ERROR_RESPONSE => self.note_server_error(&frame),
+                tag::COMMAND_COMPLETE | tag::PORTAL_SUSPENDED | tag::EMPTY_QUERY_RESPONSE => {
+                    self.in_flight.statement_done();
+                }
                 tag::READY_FOR_QUERY => {
                     self.pending = self.pending.saturating_sub(1);
                     let commits_a_write =
@@ -692,14 +702,11 @@ impl Session {
             status: conn.tx_status,
             failed: unit.failed,
         };
+        let ran = unit.effects_that_ran();
         // A SET LOCAL in force ends with the transaction, at this unit's ReadyForQuery even
         // when a unit opening the next one is already in flight behind it.
-        let local_hints_change =
-            outcome.status == b'I' || unit.effects.iter().any(changes_local_settings);
-        if unit.failed && may_outlive_a_failure(&unit.effects) {
-            conn.state_unknown = true;
-        }
-        let taken = self.state.finish_unit(unit.effects, outcome);
+        let local_hints_change = outcome.status == b'I' || ran.iter().any(changes_local_settings);
+        let taken = self.state.finish_unit(ran, outcome);
         super::state::record_on_connection(conn, &taken);
         self.take_on_pgsplit_settings(&taken);
         if local_hints_change {

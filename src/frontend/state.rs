@@ -111,23 +111,20 @@ impl SessionState {
         self.read_only_by_default
     }
 
-    /// Applies what a finished unit did: its effects count if it succeeded outside a
-    /// transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK, an error, or a
-    /// ROLLBACK TO a savepoint set before them; but SQL PREPARE and DEALLOCATE, which no
-    /// rollback undoes, count once their unit succeeded. Returns the effects that took hold
-    /// (the connection that ran them has them too).
+    /// Applies what a finished unit did, given the effects of the statements that ran (those
+    /// the server completed, before an error if one ended the unit): they count once they ran
+    /// outside a transaction block, wait for COMMIT inside one, and vanish with a ROLLBACK, an
+    /// error in their block, or a ROLLBACK TO a savepoint set before them; but SQL PREPARE and
+    /// DEALLOCATE, which no rollback undoes, count once they ran. Returns the effects that took
+    /// hold (the connection that ran them has them too).
     pub fn finish_unit(
         &mut self,
-        effects: Vec<SessionEffect>,
+        ran: Vec<SessionEffect>,
         outcome: UnitOutcome,
     ) -> Vec<SessionEffect> {
         let mut taken = Vec::new();
-        for effect in effects {
-            // A failed unit's effects did not happen, but a savepoint it set before the error
-            // did, and a ROLLBACK TO may name it next.
-            if !outcome.failed || is_savepoint_mark(&effect) {
-                self.follow(effect, &mut taken);
-            }
+        for effect in ran {
+            self.follow(effect, &mut taken);
         }
         match outcome.status {
             // Out of any block: what the unit did outside one (or in the implicit block of a
@@ -303,27 +300,6 @@ fn is_savepoint_mark(effect: &SessionEffect) -> bool {
     matches!(effect, SessionEffect::Savepoint { .. })
 }
 
-/// Whether what a failed unit did may have outlived the failure on its connection, which
-/// statement failed not being known: a PREPARE or DEALLOCATE (no rollback undoes them), or
-/// session state a COMMIT inside the unit committed. (A failed COMMIT alone, a serialization
-/// failure say, leaves nothing.)
-pub fn may_outlive_a_failure(effects: &[SessionEffect]) -> bool {
-    let mut changed = false;
-    for effect in effects {
-        match effect {
-            SessionEffect::Prepare { .. } | SessionEffect::Deallocate { .. } => return true,
-            SessionEffect::Commit if changed => return true,
-            SessionEffect::Commit
-            | SessionEffect::Rollback
-            | SessionEffect::Savepoint { .. }
-            | SessionEffect::RollbackToSavepoint { .. }
-            | SessionEffect::ReleaseSavepoint { .. } => {}
-            _ => changed = true,
-        }
-    }
-    false
-}
-
 /// Whether an effect changes which `SET LOCAL`s are in force (see `local_settings`).
 pub fn changes_local_settings(effect: &SessionEffect) -> bool {
     matches!(
@@ -483,16 +459,16 @@ mod tests {
             OK_IDLE,
         );
         assert_eq!(names_set(&s), ["a", "c"]);
-        // A COMMIT in the text before an error: which statement failed is not known, so
-        // nothing of the text is taken.
+        // A text that failed after a COMMIT (the statements that ran are given): what the
+        // COMMIT committed holds, what ran after it rolls back with the error.
         s.finish_unit(
-            vec![set("d", "1"), SessionEffect::Commit],
+            vec![set("d", "1"), SessionEffect::Commit, set("e", "1")],
             UnitOutcome {
                 status: b'I',
                 failed: true,
             },
         );
-        assert_eq!(names_set(&s), ["a", "c"]);
+        assert_eq!(names_set(&s), ["a", "c", "d"]);
     }
 
     fn savepoint(name: &str) -> SessionEffect {
@@ -568,25 +544,24 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_unit_leaves_unknown_state_only_when_something_may_outlive_it() {
+    fn a_prepare_that_ran_before_an_error_outlives_it() {
         let prepare = SessionEffect::Prepare {
             name: "p".into(),
             sql: "PREPARE p AS SELECT 1".into(),
         };
-        assert!(may_outlive_a_failure(&[prepare]));
-        assert!(may_outlive_a_failure(&[
-            set("a", "1"),
-            SessionEffect::Commit
-        ]));
-        assert!(!may_outlive_a_failure(&[SessionEffect::Commit]));
-        assert!(!may_outlive_a_failure(&[
-            SessionEffect::Commit,
-            set("a", "1")
-        ]));
-        assert!(!may_outlive_a_failure(&[
-            savepoint("s"),
-            SessionEffect::Commit
-        ]));
+        let mut s = SessionState::default();
+        let failed = UnitOutcome {
+            status: b'I',
+            failed: true,
+        };
+        // `PREPARE p ...; SET a = 1; SELECT 1/0`: the statements that ran are given.
+        let taken = s.finish_unit(vec![prepare.clone(), set("a", "1")], failed);
+        assert_eq!(taken, [prepare], "on the connection too");
+        assert!(s.sql_prepared.contains_key("p"));
+        assert!(
+            settings(&s).is_empty(),
+            "the SET rolled back with the error"
+        );
     }
 
     #[test]

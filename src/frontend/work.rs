@@ -23,6 +23,9 @@ pub struct Work {
     /// Inline: a unit holds one or two (BEGIN, COMMIT) and most units hold none.
     pub tx: SmallVec<[TxControl; 2]>,
     pub effects: Vec<SessionEffect>,
+    /// Where each statement's effects end, as in [`Classification::effect_ends`], counted
+    /// over the whole unit.
+    pub effect_ends: Vec<(usize, usize)>,
     /// `EXPLAIN ROUTE <text>` sent as a simple query: pgsplit answers it.
     pub explain_route: Option<String>,
     /// The unit runs something (a Query, an Execute, a function call), rather than only
@@ -83,6 +86,8 @@ impl Work {
         }
         self.add_access(c);
         self.copy_in |= c.copy_in;
+        let before = (self.statements, self.effects.len());
+        super::in_flight::append_effect_ends(&mut self.effect_ends, &c.effect_ends, before);
         self.statements += c.statements;
         self.tx.extend(c.tx.iter().cloned());
         self.effects.extend(c.effects.iter().cloned());

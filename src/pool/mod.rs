@@ -220,7 +220,7 @@ impl Pools {
         let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
         // Fresh logins can open connections beside idle ones; keeping at most the pool's cap
         // idle bounds what the pool holds open.
-        let reusable = conn.tx_status == b'I' && !conn.state_unknown;
+        let reusable = conn.tx_status == b'I';
         if reusable && idle.len() < self.max_per_pool.load(Ordering::Relaxed) {
             idle.push(Idle {
                 conn,

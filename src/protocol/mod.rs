@@ -36,6 +36,9 @@ pub mod tag {
 
     // Backend tags pgsplit looks at while relaying.
     pub const READY_FOR_QUERY: u8 = b'Z';
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const PORTAL_SUSPENDED: u8 = b's';
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
     pub const PARAMETER_STATUS: u8 = b'S';
     pub const ERROR_RESPONSE: u8 = b'E';
     pub const NOTICE_RESPONSE: u8 = b'N';

@@ -270,6 +270,7 @@ fn weight(text: &str, class: &Classification) -> usize {
         + strings(&class.tables_written)
         + class.tx.len() * size_of::<super::TxControl>()
         + effects
+        + class.effect_ends.len() * size_of::<(usize, usize)>()
         + class.explain_route.as_ref().map_or(0, String::len)
         + class.write_reason.as_ref().map_or(0, String::len)
 }

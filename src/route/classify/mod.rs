@@ -144,6 +144,10 @@ pub struct Classification {
     pub tables_written: Vec<String>,
     pub tx: Vec<TxControl>,
     pub effects: Vec<SessionEffect>,
+    /// For each statement with effects, in order: (statements up to and including it, effects
+    /// up to and including its own). A text that fails part-way keeps the effects of the
+    /// statements the server completed before the error.
+    pub effect_ends: Vec<(usize, usize)>,
     /// `EXPLAIN ROUTE <statement>`: pgsplit answers it itself; holds the inner statement's text.
     pub explain_route: Option<String>,
     /// A short human reason when `access` is Write (e.g. "INSERT", "function nextval",
@@ -195,6 +199,7 @@ impl Classification {
             tables_written: Vec::new(),
             tx: Vec::new(),
             effects: Vec::new(),
+            effect_ends: Vec::new(),
             explain_route: None,
             write_reason: None,
             statements: 0,

@@ -63,12 +63,16 @@ pub(super) fn classify_units(units: &[Unit], policy: &FunctionPolicy) -> Classif
         prepared: Vec::new(),
     };
     let mut out = Classification::empty();
-    for unit in units {
+    for (done, unit) in units.iter().enumerate() {
         let found = match unit {
             Unit::Statement(stmt) => classify_statement(stmt, &mut context),
             Unit::TwoPhase => two_phase(),
         };
+        let before = out.effects.len();
         absorb(&mut out, found);
+        if out.effects.len() > before {
+            out.effect_ends.push((done + 1, out.effects.len()));
+        }
     }
     out.statements = units.len();
     out

@@ -696,3 +696,10 @@ fn declared_functions_match_by_last_identifier_in_any_case() {
         Access::Write
     );
 }
+
+#[test]
+fn each_statements_effects_end_where_it_does() {
+    let c = classified("SET a = 1; SELECT 1; PREPARE q AS SELECT 1; COMMIT");
+    assert_eq!(c.effect_ends, [(1, 1), (3, 2), (4, 3)]);
+    assert!(classified("SELECT 1; SELECT 2").effect_ends.is_empty());
+}
