@@ -39,6 +39,7 @@ impl TestProxy {
 /// Starts pgsplit with `config` (its listen address replaced by a free loopback port) on a
 /// background thread that keeps it running until the process exits.
 pub fn start_proxy(mut config: Config) -> TestProxy {
+    show_logs_on_failure();
     config.listen = "127.0.0.1:0".parse().expect("loopback address");
     if config.admin.is_some() {
         config.admin = Some("127.0.0.1:0".parse().expect("loopback address"));
@@ -62,6 +63,19 @@ pub fn start_proxy(mut config: Config) -> TestProxy {
     });
     rx.recv_timeout(std::time::Duration::from_secs(30))
         .expect("pgsplit started within 30 s")
+}
+
+/// pgsplit's logs (`info` and up, or what RUST_LOG asks for) go to the output of the test
+/// whose proxy wrote them (the proxy's threads inherit the test's capture), which the test
+/// runner prints only when that test fails: a failure under load names what the proxy saw.
+fn show_logs_on_failure() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pgsplit=info"));
+    let _already = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
 }
 
 /// The shared cluster's topology as a quick-start config (no users: pass-through auth).
