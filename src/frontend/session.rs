@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::in_flight::SentUnit;
 use crate::backend::{BackendError, ServerConn};
 use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
@@ -25,6 +24,7 @@ use super::commands::{is_pgsplit_setting, startup_hints};
 use super::console::Console;
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
+use super::in_flight::SentUnit;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome, changes_local_settings};
