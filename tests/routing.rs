@@ -815,6 +815,23 @@ async fn what_a_text_did_before_its_error_outlives_the_error() {
     }
 }
 
+#[tokio::test]
+async fn a_prepare_before_the_error_of_an_extended_pipeline_outlives_it() {
+    // Two statements before one Sync (psycopg's pipeline mode, pgjdbc's batches): the server
+    // completes the PREPARE, fails the division and skips to the Sync; the PREPARE holds,
+    // on whichever connection the session's next statements run.
+    let mut s = wire::logged_in(proxy().addr).await;
+    let mut pipeline = wire::extended_unit("PREPARE piped AS SELECT 5");
+    pipeline.truncate(pipeline.len() - 5); // its Sync: one follows the second statement
+    pipeline.extend(wire::extended_unit("SELECT 1/0"));
+    let answer = wire::round_trip(&mut s, &pipeline).await;
+    assert_eq!(wire::tags(&answer), "12C1EZ", "{answer:?}"); // 1/0 fails at Bind
+    for _ in 0..3 {
+        let rows = wire::round_trip(&mut s, &wire::query("EXECUTE piped")).await;
+        assert_eq!(wire::first_columns(&rows), ["5"], "{rows:?}");
+    }
+}
+
 /// The first column of the first row of a simple query's answer.
 fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> String {
     let row = messages.iter().find_map(|m| match m {
