@@ -323,7 +323,7 @@ impl Session {
         }
         let conn = &mut attached.checkout.conn;
         let mut sql = String::new();
-        for effect in &work.effects {
+        for effect in work.effects.iter() {
             match effect {
                 SessionEffect::Execute { name } => {
                     if let Some(prepare) = self.state.sql_prepared.get(name)

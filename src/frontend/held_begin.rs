@@ -88,7 +88,7 @@ impl Session {
         let Some(held) = self.held_begin.as_ref().filter(|_| self.pending == 0) else {
             return Ok(false);
         };
-        let (failed, alone) = (held.failed, work.statements == 1);
+        let (failed, alone) = (held.failed, work.effects.statements == 1);
         let (command_tag, ends) = match work.tx.as_slice() {
             [TxControl::Commit] if alone && failed => ("ROLLBACK", true),
             [TxControl::Commit] if alone => ("COMMIT", true),
@@ -190,7 +190,8 @@ fn bare_begin(work: &Work) -> Option<TxControl> {
         [control @ TxControl::Begin { plain: true, .. }] => control.clone(),
         _ => return None,
     };
-    let alone = work.statements == 1 && work.effects.is_empty() && work.hints == Hints::default();
+    let alone =
+        work.effects.statements == 1 && work.effects.is_empty() && work.hints == Hints::default();
     alone.then_some(control)
 }
 

@@ -10,15 +10,12 @@ use smallvec::SmallVec;
 
 use crate::route::classify::{SessionEffect, TxControl};
 
+use super::work::UnitEffects;
+
 /// One unit's effects on the session, and how far the server got with its statements.
 #[derive(Debug, Default, PartialEq)]
 pub struct SentUnit {
-    pub effects: Vec<SessionEffect>,
-    /// Where each statement's effects end: (statements up to and including it, effects up to
-    /// and including its own), for the statements that have any.
-    pub effect_ends: Vec<(usize, usize)>,
-    /// The statements the unit runs.
-    pub statements: usize,
+    pub effects: UnitEffects,
     /// The statements the server completed (CommandComplete, PortalSuspended or
     /// EmptyQueryResponse) before an error, if any, ended the unit.
     pub completed: usize,
@@ -26,41 +23,11 @@ pub struct SentUnit {
 }
 
 impl SentUnit {
-    /// The effects of the statements that ran: all of them, or those of the statements the
-    /// server completed before the error (a SQL PREPARE, or what a COMMIT inside the text
-    /// committed, outlives the error; the session state sorts out the rest).
-    pub fn effects_that_ran(mut self) -> Vec<SessionEffect> {
-        if self.failed {
-            let ran = self
-                .effect_ends
-                .iter()
-                .take_while(|&&(statements, _)| statements <= self.completed)
-                .last()
-                .map_or(0, |&(_, effects)| effects);
-            self.effects.truncate(ran);
-        }
-        self.effects
+    /// The effects of the statements that ran (the session state sorts out the rest).
+    pub fn effects_that_ran(self) -> Vec<SessionEffect> {
+        let completed_before_error = self.failed.then_some(self.completed);
+        self.effects.that_ran(completed_before_error)
     }
-
-    /// Adds the effects of more statements of the unit (a unit cut at Flush gathers until
-    /// its Sync).
-    fn extend(&mut self, more: SentUnit) {
-        let before = (self.statements, self.effects.len());
-        append_effect_ends(&mut self.effect_ends, &more.effect_ends, before);
-        self.statements += more.statements;
-        self.effects.extend(more.effects);
-    }
-}
-
-/// Appends `more`, the effect ends of statements that come after `before` (statements,
-/// effects), counted from there, to `ends`.
-pub fn append_effect_ends(
-    ends: &mut Vec<(usize, usize)>,
-    more: &[(usize, usize)],
-    before: (usize, usize),
-) {
-    let (statements, effects) = before;
-    ends.extend(more.iter().map(|&(s, e)| (statements + s, effects + e)));
 }
 
 #[derive(Debug, Default)]
@@ -78,12 +45,15 @@ pub struct InFlight {
 
 impl InFlight {
     /// A unit's messages go out with these effects.
-    pub fn send(&mut self, tx: impl IntoIterator<Item = TxControl>, unit: SentUnit) {
+    pub fn send(&mut self, tx: impl IntoIterator<Item = TxControl>, effects: UnitEffects) {
         self.tx.extend(tx);
         match self.units.back_mut() {
-            Some(open) if self.open => open.extend(unit),
+            Some(open) if self.open => open.effects.extend(effects),
             _ => {
-                self.units.push_back(unit);
+                self.units.push_back(SentUnit {
+                    effects,
+                    ..SentUnit::default()
+                });
                 self.open = true;
             }
         }
@@ -139,6 +109,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::classify::{FunctionPolicy, classify};
 
     fn set(name: &str) -> SessionEffect {
         SessionEffect::Set {
@@ -147,77 +118,76 @@ mod tests {
         }
     }
 
-    /// A unit of one statement with one effect.
-    fn one_statement(effect: SessionEffect) -> SentUnit {
-        SentUnit {
-            effects: vec![effect],
-            effect_ends: vec![(1, 1)],
-            statements: 1,
-            ..SentUnit::default()
-        }
+    /// What the statements of `sql`, classified, do to the session.
+    fn effects_of(sql: &str) -> UnitEffects {
+        let mut effects = UnitEffects::default();
+        effects.add(&classify(sql, &FunctionPolicy::default()));
+        effects
+    }
+
+    fn taken(unit: SentUnit) -> Vec<SessionEffect> {
+        unit.effects_that_ran()
     }
 
     #[test]
     fn a_failed_unit_keeps_the_effects_of_the_statements_completed_before_the_error() {
-        // `SET a; SELECT; SET b; COMMIT; SET c` as one text, and pipelined after it a unit
-        // cut at Flush: its statements count after the text's.
-        let text = || SentUnit {
-            effects: vec![set("a"), set("b"), SessionEffect::Commit, set("c")],
-            effect_ends: vec![(1, 1), (3, 2), (4, 3), (5, 4)],
-            statements: 5,
-            ..SentUnit::default()
-        };
+        // A text of five statements, and pipelined after it a unit cut at Flush: its
+        // statements count after the text's.
+        let text = || effects_of("SET a = 1; SELECT 1; SET b = 1; COMMIT; SET c = 1");
         let ran = |completed| {
-            let mut unit = text();
-            unit.completed = completed;
-            unit.failed = true;
-            unit.effects_that_ran()
+            taken(SentUnit {
+                effects: text(),
+                completed,
+                failed: true,
+            })
         };
         assert_eq!(ran(0), vec![]);
         assert_eq!(ran(2), vec![set("a")], "the SELECT completed, SET b failed");
         assert_eq!(ran(4), vec![set("a"), set("b"), SessionEffect::Commit]);
-        assert_eq!(text().effects_that_ran().len(), 4, "no error: all of them");
+        assert_eq!(text().that_ran(None).len(), 4, "no error: all of them");
 
         let mut in_flight = InFlight::default();
         in_flight.send([], text());
-        in_flight.send([], one_statement(set("d")));
+        in_flight.send([], effects_of("SET d = 1"));
         in_flight.close();
         for _ in 0..5 {
             in_flight.statement_done();
         }
         in_flight.fail();
-        assert_eq!(in_flight.answered().effects_that_ran().len(), 4);
+        assert_eq!(taken(in_flight.answered()).len(), 4);
     }
 
     #[test]
     fn each_answer_takes_its_own_units_effects_and_failure() {
         let mut in_flight = InFlight::default();
-        in_flight.send([], one_statement(set("a")));
+        in_flight.send([], effects_of("SET a = 1"));
         in_flight.close();
-        in_flight.send([], one_statement(set("b")));
+        in_flight.send([], effects_of("SET b = 1"));
         in_flight.close();
         in_flight.fail();
         let first = in_flight.answered();
-        assert_eq!((first.effects, first.failed), (vec![set("a")], true));
+        assert!(first.failed);
+        assert_eq!(taken(first), vec![]);
         let second = in_flight.answered();
-        assert_eq!((second.effects, second.failed), (vec![set("b")], false));
+        assert!(!second.failed);
+        assert_eq!(taken(second), vec![set("b")]);
         assert!(in_flight.quiet().1, "the failure counts for the cache");
     }
 
     #[test]
     fn a_unit_cut_at_flush_gathers_until_its_sync() {
         let mut in_flight = InFlight::default();
-        in_flight.send([], one_statement(set("a")));
-        in_flight.send([TxControl::Rollback], one_statement(set("b")));
+        in_flight.send([], effects_of("SET a = 1"));
+        in_flight.send([TxControl::Rollback], effects_of("SET b = 1"));
         in_flight.close();
-        assert_eq!(in_flight.answered().effects, vec![set("a"), set("b")]);
+        assert_eq!(taken(in_flight.answered()), vec![set("a"), set("b")]);
         assert_eq!(in_flight.answered(), SentUnit::default());
         // Answered by pgsplit's own Sync while still open: the next unit starts afresh.
-        in_flight.send([], one_statement(set("c")));
+        in_flight.send([], effects_of("SET c = 1"));
         in_flight.answered();
-        in_flight.send([], one_statement(set("d")));
+        in_flight.send([], effects_of("SET d = 1"));
         in_flight.close();
-        assert_eq!(in_flight.answered().effects, vec![set("d")]);
+        assert_eq!(taken(in_flight.answered()), vec![set("d")]);
         assert_eq!(in_flight.quiet().0.as_slice(), &[TxControl::Rollback]);
     }
 }

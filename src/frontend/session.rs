@@ -24,7 +24,6 @@ use super::commands::{is_pgsplit_setting, startup_hints};
 use super::console::Console;
 use super::error::FrontendError;
 use super::forward::ResponseFilter;
-use super::in_flight::SentUnit;
 use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome, changes_local_settings};
@@ -545,13 +544,7 @@ impl Session {
         let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.send_held_begin();
-        let sent = SentUnit {
-            effects: work.effects,
-            effect_ends: work.effect_ends,
-            statements: work.statements,
-            ..SentUnit::default()
-        };
-        self.in_flight.send(work.tx, sent);
+        self.in_flight.send(work.tx, work.effects);
         for frame in &frames {
             self.forward(frame);
         }

@@ -1,6 +1,7 @@
 //! What a unit of client messages will do, from the classification of the SQL it runs: the
 //! input of the routing decision and of session-state tracking.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -22,10 +23,8 @@ pub struct Work {
     pub write_reason: Option<String>,
     /// Inline: a unit holds one or two (BEGIN, COMMIT) and most units hold none.
     pub tx: SmallVec<[TxControl; 2]>,
-    pub effects: Vec<SessionEffect>,
-    /// Where each statement's effects end, as in [`Classification::effect_ends`], counted
-    /// over the whole unit.
-    pub effect_ends: Vec<(usize, usize)>,
+    /// What its statements do to the session; they go in flight with the unit.
+    pub effects: UnitEffects,
     /// `EXPLAIN ROUTE <text>` sent as a simple query: pgsplit answers it.
     pub explain_route: Option<String>,
     /// The unit runs something (a Query, an Execute, a function call), rather than only
@@ -39,8 +38,6 @@ pub struct Work {
     pub writes: Option<WriteScope>,
     /// It runs a COPY FROM: copy data may follow it on the connection.
     pub copy_in: bool,
-    /// How many statements the unit runs.
-    pub statements: usize,
     /// Whether `writes` is worked out (only the result cache and sharding need it).
     tracks_writes: bool,
 }
@@ -55,6 +52,71 @@ pub fn merge_scopes(a: Option<WriteScope>, b: Option<WriteScope>) -> Option<Writ
             a.extend(b);
             Some(WriteScope::Tables(a))
         }
+    }
+}
+
+/// What a unit's statements do to the session, and where each statement's effects end: when
+/// one of them fails, the session keeps the effects of those the server completed before the
+/// error, as PostgreSQL does (a SQL PREPARE, or what a COMMIT inside the text committed).
+#[derive(Debug, Default, PartialEq)]
+pub struct UnitEffects {
+    list: Vec<SessionEffect>,
+    /// For the statements that have effects: (statements up to and including it, effects up
+    /// to and including its own), counted over the whole unit.
+    ends: Vec<(usize, usize)>,
+    /// How many statements the unit runs.
+    pub statements: usize,
+}
+
+impl Deref for UnitEffects {
+    type Target = [SessionEffect];
+
+    fn deref(&self) -> &[SessionEffect] {
+        &self.list
+    }
+}
+
+impl UnitEffects {
+    /// Adds a classified text's statements.
+    pub fn add(&mut self, c: &Classification) {
+        self.append(c.statements, &c.effect_ends, c.effects.iter().cloned());
+    }
+
+    /// Adds the statements of more messages of the unit (a unit cut at Flush gathers until
+    /// its Sync).
+    pub fn extend(&mut self, more: UnitEffects) {
+        self.append(more.statements, &more.ends, more.list);
+    }
+
+    /// Appends statements whose effect ends are counted from the start of their own text.
+    fn append(
+        &mut self,
+        statements: usize,
+        ends: &[(usize, usize)],
+        effects: impl IntoIterator<Item = SessionEffect>,
+    ) {
+        let (statements_before, effects_before) = (self.statements, self.list.len());
+        self.ends.extend(
+            ends.iter()
+                .map(|&(s, e)| (statements_before + s, effects_before + e)),
+        );
+        self.statements += statements;
+        self.list.extend(effects);
+    }
+
+    /// The effects of the statements that ran: all of them, or when the unit failed after
+    /// the server completed `completed_before_error` statements, those of these statements.
+    pub fn that_ran(mut self, completed_before_error: Option<usize>) -> Vec<SessionEffect> {
+        if let Some(completed) = completed_before_error {
+            let ran = self
+                .ends
+                .iter()
+                .take_while(|&&(statements, _)| statements <= completed)
+                .last()
+                .map_or(0, |&(_, effects)| effects);
+            self.list.truncate(ran);
+        }
+        self.list
     }
 }
 
@@ -86,11 +148,8 @@ impl Work {
         }
         self.add_access(c);
         self.copy_in |= c.copy_in;
-        let before = (self.statements, self.effects.len());
-        super::in_flight::append_effect_ends(&mut self.effect_ends, &c.effect_ends, before);
-        self.statements += c.statements;
         self.tx.extend(c.tx.iter().cloned());
-        self.effects.extend(c.effects.iter().cloned());
+        self.effects.add(c);
     }
 
     /// A statement prepared but not (yet) run: it decides where the unit goes, since its
