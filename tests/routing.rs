@@ -504,8 +504,8 @@ async fn a_temp_table_pins_the_session_to_the_primary() {
         "primary"
     );
     let row = client.query_one("EXPLAIN ROUTE SELECT 1", &[]).await;
-    // EXPLAIN ROUTE is answered on the simple protocol only.
-    assert!(row.is_err());
+    let reason = row.unwrap().get::<_, String>(2);
+    assert_eq!(reason, "pinned: temp table", "over the extended protocol");
     let answer = client.simple_query("EXPLAIN ROUTE SELECT 1").await.unwrap();
     let reason = answer.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(2).map(str::to_string),
@@ -595,6 +595,43 @@ async fn explain_route_says_where_and_why_without_running() {
         in_transaction,
         ("primary".into(), "read-write transaction".into())
     );
+}
+
+#[tokio::test]
+async fn explain_route_answers_over_the_extended_protocol() {
+    // As pgjdbc, psycopg 3 and asyncpg send every statement: Parse, Describe, Bind, Execute.
+    let client = connect().await;
+    let explain = client
+        .prepare("EXPLAIN ROUTE INSERT INTO no_such_table VALUES (1)")
+        .await
+        .unwrap();
+    let names: Vec<&str> = explain.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["node", "role", "reason"]);
+    for _ in 0..2 {
+        let row = client.query_one(&explain, &[]).await.unwrap();
+        assert_eq!(row.get::<_, &str>(0), "primary");
+        assert!(row.get::<_, &str>(2).starts_with("write"));
+    }
+    let row = client
+        .query_one("EXPLAIN ROUTE /* pgsplit: route=primary */ SELECT 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(2), "hint: route=primary");
+    let row = client
+        .query_one("EXPLAIN ROUTE SELECT 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, &str>(1), row.get::<_, &str>(2)),
+        ("replica", "read: balanced")
+    );
+    // Nothing ran: the session is still usable and nothing was prepared on a server.
+    let port: i32 = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(port > 0);
 }
 
 #[tokio::test]

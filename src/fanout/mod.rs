@@ -87,23 +87,29 @@ impl Merged {
         }
     }
 
-    /// One row of one text column, as a server answers `SHOW`: for answers pgsplit gives itself
+    /// One row of text columns, as a server answers `SHOW`: for answers pgsplit gives itself
     /// in the shape of a merged one.
-    pub fn one_text_value(column: &str, value: &str, command_tag: &str) -> Merged {
+    pub fn one_text_row(columns: &[&str], values: &[&str], command_tag: &str) -> Merged {
         const TEXT: u32 = 25;
-        let field = wire::Field {
-            name: column.to_string(),
-            table_oid: 0,
-            column: 0,
-            type_oid: TEXT,
-            type_len: -1,
-            type_modifier: -1,
-            format: 0,
-        };
-        let value = Some(bytes::Bytes::copy_from_slice(value.as_bytes()));
+        let fields: Vec<wire::Field> = columns
+            .iter()
+            .map(|column| wire::Field {
+                name: column.to_string(),
+                table_oid: 0,
+                column: 0,
+                type_oid: TEXT,
+                type_len: -1,
+                type_modifier: -1,
+                format: 0,
+            })
+            .collect();
+        let values: Vec<Option<bytes::Bytes>> = values
+            .iter()
+            .map(|value| Some(bytes::Bytes::copy_from_slice(value.as_bytes())))
+            .collect();
         Merged {
-            row_description: wire::encode_row_description(&[field]),
-            rows: vec![wire::encode_data_row(&[value])],
+            row_description: wire::encode_row_description(&fields),
+            rows: vec![wire::encode_data_row(&values)],
             command_tag: command_tag.to_string(),
         }
     }

@@ -2,6 +2,7 @@
 //! `pgsplit.*` settings of the startup packet, and the errors of units that never reached a
 //! server.
 
+use crate::fanout::Merged;
 use crate::hint::{
     Hints, SessionCommand, Setting, SettingValue, ShardHint, parse_setting_value,
     parse_shard_choice, session_command, setting_from_name,
@@ -238,9 +239,18 @@ impl Session {
         }
     }
 
-    /// `EXPLAIN ROUTE <statement>`: one row (node, role, reason) for where the statement would
-    /// go now, without running it.
+    /// `EXPLAIN ROUTE <statement>` as a simple query.
     pub(super) fn explain_route(&self, client: &mut ClientConn, inner: &str) {
+        let answer = self.route_explained(inner);
+        client
+            .out
+            .extend_from_slice(&super::scatter::encode(&answer));
+        client.writer().ready_for_query(self.transaction_status());
+    }
+
+    /// The answer to `EXPLAIN ROUTE <statement>`: one row (node, role, reason) for where the
+    /// statement would go now, without running it.
+    pub(super) fn route_explained(&self, inner: &str) -> Merged {
         let route = match &self.server {
             Some(attached)
                 if attached.checkout.conn.tx_status != b'I' || self.state.pin().is_some() =>
@@ -265,11 +275,11 @@ impl Session {
             Some(detail) => format!("{}: {detail}", route.reason.as_str()),
             None => route.reason.as_str().to_string(),
         };
-        let mut w = client.writer();
-        w.row_description(&["node", "role", "reason"]);
-        w.data_row(&[&route.node.name, route.node.role().as_str(), &reason]);
-        w.command_complete("EXPLAIN ROUTE");
-        w.ready_for_query(self.transaction_status());
+        Merged::one_text_row(
+            &["node", "role", "reason"],
+            &[&route.node.name, route.node.role().as_str(), &reason],
+            "EXPLAIN ROUTE",
+        )
     }
 }
 

@@ -441,7 +441,7 @@ impl Session {
             self.answer_session_command(client, text, command).await;
             return Ok(());
         }
-        if self.answer_extended_show(client, &frames).await? {
+        if self.answer_own_extended(client, &frames).await? {
             return Ok(());
         }
         let live = self.shared.live();

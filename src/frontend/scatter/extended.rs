@@ -25,7 +25,7 @@ const DATA_ROW: u8 = b'D';
 const COMMAND_COMPLETE: u8 = b'C';
 
 /// The client's extended-protocol unit for a read of every shard (or another answer pgsplit
-/// gives itself, see `show_extended`).
+/// gives itself, see `extended_answers`).
 pub(in crate::frontend) struct ExtendedRead<'a> {
     frames: &'a [Frame],
     /// The statement's parameter types as its Parse gave them (count, then oids).

@@ -221,7 +221,7 @@ pub(super) fn refusal(r: crate::fanout::Refusal) -> FrontendError {
 }
 
 /// RowDescription, DataRows and CommandComplete as the client gets them.
-fn encode(merged: &Merged) -> BytesMut {
+pub(super) fn encode(merged: &Merged) -> BytesMut {
     let mut out = BytesMut::new();
     put_message(&mut out, b'T', &merged.row_description);
     for row in &merged.rows {

@@ -3,7 +3,7 @@
 //! after any whitespace and comments (a leading `/* pgsplit: ... */` hint is common).
 
 /// The inner statement's text when `sql` is `EXPLAIN ROUTE ...`, trimmed, without a final `;`.
-pub(super) fn detect(sql: &str) -> Option<&str> {
+pub fn detect(sql: &str) -> Option<&str> {
     let rest = skip_blanks(sql);
     let rest = skip_blanks(strip_word(rest, "explain")?);
     let inner = strip_word(rest, "route")?;

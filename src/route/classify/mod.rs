@@ -175,6 +175,7 @@ mod walker;
 mod tests;
 
 pub use cache::Classifier;
+pub use explain_route::detect as explained_statement;
 pub use functions::FunctionPolicy;
 
 /// Classifies one statement text (possibly several statements: they are one unit, a write if
