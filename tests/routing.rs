@@ -518,6 +518,64 @@ async fn a_temp_table_pins_the_session_to_the_primary() {
 }
 
 #[tokio::test]
+async fn state_that_a_rollback_undoes_does_not_keep_its_pin() {
+    let client = connect().await;
+    let reason = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let explained = format!("EXPLAIN ROUTE {sql}");
+            client
+                .query_one(&explained, &[])
+                .await
+                .unwrap()
+                .get::<_, String>(2)
+        }
+    };
+    client
+        .batch_execute("BEGIN; CREATE TEMP TABLE gone_t (i int); ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(
+        reason("SELECT 1").await,
+        "read: balanced",
+        "no temp table is left"
+    );
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("DECLARE gone_c CURSOR WITH HOLD FOR SELECT 1")
+        .await
+        .unwrap();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        reason("SELECT 1").await,
+        "read: balanced",
+        "no cursor is left"
+    );
+    // A statement that fails creates nothing either.
+    let failed = client
+        .batch_execute("CREATE TEMP TABLE gone_t AS SELECT 1 / 0 AS i")
+        .await;
+    assert!(failed.is_err());
+    let after_failure = reason("SELECT 1").await;
+    assert!(!after_failure.starts_with("pinned"), "{after_failure}");
+    let node = eventually_on_a_replica(|| node_of(&client, "SELECT inet_server_port()")).await;
+    assert!(is_replica(&node));
+
+    // A session-level advisory lock outlives the rollback of its transaction, as in PostgreSQL.
+    client
+        .batch_execute("BEGIN; SELECT pg_advisory_lock(4242); ROLLBACK")
+        .await
+        .unwrap();
+    assert_eq!(reason("SELECT 1").await, "pinned: advisory lock");
+    let held: bool = client
+        .query_one("SELECT pg_advisory_unlock(4242)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(held, "the lock is still held on the session's connection");
+}
+
+#[tokio::test]
 async fn prepared_statements_are_reused_across_connections_and_transactions() {
     let mut client = connect_to(round_robin_proxy()).await;
     let stmt = client

@@ -735,6 +735,9 @@ impl Session {
         };
         self.multi_shard.unit_ended(outcome);
         self.settle_cache(outcome, &tx);
+        if outcome.status == b'I' {
+            self.state.lift_unconfirmed_pins();
+        }
         // The connection is released once the causal token of a committed write is known.
         if !(self.wrote && outcome.status == b'I') {
             self.release_if_idle();

@@ -30,6 +30,10 @@ pub struct SessionState {
     pub portals: foldhash::HashMap<String, String>,
     /// Why the session must stay on its primary connection, if it must.
     pins: Vec<PinCause>,
+    /// Pins taken when their statement was sent, for state that a rollback undoes (a temporary
+    /// table, a cursor WITH HOLD, a session-wide `set_config`), whose statement has not
+    /// committed yet: they lift if it never does.
+    unconfirmed_pins: Vec<PinCause>,
     /// The cursors WITH HOLD declared and not known to be closed: the last one closed lifts
     /// the session's pin for them.
     hold_cursors: Vec<String>,
@@ -91,18 +95,38 @@ impl SessionState {
         self.pins.first().copied()
     }
 
-    /// Pins take effect as soon as their statement is sent: even a failed attempt may have left
-    /// state behind, and staying on the primary is always safe.
+    /// Pins take effect as soon as their statement is sent: the state exists on the server
+    /// connection from then on. Those whose state a rollback undoes hold once it commits, see
+    /// [`SessionState::lift_unconfirmed_pins`].
     pub fn add_pins(&mut self, effects: &[SessionEffect]) {
         for effect in effects {
-            match effect {
-                SessionEffect::Pin(cause) if !self.pins.contains(cause) => {
-                    tracing::info!(cause = ?cause, "session pinned to its primary connection");
-                    self.pins.push(*cause);
+            if let SessionEffect::Pin(cause) = effect
+                && !self.pins.contains(cause)
+            {
+                tracing::info!(cause = ?cause, "session pinned to its primary connection");
+                self.pins.push(*cause);
+                if undone_by_rollback(*cause) {
+                    self.unconfirmed_pins.push(*cause);
                 }
-                SessionEffect::HoldCursor { name } => self.hold_cursors.push(name.clone()),
-                _ => {}
             }
+        }
+    }
+
+    /// Nothing is in flight and no transaction is open: the pins whose statement never
+    /// committed (it failed, or its transaction rolled back) lift, as the state they stood for
+    /// is gone from the server too.
+    pub fn lift_unconfirmed_pins(&mut self) {
+        for cause in std::mem::take(&mut self.unconfirmed_pins) {
+            tracing::info!(cause = ?cause, "pin lifted: its statement did not commit");
+            self.pins.retain(|pin| *pin != cause);
+        }
+    }
+
+    /// A pin's statement committed. Taken again if a rollback pipelined before it lifted it.
+    fn confirm_pin(&mut self, cause: PinCause) {
+        self.unconfirmed_pins.retain(|pin| *pin != cause);
+        if !self.pins.contains(&cause) {
+            self.pins.push(cause);
         }
     }
 
@@ -265,6 +289,8 @@ impl SessionState {
                 }
             }
             SessionEffect::DiscardTemp => self.pins.retain(|p| *p != PinCause::TempTable),
+            SessionEffect::Pin(cause) => self.confirm_pin(*cause),
+            SessionEffect::HoldCursor { name } => self.hold_cursors.push(name.clone()),
             SessionEffect::Listen { channel } => {
                 if !self.listening.contains(channel) {
                     self.listening.push(channel.clone());
@@ -283,12 +309,10 @@ impl SessionState {
             }
             SessionEffect::Execute { .. }
             | SessionEffect::SetLocal { .. }
-            | SessionEffect::Pin(_)
             | SessionEffect::SequenceState
             | SessionEffect::Savepoint { .. }
             | SessionEffect::RollbackToSavepoint { .. }
             | SessionEffect::ReleaseSavepoint { .. }
-            | SessionEffect::HoldCursor { .. }
             | SessionEffect::Commit
             | SessionEffect::Rollback => {}
         }
@@ -305,6 +329,16 @@ pub fn changes_local_settings(effect: &SessionEffect) -> bool {
     matches!(
         effect,
         SessionEffect::SetLocal { .. } | SessionEffect::RollbackToSavepoint { .. }
+    )
+}
+
+/// Whether the state a pin stands for goes with a rollback of the statement that made it. A
+/// session-level advisory lock stays (PostgreSQL's documentation says so); a LISTEN's pin has
+/// its own record, the channels listened on.
+fn undone_by_rollback(cause: PinCause) -> bool {
+    matches!(
+        cause,
+        PinCause::TempTable | PinCause::HoldCursor | PinCause::SessionFunction
     )
 }
 
@@ -662,11 +696,13 @@ mod tests {
             name: name.map(String::from),
         };
         let mut s = SessionState::default();
-        s.add_pins(&[
-            SessionEffect::Pin(PinCause::HoldCursor),
-            hold("a"),
-            hold("b"),
-        ]);
+        let declare = |names: &[&str]| {
+            let mut effects = vec![SessionEffect::Pin(PinCause::HoldCursor)];
+            effects.extend(names.iter().map(|name| hold(name)));
+            effects
+        };
+        s.add_pins(&declare(&["a", "b"]));
+        s.finish_unit(declare(&["a", "b"]), OK_IDLE);
         s.finish_unit(vec![close(Some("a"))], OK_IDLE);
         assert_eq!(s.pin(), Some(PinCause::HoldCursor), "b is still open");
         // A failed CLOSE closed nothing.
@@ -679,9 +715,62 @@ mod tests {
         s.finish_unit(vec![close(Some("b"))], OK_IDLE);
         assert_eq!(s.pin(), None);
 
-        s.add_pins(&[SessionEffect::Pin(PinCause::HoldCursor), hold("c")]);
+        s.add_pins(&declare(&["c"]));
+        s.finish_unit(declare(&["c"]), OK_IDLE);
         s.finish_unit(vec![close(None)], OK_IDLE);
         assert_eq!(s.pin(), None, "CLOSE ALL");
+    }
+
+    #[test]
+    fn a_rollback_lifts_the_pins_whose_state_it_undoes() {
+        let pin = |cause| vec![SessionEffect::Pin(cause)];
+        let temp = pin(PinCause::TempTable);
+        let mut s = SessionState::default();
+        // BEGIN; CREATE TEMP TABLE t (); SELECT pg_advisory_lock(1); ROLLBACK
+        s.add_pins(&temp);
+        s.add_pins(&pin(PinCause::AdvisoryLock));
+        s.finish_unit(temp.clone(), OK_IN_TX);
+        s.finish_unit(pin(PinCause::AdvisoryLock), OK_IN_TX);
+        s.finish_unit(vec![SessionEffect::Rollback], OK_IDLE);
+        assert_eq!(
+            s.pin(),
+            Some(PinCause::TempTable),
+            "until nothing is in flight"
+        );
+        s.lift_unconfirmed_pins();
+        assert_eq!(
+            s.pin(),
+            Some(PinCause::AdvisoryLock),
+            "a session lock stays"
+        );
+
+        // Pipelined: a text that creates a temp table and rolls back, then one that commits.
+        let mut s = SessionState::default();
+        let rolled_back = vec![
+            SessionEffect::Pin(PinCause::TempTable),
+            SessionEffect::Rollback,
+        ];
+        s.add_pins(&rolled_back);
+        s.add_pins(&temp);
+        s.finish_unit(rolled_back, OK_IDLE);
+        s.finish_unit(temp.clone(), OK_IDLE);
+        s.lift_unconfirmed_pins();
+        assert_eq!(
+            s.pin(),
+            Some(PinCause::TempTable),
+            "the second one committed"
+        );
+
+        // A DECLARE ... WITH HOLD that fails: no cursor, no pin.
+        let mut s = SessionState::default();
+        s.add_pins(&pin(PinCause::HoldCursor));
+        let failed = UnitOutcome {
+            status: b'I',
+            failed: true,
+        };
+        s.finish_unit(Vec::new(), failed);
+        s.lift_unconfirmed_pins();
+        assert_eq!(s.pin(), None);
     }
 
     #[test]
