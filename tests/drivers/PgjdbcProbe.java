@@ -105,6 +105,17 @@ public class PgjdbcProbe {
                     catch (SQLException e) { eq(e.getSQLState(), "22023"); }
                     s.execute("RESET pgsplit.consistency");
                 } });
+            check("EXPLAIN ROUTE (pgjdbc sends it over the extended protocol)", () -> {
+                // From the fifth run on, a named server-side statement.
+                try (PreparedStatement explain = c.prepareStatement("EXPLAIN ROUTE DELETE FROM " + t)) {
+                    for (int i = 0; i < 7; i++) {
+                        try (ResultSet rs = explain.executeQuery()) {
+                            rs.next();
+                            eq(rs.getString("role"), "primary");
+                            if (!rs.getString("reason").startsWith("write")) throw new AssertionError(rs.getString("reason"));
+                        }
+                    }
+                } });
             check("metadata", () -> {
                 DatabaseMetaData md = c.getMetaData();
                 try (ResultSet rs = md.getColumns(null, "public", t, null)) { int n = 0; while (rs.next()) n++; eq(n, 3); } });

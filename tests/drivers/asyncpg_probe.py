@@ -116,11 +116,19 @@ async def pool(_c):
     await p.close()
 
 
+async def explain_route(c):
+    # asyncpg prepares every statement: EXPLAIN ROUTE is answered over the extended protocol.
+    row = await c.fetchrow(f"EXPLAIN ROUTE DELETE FROM {TABLE}")
+    assert list(row.keys()) == ["node", "role", "reason"], row
+    assert row["role"] == "primary" and row["reason"].startswith("write"), row
+    assert await c.fetchval(f"SELECT count(*) > 0 FROM {TABLE}"), "nothing ran"
+
+
 async def main():
     failures = 0
     c = await connect()
     for check in [setup, prepared, executemany, transaction_and_savepoint, cursor, copy, errors,
-                  listen, cancel, custom_types, read_your_writes, pool]:
+                  listen, cancel, custom_types, read_your_writes, pool, explain_route]:
         try:
             await asyncio.wait_for(check(c), 30)
             print("ok", check.__name__, flush=True)

@@ -113,10 +113,22 @@ def pgsplit_show(c):
     assert token == c.info.parameter_status("pgsplit.causal_token"), token
 
 
+def explain_route(c):
+    # EXPLAIN ROUTE over the extended protocol, as psycopg sends every statement; prepared, it is
+    # parsed once and bound after.
+    for _ in range(3):
+        cur = c.execute(f"EXPLAIN ROUTE DELETE FROM {TABLE}", prepare=True)
+        assert [d.name for d in cur.description] == ["node", "role", "reason"], cur.description
+        node, role, reason = cur.fetchone()
+        assert role == "primary" and reason.startswith("write"), (node, role, reason)
+    assert c.execute(f"SELECT count(*) > 0 FROM {TABLE}").fetchone() == (True,), "nothing ran"
+
+
 failures = 0
 with psycopg.connect(DSN, autocommit=True) as conn:
     for check in [setup, server_side_prepared, binary_results, transaction, pipeline, executemany,
-                  copy, server_cursor, notify, errors, cancel, read_your_writes, pgsplit_show]:
+                  copy, server_cursor, notify, errors, cancel, read_your_writes, pgsplit_show,
+                  explain_route]:
         try:
             check(conn)
             print("ok", check.__name__, flush=True)
