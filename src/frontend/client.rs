@@ -163,17 +163,30 @@ pub struct IdleLimit {
 }
 
 impl IdleLimit {
-    pub fn of(timeouts: &Timeouts, work_in_flight: bool, transaction_status: u8) -> Self {
+    /// No limit: the client waits on a server.
+    pub const NONE: IdleLimit = IdleLimit {
+        after: None,
+        in_transaction: false,
+    };
+
+    /// The limit for a client that is to speak next, in a session whose transaction status
+    /// is `transaction_status`.
+    pub fn of(timeouts: &Timeouts, transaction_status: u8) -> Self {
         let in_transaction = transaction_status != b'I';
-        let after = match (work_in_flight, in_transaction) {
-            (true, _) => None,
-            (false, true) => Some(timeouts.idle_in_transaction),
-            (false, false) => Some(timeouts.client_idle),
+        let after = if in_transaction {
+            timeouts.idle_in_transaction
+        } else {
+            timeouts.client_idle
         };
         IdleLimit {
-            after: after.filter(|d| !d.is_zero()),
+            after: Some(after).filter(|d| !d.is_zero()),
             in_transaction,
         }
+    }
+
+    /// There is a limit to wait for.
+    pub fn applies(&self) -> bool {
+        self.after.is_some()
     }
 
     /// Resolves when the limit has passed; never when there is none.

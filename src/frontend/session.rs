@@ -322,11 +322,14 @@ impl Session {
             let watch_health = self.pending > 0 && self.server.is_some();
             // A shutdown waits for the transaction in progress, not only the statement.
             let between_transactions = self.pending == 0 && self.transaction_status() == b'I';
-            let idle = IdleLimit::of(
-                &self.shared.live().config.timeouts,
-                self.pending > 0,
-                self.transaction_status(),
-            );
+            // While a server works the client is not idle: no limit, and no snapshot to load.
+            let idle = match self.pending {
+                0 => IdleLimit::of(
+                    &self.shared.live().config.timeouts,
+                    self.transaction_status(),
+                ),
+                _ => IdleLimit::NONE,
+            };
             let server = self.server.as_mut().map(|a| &mut *a.checkout.conn);
             tokio::select! {
                 more = client.fill() => {
@@ -352,7 +355,7 @@ impl Session {
                         self.server_failed(client, error).await?;
                     }
                 }
-                _ = idle.elapsed() => return Err(idle.error()),
+                _ = idle.elapsed(), if idle.applies() => return Err(idle.error()),
                 _ = &mut stopping, if between_transactions => {
                     return Err(FrontendError::refuse(SqlState::ADMIN_SHUTDOWN, "terminating connection because pgsplit is shutting down"));
                 }

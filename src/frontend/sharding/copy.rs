@@ -355,7 +355,7 @@ impl Session {
         mut keyed: Option<&mut KeyedRows>,
     ) -> Result<(), FrontendError> {
         // The shards hold transactions open meanwhile: a silent client is one idle in one.
-        let idle = IdleLimit::of(&self.shared.live().config.timeouts, false, b'T');
+        let idle = IdleLimit::of(&self.shared.live().config.timeouts, b'T');
         let max_row = self.shared.live().config.limits.max_message_size;
         loop {
             let frame = tokio::select! {
