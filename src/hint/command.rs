@@ -33,8 +33,13 @@ pub enum SessionCommand {
 /// statement naming an unknown `pgsplit.` setting, which the session answers with SQLSTATE 42704
 /// as PostgreSQL does an unrecognized configuration parameter.
 pub fn session_command(sql: &str) -> Option<Result<SessionCommand, String>> {
-    let mut tokens = Lexer { rest: sql };
-    // Most statements are not ours: decide on the first token before reading the rest.
+    // Most statements are not ours: decide on the first token before reading the rest, and
+    // on its first letter before reading the token (SET, RESET and SHOW begin with s or r).
+    let start = skip_trivia(sql)?;
+    if !matches!(start.as_bytes().first()?.to_ascii_lowercase(), b's' | b'r') {
+        return None;
+    }
+    let mut tokens = Lexer { rest: start };
     let verb = match tokens.next()? {
         Ok(Token::Word(word)) => Verb::from_word(word)?,
         _ => return None,
