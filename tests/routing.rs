@@ -56,6 +56,16 @@ async fn node_of(client: &Client, sql: &str) -> String {
         .unwrap_or_else(|| format!("port {port}"))
 }
 
+/// The reason `EXPLAIN ROUTE` gives for `sql`, asked over the extended protocol.
+async fn route_reason(client: &Client, sql: &str) -> String {
+    let explained = format!("EXPLAIN ROUTE {sql}");
+    client
+        .query_one(&explained, &[])
+        .await
+        .expect("EXPLAIN ROUTE answers")
+        .get(2)
+}
+
 fn is_replica(node: &str) -> bool {
     node.starts_with("replica")
 }
@@ -503,8 +513,7 @@ async fn a_temp_table_pins_the_session_to_the_primary() {
         node_of(&client, "SELECT inet_server_port()").await,
         "primary"
     );
-    let row = client.query_one("EXPLAIN ROUTE SELECT 1", &[]).await;
-    let reason = row.unwrap().get::<_, String>(2);
+    let reason = route_reason(&client, "SELECT 1").await;
     assert_eq!(reason, "pinned: temp table", "over the extended protocol");
     let answer = client.simple_query("EXPLAIN ROUTE SELECT 1").await.unwrap();
     let reason = answer.iter().find_map(|m| match m {
@@ -520,23 +529,12 @@ async fn a_temp_table_pins_the_session_to_the_primary() {
 #[tokio::test]
 async fn state_that_a_rollback_undoes_does_not_keep_its_pin() {
     let client = connect().await;
-    let reason = |sql: &'static str| {
-        let client = &client;
-        async move {
-            let explained = format!("EXPLAIN ROUTE {sql}");
-            client
-                .query_one(&explained, &[])
-                .await
-                .unwrap()
-                .get::<_, String>(2)
-        }
-    };
     client
         .batch_execute("BEGIN; CREATE TEMP TABLE gone_t (i int); ROLLBACK")
         .await
         .unwrap();
     assert_eq!(
-        reason("SELECT 1").await,
+        route_reason(&client, "SELECT 1").await,
         "read: balanced",
         "no temp table is left"
     );
@@ -547,7 +545,7 @@ async fn state_that_a_rollback_undoes_does_not_keep_its_pin() {
         .unwrap();
     client.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(
-        reason("SELECT 1").await,
+        route_reason(&client, "SELECT 1").await,
         "read: balanced",
         "no cursor is left"
     );
@@ -556,7 +554,7 @@ async fn state_that_a_rollback_undoes_does_not_keep_its_pin() {
         .batch_execute("CREATE TEMP TABLE gone_t AS SELECT 1 / 0 AS i")
         .await;
     assert!(failed.is_err());
-    let after_failure = reason("SELECT 1").await;
+    let after_failure = route_reason(&client, "SELECT 1").await;
     assert!(!after_failure.starts_with("pinned"), "{after_failure}");
     let node = eventually_on_a_replica(|| node_of(&client, "SELECT inet_server_port()")).await;
     assert!(is_replica(&node));
@@ -566,7 +564,10 @@ async fn state_that_a_rollback_undoes_does_not_keep_its_pin() {
         .batch_execute("BEGIN; SELECT pg_advisory_lock(4242); ROLLBACK")
         .await
         .unwrap();
-    assert_eq!(reason("SELECT 1").await, "pinned: advisory lock");
+    assert_eq!(
+        route_reason(&client, "SELECT 1").await,
+        "pinned: advisory lock"
+    );
     let held: bool = client
         .query_one("SELECT pg_advisory_unlock(4242)", &[])
         .await
@@ -670,11 +671,8 @@ async fn explain_route_answers_over_the_extended_protocol() {
         assert_eq!(row.get::<_, &str>(0), "primary");
         assert!(row.get::<_, &str>(2).starts_with("write"));
     }
-    let row = client
-        .query_one("EXPLAIN ROUTE /* pgsplit: route=primary */ SELECT 1", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, &str>(2), "hint: route=primary");
+    let hinted = route_reason(&client, "/* pgsplit: route=primary */ SELECT 1").await;
+    assert_eq!(hinted, "hint: route=primary");
     let row = client
         .query_one("EXPLAIN ROUTE SELECT 1", &[])
         .await
