@@ -100,16 +100,17 @@ impl Session {
             client.writer().ready_for_query(self.transaction_status());
             return;
         }
+        if let Ok(SessionCommand::Show { setting }) = command {
+            let shown = self.shown_setting(setting);
+            client
+                .out
+                .extend_from_slice(&super::scatter::encode(&shown));
+            client.writer().ready_for_query(self.transaction_status());
+            return;
+        }
         let mut w = client.writer();
         let mut failed = false;
         match command {
-            Ok(SessionCommand::Show { setting }) => {
-                let shown = self.show_setting(setting);
-                let name = format!("pgsplit.{}", setting.key());
-                w.row_description(&[&name]);
-                w.data_row(&[shown.as_str()]);
-                w.command_complete("SHOW");
-            }
             Ok(SessionCommand::Set { local: true, .. }) if status == b'I' => {
                 // As PostgreSQL: outside a transaction block SET LOCAL has no effect.
                 w.notice_response(&ErrorFields::warning(
@@ -237,6 +238,12 @@ impl Session {
             Setting::MaxLag => humantime::format_duration(settings.max_lag).to_string(),
             _ => String::new(),
         }
+    }
+
+    /// The answer to `SHOW pgsplit.<setting>`: one row, as the server answers `SHOW`.
+    pub(super) fn shown_setting(&self, setting: Setting) -> Merged {
+        let column = format!("pgsplit.{}", setting.key());
+        Merged::one_text_row(&[&column], &[&self.show_setting(setting)], "SHOW")
     }
 
     /// `EXPLAIN ROUTE <statement>` as a simple query.

@@ -5,7 +5,6 @@
 //! statement prepared once is answered at each later Bind too. A server knows neither (it
 //! would say "unrecognized configuration parameter", or report a syntax error).
 
-use crate::fanout::Merged;
 use crate::hint::{SessionCommand, Setting, session_command};
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::explained_statement;
@@ -46,8 +45,7 @@ impl Session {
                         .await?;
                     return Ok(true);
                 }
-                let column = format!("pgsplit.{}", setting.key());
-                Merged::one_text_row(&[&column], &[&self.show_setting(setting)], "SHOW")
+                self.shown_setting(setting)
             }
             OwnStatement::ExplainRoute(inner) => self.route_explained(&inner),
         };
