@@ -10,6 +10,7 @@ use crate::protocol::{Frame, messages, tag};
 
 use crate::route::classify::TxControl;
 
+use super::Live;
 use super::client::ClientConn;
 use super::session::Session;
 use super::state::{SessionState, UnitOutcome};
@@ -109,9 +110,9 @@ impl Session {
         client: &mut ClientConn,
         frames: &[Frame],
         work: &Work,
+        live: &Live,
     ) -> bool {
         self.fill = None;
-        let live = self.shared.live();
         let Some(cache) = live.cache.clone() else {
             return false;
         };

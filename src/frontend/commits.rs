@@ -13,11 +13,11 @@ use crate::protocol::{Frame, tag};
 use crate::route::classify::TxControl;
 use crate::topology::Node;
 
-use super::Shared;
 use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
 use super::work::{Work, opens_transaction};
+use super::{Live, Shared};
 
 impl Session {
     /// Whether the unit about to be sent (nothing else in flight) ends a transaction that
@@ -25,7 +25,7 @@ impl Session {
     /// Not after a COPY FROM or a text pgsplit could not parse (the question would break into
     /// copy data), nor a unit that ends without Sync, nor a commit across shards (its
     /// participants are settled first).
-    pub(super) fn commits_a_write(&self, work: &Work, frames: &[Frame]) -> bool {
+    pub(super) fn commits_a_write(&self, work: &Work, frames: &[Frame], live: &Live) -> bool {
         let Some(attached) = &self.server else {
             return false;
         };
@@ -42,7 +42,7 @@ impl Session {
             && self.replay.is_none()
             && matches!(frames.last().map(|f| f.tag), Some(tag::QUERY | tag::SYNC))
             && !self.multi_shard.spans_shards()
-            && asks_commit_positions(&self.shared, &attached.route.node)
+            && asks_commit_positions(live, &self.shared, &attached.route.node)
     }
 
     /// Sends the question for the WAL position of the commit just forwarded (see
@@ -72,7 +72,12 @@ impl Session {
             self.wrote = false;
             asked = match self.responses.take_commit_position() {
                 Some(position) => Ok(position),
-                None if !asks_commit_positions(&self.shared, &attached.route.node) => {
+                None if !asks_commit_positions(
+                    &self.shared.live(),
+                    &self.shared,
+                    &attached.route.node,
+                ) =>
+                {
                     unasked = true;
                     Ok(0)
                 }
@@ -103,8 +108,7 @@ impl Session {
 }
 
 /// Whether commits on `node` have their WAL position asked (see the module).
-fn asks_commit_positions(shared: &Shared, node: &Node) -> bool {
-    let live = shared.live();
+fn asks_commit_positions(live: &Live, shared: &Shared, node: &Node) -> bool {
     if live.cache.is_some() {
         return true;
     }

@@ -17,7 +17,6 @@ use crate::route::classify::Access;
 use crate::route::{Reason, Route};
 use crate::topology::{Node, WorkGuard};
 
-use super::Shared;
 use super::cancel::CancelHandle;
 use super::client::{ClientConn, IdleLimit};
 use super::commands::{is_pgsplit_setting, startup_hints};
@@ -28,6 +27,7 @@ use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome, changes_local_settings};
 use super::work;
+use super::{Live, Shared};
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
 /// a client's pipeline never grows pgsplit's memory without bound.
@@ -447,11 +447,11 @@ impl Session {
         if self.answer_own_extended(client, &frames).await? {
             return Ok(());
         }
-        let live = self.shared.live();
+        // One configuration decides the whole unit (a reload meanwhile applies to the next).
+        let live = self.shared.live.load_full();
         // Only the result cache and sharding act on what writes make stale.
         let tracks_writes = live.cache.is_some() || live.sharding.is_some();
         let mut work = work::describe(&frames, &self.state, &live.classifier, tracks_writes);
-        drop(live);
         if let Some(inner) = &work.explain_route {
             self.settle(client).await?;
             self.explain_route(client, inner);
@@ -474,11 +474,14 @@ impl Session {
         {
             return Ok(());
         }
-        if self.dispatch_to_shards(client, &frames, &work).await? {
+        if self
+            .dispatch_to_shards(client, &frames, &work, &live)
+            .await?
+        {
             return Ok(());
         }
         self.join_held_begin(&mut work);
-        if self.pending == 0 && self.answer_from_cache(client, &frames, &work) {
+        if self.pending == 0 && self.answer_from_cache(client, &frames, &work, &live) {
             return Ok(());
         }
         if let Err(e) = self.attach_for(client, &work).await {
@@ -541,10 +544,10 @@ impl Session {
             }
             if attached.work.is_none() {
                 attached.work = Some(node.start_work());
-                self.unit_text = slow_query_text(&self.shared, &frames);
+                self.unit_text = slow_query_text(&live, &frames);
             }
         }
-        let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames);
+        let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames, &live);
         self.pending_writes = super::work::merge_scopes(self.pending_writes.take(), work.writes);
         self.send_held_begin();
         self.in_flight.send(work.tx, work.effects);
@@ -775,8 +778,8 @@ pub(super) fn session_mode_in(live: &super::live::Live) -> bool {
 }
 
 /// The first statement text of a unit (200 characters at most), when slow queries are logged.
-fn slow_query_text(shared: &Shared, frames: &[Frame]) -> Option<String> {
-    if shared.live().config.log.slow_query.is_zero() {
+fn slow_query_text(live: &Live, frames: &[Frame]) -> Option<String> {
+    if live.config.log.slow_query.is_zero() {
         return None;
     }
     let text = frames.iter().find_map(work::statement_text)?;

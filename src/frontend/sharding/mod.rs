@@ -25,6 +25,7 @@ use crate::hint::shard_hint;
 use crate::protocol::{Frame, SqlState, messages, tag};
 use crate::topology::Topology;
 
+use super::Live;
 use super::client::ClientConn;
 use super::error::FrontendError;
 use super::session::Session;
@@ -68,8 +69,8 @@ impl Session {
         &self,
         frames: &[Frame],
         work: &Work,
+        live: &Live,
     ) -> Result<ShardTarget, FrontendError> {
-        let live = self.shared.live();
         let Some(sharding) = live.sharding.clone() else {
             return Ok(ShardTarget::Anywhere);
         };
@@ -144,8 +145,9 @@ impl Session {
         client: &mut ClientConn,
         frames: &[Frame],
         work: &Work,
+        live: &Live,
     ) -> Result<bool, FrontendError> {
-        let target = self.shard_target(frames, work).await;
+        let target = self.shard_target(frames, work, live).await;
         match target.and_then(|t| self.check_same_shard(&t).map(|()| t)) {
             Err(e) => self.fail_unit(client, e, frames).await.map(|()| true),
             Ok(ShardTarget::FanOut { clusters, sql }) => {
