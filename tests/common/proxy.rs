@@ -69,12 +69,20 @@ pub fn start_proxy(mut config: Config) -> TestProxy {
 /// whose proxy wrote them (the proxy's threads inherit the test's capture), which the test
 /// runner prints only when that test fails: a failure under load names what the proxy saw.
 fn show_logs_on_failure() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pgsplit=info"));
-    let _already = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_target("pgsplit", tracing::Level::INFO)
+        });
+    let logs = tracing_subscriber::fmt::layer()
         .with_test_writer()
-        .with_ansi(false)
+        .with_ansi(false);
+    let _already = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
         .try_init();
 }
 
