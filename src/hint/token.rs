@@ -86,13 +86,15 @@ impl fmt::Display for CausalToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bare = self.everywhere > 0 || self.clusters.is_empty();
         if bare {
-            write!(f, "{}", LsnText(self.everywhere))?;
+            LsnText(self.everywhere).fmt(f)?;
         }
         for (i, (name, lsn)) in self.clusters.iter().enumerate() {
             if bare || i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{name}:{}", LsnText(*lsn))?;
+            f.write_str(name)?;
+            f.write_str(":")?;
+            LsnText(*lsn).fmt(f)?;
         }
         Ok(())
     }

@@ -112,7 +112,7 @@ impl Writer<'_> {
     pub fn parameter_status(&mut self, name: &str, value: impl fmt::Display) {
         self.message(b'S', |b| {
             put_cstr(b, name);
-            put_cstr(b, value);
+            put_display_cstr(b, value);
         });
     }
 
@@ -180,12 +180,24 @@ fn put_field(b: &mut BytesMut, code: u8, value: &str) {
     put_cstr(b, value);
 }
 
+/// `value` as a C string.
+fn put_cstr(b: &mut BytesMut, value: &str) {
+    put_cstr_with(b, |b| b.extend_from_slice(value.as_bytes()));
+}
+
 /// `value` as a C string, formatted straight into the buffer (a causal token goes out with
 /// every committed write: no String in between).
-fn put_cstr(b: &mut BytesMut, value: impl fmt::Display) {
-    let start = b.len();
+fn put_display_cstr(b: &mut BytesMut, value: impl fmt::Display) {
     // Writing into a BytesMut cannot fail; a Display that fails leaves what it wrote.
-    let _ = write!(b, "{value}");
+    put_cstr_with(b, |b| {
+        let _ = write!(b, "{value}");
+    });
+}
+
+/// What `write` puts in the buffer, made a C string.
+fn put_cstr_with(b: &mut BytesMut, write: impl FnOnce(&mut BytesMut)) {
+    let start = b.len();
+    write(b);
     // A NUL inside would end the string early and desynchronise the client's parser.
     if b[start..].contains(&0) {
         let kept: Vec<u8> = b[start..].iter().copied().filter(|&c| c != 0).collect();
