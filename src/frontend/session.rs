@@ -434,9 +434,14 @@ impl Session {
         if self.pending == 0 && !self.unasked.is_empty() {
             self.learn_unasked_positions(client);
         }
-        if let [frame] = frames.as_slice()
-            && frame.tag == tag::QUERY
-            && let Some(text) = crate::protocol::messages::query_text(frame.body())
+        // A simple query's text is read out of its message once (it is checked for UTF-8).
+        let query = match frames.as_slice() {
+            [frame] if frame.tag == tag::QUERY => {
+                crate::protocol::messages::query_text(frame.body())
+            }
+            _ => None,
+        };
+        if let Some(text) = query
             && let Some(command) = session_command(text)
         {
             // Answers pgsplit gives itself come after the answers to what is already in flight.
@@ -451,7 +456,10 @@ impl Session {
         let live = self.shared.live.load_full();
         // Only the result cache and sharding act on what writes make stale.
         let tracks_writes = live.cache.is_some() || live.sharding.is_some();
-        let mut work = work::describe(&frames, &self.state, &live.classifier, tracks_writes);
+        let mut work = match query {
+            Some(text) => work::describe_query(text, &self.state, &live.classifier, tracks_writes),
+            None => work::describe(&frames, &self.state, &live.classifier, tracks_writes),
+        };
         if let Some(inner) = &work.explain_route {
             self.settle(client).await?;
             self.explain_route(client, inner);

@@ -121,6 +121,14 @@ impl UnitEffects {
 }
 
 impl Work {
+    fn new(tracks_writes: bool) -> Work {
+        Work {
+            parsed: true,
+            tracks_writes,
+            ..Default::default()
+        }
+    }
+
     pub fn access(&self) -> Access {
         self.access.unwrap_or(Access::Read)
     }
@@ -132,6 +140,16 @@ impl Work {
             SessionEffect::Pin(cause) => Some(*cause),
             _ => None,
         })
+    }
+
+    /// A simple query's text: its hints and what it does.
+    fn add_query(&mut self, sql: &str, state: &SessionState, classifier: &Classifier) {
+        self.add_hints(sql);
+        let c = classify_with_prepared(sql, state, classifier);
+        if let Some(inner) = &c.explain_route {
+            self.explain_route = Some(inner.clone());
+        }
+        self.add(&c);
     }
 
     /// Reads the hint comments of a statement the unit runs.
@@ -183,11 +201,7 @@ pub fn describe(
     classifier: &Classifier,
     tracks_writes: bool,
 ) -> Work {
-    let mut work = Work {
-        parsed: true,
-        tracks_writes,
-        ..Default::default()
-    };
+    let mut work = Work::new(tracks_writes);
     // Statements parsed and portals bound within this unit, ahead of the session's record.
     let mut statements: UnitNames<UnitStatement> = UnitNames::new();
     let mut portals: UnitNames<&str> = UnitNames::new();
@@ -195,14 +209,7 @@ pub fn describe(
         let body = frame.body();
         match frame.tag {
             tag::QUERY => match messages::query_text(body) {
-                Some(sql) => {
-                    work.add_hints(sql);
-                    let c = classify_with_prepared(sql, state, classifier);
-                    if let Some(inner) = &c.explain_route {
-                        work.explain_route = Some(inner.clone());
-                    }
-                    work.add(&c);
-                }
+                Some(sql) => work.add_query(sql, state, classifier),
                 None => work.add_unknown("malformed query message"),
             },
             tag::PARSE => {
@@ -301,13 +308,22 @@ fn saved_statement_text<'a>(state: &'a SessionState, name: &str) -> Option<&'a s
     messages::parse_message(parse.get(5..)?).map(|(_, sql)| sql)
 }
 
+/// What a simple query runs, from its text (already read out of its message): the unit that
+/// [`describe`] would make of that one Query.
+pub fn describe_query(
+    sql: &str,
+    state: &SessionState,
+    classifier: &Classifier,
+    tracks_writes: bool,
+) -> Work {
+    let mut work = Work::new(tracks_writes);
+    work.add_query(sql, state, classifier);
+    work
+}
+
 /// The classification of a single text, for `EXPLAIN ROUTE`.
 pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
-    let mut work = Work {
-        parsed: true,
-        tracks_writes: true,
-        ..Default::default()
-    };
+    let mut work = Work::new(true);
     work.add_hints(sql);
     work.add(&classifier.classify(sql));
     work
