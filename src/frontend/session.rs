@@ -781,7 +781,7 @@ impl Session {
 }
 
 /// `pool.mode = "session"` in a snapshot the caller already holds.
-pub(super) fn session_mode_in(live: &super::live::Live) -> bool {
+pub(super) fn session_mode_in(live: &Live) -> bool {
     live.config.pool.mode == PoolMode::Session
 }
 
