@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::access::AuthQuery;
 use crate::cache::{ResultCache, TableRules};
-use crate::config::{Config, ConsistencyConfig, LoadBalancing};
+use crate::config::{Config, ConsistencyConfig, LoadBalancing, PoolMode};
 use crate::route::balance::Balancer;
 use crate::route::classify::{Classifier, FunctionPolicy};
 use crate::shard::map::Sharding;
@@ -94,6 +94,11 @@ impl Live {
             classifier,
             balancers,
         })
+    }
+
+    /// `pool.mode = "session"`: a client keeps its server connection from login to logout.
+    pub fn session_pooling(&self) -> bool {
+        self.config.pool.mode == PoolMode::Session
     }
 
     /// The balancer of a cluster (the default kind for a name the config does not know).

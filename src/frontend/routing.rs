@@ -51,7 +51,7 @@ impl Session {
             tx: &work.tx,
             default_read_only: self.state.default_read_only(),
             pin: self.state.pin().or_else(|| work.pin()),
-            session_mode: super::session::session_mode_in(&live),
+            session_mode: live.session_pooling(),
             client: self.client_ip,
             executes: work.executes,
             last_read_node: self.last_read_node.as_ref(),

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::backend::{BackendError, ServerConn};
-use crate::config::PoolMode;
 use crate::hint::{Hints, session_command};
 use crate::pool::Checkout;
 use crate::protocol::{ErrorFields, Frame, SqlState, StartupParams, tag};
@@ -260,7 +259,7 @@ impl Session {
     }
 
     pub(super) fn session_mode(&self) -> bool {
-        session_mode_in(&self.shared.live())
+        self.shared.live().session_pooling()
     }
 
     /// AuthenticationOk, the server's ParameterStatus, our own BackendKeyData, ReadyForQuery.
@@ -778,11 +777,6 @@ impl Session {
             }
         });
     }
-}
-
-/// `pool.mode = "session"` in a snapshot the caller already holds.
-pub(super) fn session_mode_in(live: &Live) -> bool {
-    live.config.pool.mode == PoolMode::Session
 }
 
 /// The first statement text of a unit (200 characters at most), when slow queries are logged.
