@@ -7,7 +7,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::cache::{WriteScope, write_scope};
-use crate::hint::{HintWarning, Hints, parse_hints};
+use crate::hint::{HintWarning, Hints, may_hold_hints, parse_hints};
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::{
     Access, Classification, Classifier, PinCause, SessionEffect, TxControl,
@@ -154,6 +154,9 @@ impl Work {
 
     /// Reads the hint comments of a statement the unit runs.
     fn add_hints(&mut self, sql: &str) {
+        if !may_hold_hints(sql) {
+            return;
+        }
         let (hints, warnings) = parse_hints(sql);
         self.hints = self.hints.or(&hints);
         self.warnings.extend(warnings);

@@ -55,6 +55,13 @@ pub fn shard_hint(sql: &str) -> Option<ShardHint> {
     })
 }
 
+/// Whether `sql` begins (after whitespace) with a comment, so that it may carry hints. Most
+/// statements do not: this lets them skip [`parse_hints`] and merging its empty answer.
+pub fn may_hold_hints(sql: &str) -> bool {
+    let start = sql.trim_start_matches(super::lex::is_space).as_bytes();
+    start.starts_with(b"--") || start.starts_with(b"/*")
+}
+
 /// The `key=value` pieces of the `pgsplit:` comments before `sql`'s first token; None for an
 /// unterminated comment (the server will reject the statement anyway).
 fn hint_pairs(sql: &str) -> Option<Vec<&str>> {

@@ -2,7 +2,7 @@
 //! PostgreSQL's lexer does: `--` runs to the end of the line, `/* ... */` nests.
 
 /// PostgreSQL's whitespace (`space` in its scan.l).
-fn is_space(c: char) -> bool {
+pub(super) fn is_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{c}' | '\u{b}')
 }
 

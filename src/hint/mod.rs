@@ -20,7 +20,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use command::{SessionCommand, session_command};
-pub use comment::{ShardHint, parse_hints, shard_hint};
+pub use comment::{ShardHint, may_hold_hints, parse_hints, shard_hint};
 pub use setting::{
     Setting, SettingValue, parse_setting_value, parse_shard_choice, setting_from_name,
 };

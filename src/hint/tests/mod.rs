@@ -672,3 +672,24 @@ fn shard_settings_name_a_shard_or_a_key() {
     assert!(parse_setting_value(Setting::ShardKey, "42").is_err());
     assert_eq!(Hints::default().show(Setting::ShardKey), None);
 }
+
+#[test]
+fn only_texts_that_begin_with_a_comment_may_hold_hints() {
+    for sql in [
+        "/* pgsplit: route=primary */ SELECT 1",
+        " \n\t-- pgsplit: route=primary\nSELECT 1",
+        "/* app */ SELECT 1",
+    ] {
+        assert!(may_hold_hints(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT 1 /* pgsplit: route=primary */",
+        "",
+        "  ",
+        "- 1",
+        "/",
+    ] {
+        assert!(!may_hold_hints(sql), "{sql}");
+        assert_eq!(hints(sql), Hints::default(), "{sql}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Classifications cached by statement text: applications send the same few texts again and
 //! again, so after the first time a classification costs a hash lookup, not a parse.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::hash::BuildHasher;
 use std::mem::size_of;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use moka::sync::Cache;
 
 use super::Access;
 use super::functions::FunctionPolicy;
-use super::shape::literal_shape;
+use super::shape::{literal_shape, literal_shape_into};
 use super::{Classification, SessionEffect, classify};
 
 /// Texts longer than this are classified every time: they are rarely repeated, and one of
@@ -87,12 +87,14 @@ impl Recent {
 
 thread_local! {
     static RECENT: RefCell<Recent> = RefCell::new(Recent::default());
+    /// Where [`Classifier::classify`] builds a text's shape; taken out while in use.
+    static SHAPE_BUFFER: Cell<String> = const { Cell::new(String::new()) };
 }
 
-/// Where the shared cache keeps a classification.
+/// Where the shared cache keeps a classification: under the text, or under its shape.
 enum Held {
     Text,
-    Shape(String),
+    Shape,
     /// Not cached (the text did not parse).
     Nowhere,
 }
@@ -139,18 +141,34 @@ impl Classifier {
         if remembered && let Some(hit) = self.recent(sql, generation) {
             return hit;
         }
-        // Texts that inline their values are remembered by shape: one shape, many texts.
-        let shape = literal_shape(sql);
+        // Texts that inline their values are remembered by shape: one shape, many texts. The
+        // shape is built in this thread's buffer, so a text costs no allocation for it.
+        let mut buffer = SHAPE_BUFFER.take();
+        let shape = literal_shape_into(sql, &mut buffer).then_some(buffer.as_str());
+        let class = self.classify_by_shape(cache, sql, shape, generation, remembered);
+        SHAPE_BUFFER.set(buffer);
+        class
+    }
+
+    /// [`Self::classify`] past the thread's lookup of the text itself.
+    fn classify_by_shape(
+        &self,
+        cache: &Cache<String, Arc<Classification>, RandomState>,
+        sql: &str,
+        shape: Option<&str>,
+        generation: u64,
+        remembered: bool,
+    ) -> Arc<Classification> {
         if remembered
-            && let Some(shape) = &shape
+            && let Some(shape) = shape
             && let Some(hit) = self.recent(shape, generation)
         {
             return hit;
         }
         let (class, held) = self.classify_shared(cache, sql, shape);
-        let key = match &held {
+        let key = match held {
             Held::Text => Some(sql),
-            Held::Shape(shape) => Some(shape.as_str()),
+            Held::Shape => shape,
             Held::Nowhere => None,
         };
         if remembered && let Some(key) = key {
@@ -164,13 +182,13 @@ impl Classifier {
         &self,
         cache: &Cache<String, Arc<Classification>, RandomState>,
         sql: &str,
-        shape: Option<String>,
+        shape: Option<&str>,
     ) -> (Arc<Classification>, Held) {
         if let Some(hit) = cache.get(sql) {
             return (hit, Held::Text);
         }
-        if let Some(hit) = shape.as_ref().and_then(|shape| cache.get(shape)) {
-            return (hit, Held::Shape(shape.unwrap_or_default()));
+        if let Some(hit) = shape.and_then(|shape| cache.get(shape)) {
+            return (hit, Held::Shape);
         }
         let class = Arc::new(classify(sql, &self.policy));
         // What did not parse is never cached: the primary decides what it means, each time.
@@ -179,8 +197,8 @@ impl Classifier {
         }
         let held = match shape {
             Some(shape) if literals_do_not_matter(&class) => {
-                cache.insert(shape.clone(), Arc::clone(&class));
-                Held::Shape(shape)
+                cache.insert(shape.to_owned(), Arc::clone(&class));
+                Held::Shape
             }
             _ => {
                 cache.insert(sql.to_owned(), Arc::clone(&class));

@@ -16,8 +16,22 @@ const PLACEHOLDER: char = '\0';
 /// Runs between literals are copied whole. The scan goes byte by byte: every byte it stops
 /// at is ASCII, which a UTF-8 continuation byte never is, so every cut is on a char boundary.
 pub fn literal_shape(sql: &str) -> Option<String> {
+    let mut out = String::new();
+    literal_shape_into(sql, &mut out).then_some(out)
+}
+
+/// [`literal_shape`] into `out`, which keeps its allocation from one text to the next: true
+/// when the text has a shape of its own, which `out` then holds.
+pub fn literal_shape_into(sql: &str, out: &mut String) -> bool {
+    out.clear();
+    out.reserve(sql.len());
+    replace_literals(sql, out).unwrap_or(false)
+}
+
+/// Appends `sql` with its literals replaced to `out`: whether any was, or None when the scan
+/// cannot follow the text.
+fn replace_literals(sql: &str, out: &mut String) -> Option<bool> {
     let bytes = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len());
     let mut replaced = false;
     // `sql[..copied]` is in `out` already (with its literals replaced).
     let mut copied = 0;
@@ -64,7 +78,7 @@ pub fn literal_shape(sql: &str) -> Option<String> {
         }
     }
     out.push_str(&sql[copied..]);
-    replaced.then_some(out)
+    Some(replaced)
 }
 
 /// The bytes the scan stops at: quotes, digits, and the starts of comments and dollar quotes.
