@@ -688,7 +688,9 @@ impl Session {
         if retry {
             return Box::pin(self.retry_unit(client)).await;
         }
-        self.settle_participants().await;
+        if self.participants_to_settle() {
+            self.settle_participants().await;
+        }
         if self.held_ready.is_some() {
             self.take_causal_token(client).await?;
         }

@@ -438,11 +438,18 @@ impl Session {
         self.multi_shard.begin = None;
     }
 
+    /// Whether [`Self::settle_participants`] has anything to do: nothing in flight, and the
+    /// coordinator answered or the transaction failed. Checked before building its future, which
+    /// every batch of answers would otherwise pay for.
+    pub(in crate::frontend) fn participants_to_settle(&self) -> bool {
+        self.pending == 0 && (self.multi_shard.aborted || self.multi_shard.coordinator_done)
+    }
+
     /// After the answers of a unit were passed on, before the client's ReadyForQuery is sent:
     /// finishes the prepared participants once the coordinator's COMMIT was answered, and rolls
     /// the parked ones back once the transaction failed.
     pub(in crate::frontend) async fn settle_participants(&mut self) {
-        if self.pending > 0 {
+        if !self.participants_to_settle() {
             return;
         }
         if std::mem::take(&mut self.multi_shard.aborted) {

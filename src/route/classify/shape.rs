@@ -61,11 +61,7 @@ fn replace_literals(sql: &str, out: &mut String) -> Option<bool> {
                 None
             }
             _ => {
-                i += 1;
-                // Most of a text is words, spaces and operators: skip them in a tight loop.
-                while i < bytes.len() && !MAY_START_SOMETHING[usize::from(bytes[i])] {
-                    i += 1;
-                }
+                i = skip_plain(bytes, i + 1);
                 None
             }
         };
@@ -79,6 +75,40 @@ fn replace_literals(sql: &str, out: &mut String) -> Option<bool> {
     }
     out.push_str(&sql[copied..]);
     Some(replaced)
+}
+
+/// The first byte from `i` on that may start something, or the end. Most of a text is words,
+/// spaces and operators: eight bytes at a time, they are skipped until a word holds a byte
+/// from `"` to `9` (a range that holds every byte [`MAY_START_SOMETHING`] names, and a few
+/// more, which the caller then steps over one by one).
+fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let found = bytes_between(u64::from_le_bytes(word), b'"' - 1, b'9' + 1);
+        if found != 0 {
+            // Little-endian: the lowest marked byte is the first in the text.
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && !MAY_START_SOMETHING[usize::from(bytes[i])] {
+        i += 1;
+    }
+    i
+}
+
+/// The high bit of every byte of `word` strictly between `low` and `high` (both below 128;
+/// bytes of 128 and up are never marked), all other bits clear: "Determine if a word has a
+/// byte between m and n" from Bit Twiddling Hacks, which cannot carry from one byte into
+/// the next because it works on the low seven bits of each.
+const fn bytes_between(word: u64, low: u8, high: u8) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const LOW_SEVEN: u64 = ONES * 127;
+    let seven = word & LOW_SEVEN;
+    let below_high = (ONES * (127 + high as u64)).wrapping_sub(seven);
+    let above_low = seven + ONES * (127 - low as u64);
+    below_high & !word & above_low & (ONES * 128)
 }
 
 /// The bytes the scan stops at: quotes, digits, and the starts of comments and dollar quotes.
@@ -187,6 +217,48 @@ mod tests {
             literal_shape("SELECT E'a\\'b', x2 FROM \"T 1\" -- 5\n WHERE a = 3").as_deref(),
             Some("SELECT E?, x2 FROM \"T 1\" -- 5\n WHERE a = ?")
         );
+    }
+
+    #[test]
+    fn word_scan_finds_the_first_byte_that_may_start_something() {
+        // Every byte value at every position of a 19-byte text of plain letters: the scan
+        // must stop at it (or before, at a byte of the wider range), never past it.
+        for b in 0..=255u8 {
+            for at in 0..19 {
+                let mut text = *b"abcdefghijklmnopqrs";
+                text[at] = b;
+                let stop = super::skip_plain(&text, 0);
+                let exact = super::MAY_START_SOMETHING[usize::from(b)];
+                let in_range = (b'"'..=b'9').contains(&b);
+                match (exact, in_range) {
+                    (true, _) => assert_eq!(stop, at, "byte {b} at {at}"),
+                    (false, true) => assert!(stop == at || stop == text.len(), "byte {b}"),
+                    (false, false) => assert_eq!(stop, text.len(), "byte {b} at {at}"),
+                }
+            }
+        }
+        // Mixed texts (a fixed pseudo-random sequence): the scan stops at the first byte of
+        // the wider range, or at the end when the last few bytes hold none that is exact.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..2000 {
+            let text: Vec<u8> = (0..40)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    (seed >> 56) as u8
+                })
+                .collect();
+            let stop = super::skip_plain(&text, 0);
+            let first_wide = text.iter().position(|b| (b'"'..=b'9').contains(b));
+            let first_exact = text
+                .iter()
+                .position(|&b| super::MAY_START_SOMETHING[usize::from(b)]);
+            assert!(
+                Some(stop) == first_wide || stop == first_exact.unwrap_or(text.len()),
+                "{text:?}"
+            );
+        }
+        assert_eq!(super::skip_plain(b"", 0), 0);
+        assert_eq!(super::skip_plain(b"abc", 3), 3);
     }
 
     #[test]
