@@ -187,7 +187,7 @@ fn check_statement(c: &Classification) -> Result<(), NotCacheable> {
     } else if !c.parsed {
         Err(NotCacheable::Unparsable)
     } else if c.access != Access::Read {
-        let reason = c.write_reason.clone().unwrap_or_else(|| "write".to_owned());
+        let reason = c.write_reason.as_deref().unwrap_or("write").to_owned();
         Err(NotCacheable::NotRead(reason))
     } else if c.statements != 1 {
         Err(NotCacheable::MultiStatement(c.statements))

@@ -16,6 +16,7 @@ use crate::route::classify::Access;
 use crate::route::{Reason, Route};
 use crate::topology::{Node, WorkGuard};
 
+use super::Shared;
 use super::cancel::CancelHandle;
 use super::client::{ClientConn, IdleLimit};
 use super::commands::{is_pgsplit_setting, startup_hints};
@@ -26,7 +27,6 @@ use super::login::{self, Opening, ServerCredentials};
 use super::recovery::{Replay, Step};
 use super::state::{SessionState, UnitOutcome, changes_local_settings};
 use super::work;
-use super::{Live, Shared};
 
 /// A unit gathering more than this many bytes is dispatched without waiting for its Sync, so
 /// a client's pipeline never grows pgsplit's memory without bound.
@@ -381,7 +381,8 @@ impl Session {
                 tag::COPY_DATA | tag::COPY_DONE | tag::COPY_FAIL => self.forward_copy(frame),
                 tag::QUERY | tag::FUNCTION_CALL => {
                     self.dispatch_batch(client).await?;
-                    self.dispatch(client, vec![frame]).await?;
+                    self.push_batch(frame);
+                    self.dispatch_batch(client).await?;
                 }
                 tag::SYNC | tag::FLUSH => {
                     self.push_batch(frame);
@@ -551,7 +552,7 @@ impl Session {
             }
             if attached.work.is_none() {
                 attached.work = Some(node.start_work());
-                self.unit_text = slow_query_text(&live, &frames);
+                self.unit_text = work::slow_query_text(&live.config.log, &frames);
             }
         }
         let asks_commit_position = nothing_in_flight && self.commits_a_write(&work, &frames, &live);
@@ -566,6 +567,10 @@ impl Session {
         }
         if let Some(replay) = self.replay.as_mut() {
             replay.frames = frames;
+        } else if self.batch.capacity() == 0 {
+            // Forwarded: its Vec gathers the next unit.
+            self.batch = frames;
+            self.batch.clear();
         }
         Ok(())
     }
@@ -779,15 +784,6 @@ impl Session {
             }
         });
     }
-}
-
-/// The first statement text of a unit (200 characters at most), when slow queries are logged.
-fn slow_query_text(live: &Live, frames: &[Frame]) -> Option<String> {
-    if live.config.log.slow_query.is_zero() {
-        return None;
-    }
-    let text = frames.iter().find_map(work::statement_text)?;
-    Some(text.chars().take(200).collect())
 }
 
 async fn fill_server(server: Option<&mut ServerConn>) -> Result<(), BackendError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::cache::{WriteScope, write_scope};
+use crate::config::LogSettings;
 use crate::hint::{HintWarning, Hints, may_hold_hints, parse_hints};
 use crate::protocol::{Frame, messages, tag};
 use crate::route::classify::{
@@ -20,7 +21,7 @@ use super::state::SessionState;
 pub struct Work {
     pub access: Option<Access>,
     pub parsed: bool,
-    pub write_reason: Option<String>,
+    pub write_reason: Option<Arc<str>>,
     /// Inline: a unit holds one or two (BEGIN, COMMIT) and most units hold none.
     pub tx: SmallVec<[TxControl; 2]>,
     /// What its statements do to the session; they go in flight with the unit.
@@ -191,7 +192,7 @@ impl Work {
         self.executes = true;
         self.writes = Some(WriteScope::All);
         self.access = Some(Access::Write);
-        self.write_reason.get_or_insert_with(|| what.to_string());
+        self.write_reason.get_or_insert_with(|| what.into());
     }
 }
 
@@ -331,6 +332,15 @@ pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
     work.add(&classifier.classify(sql));
     work
 }
+/// The first statement text of a unit (200 characters at most), when slow queries are logged.
+pub fn slow_query_text(log: &LogSettings, frames: &[Frame]) -> Option<String> {
+    if log.slow_query.is_zero() {
+        return None;
+    }
+    let text = frames.iter().find_map(statement_text)?;
+    Some(text.chars().take(200).collect())
+}
+
 /// The SQL a Query or a Parse carries (None for other messages, or text that is not UTF-8).
 pub fn statement_text(frame: &Frame) -> Option<&str> {
     match frame.tag {

@@ -238,7 +238,7 @@ impl Classifier {
         };
         let mut class = (*self.classify(sql)).clone();
         class.access = Access::Write;
-        class.write_reason = Some(reason.to_string());
+        class.write_reason = Some(reason.into());
         let class = Arc::new(class);
         // Texts of the same shape run the same functions: they write too.
         if let Some(shape) = literal_shape(sql) {
@@ -290,7 +290,7 @@ fn weight(text: &str, class: &Classification) -> usize {
         + effects
         + class.effect_ends.len() * size_of::<(usize, usize)>()
         + class.explain_route.as_ref().map_or(0, String::len)
-        + class.write_reason.as_ref().map_or(0, String::len)
+        + class.write_reason.as_deref().map_or(0, str::len)
 }
 
 fn effect_weight(effect: &SessionEffect) -> usize {

@@ -10,6 +10,8 @@
 //!
 //! CONTRACT (types below are used by the session and the router; keep names and meanings).
 
+use std::sync::Arc;
+
 /// Whether a statement may run on a read-only replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
@@ -151,8 +153,9 @@ pub struct Classification {
     /// `EXPLAIN ROUTE <statement>`: pgsplit answers it itself; holds the inner statement's text.
     pub explain_route: Option<String>,
     /// A short human reason when `access` is Write (e.g. "INSERT", "function nextval",
-    /// "SELECT FOR UPDATE", "unparsable"), for logs and EXPLAIN ROUTE.
-    pub write_reason: Option<String>,
+    /// "SELECT FOR UPDATE", "unparsable"), for logs and EXPLAIN ROUTE. Shared: every unit
+    /// that runs a cached write takes it along.
+    pub write_reason: Option<Arc<str>>,
     /// Number of statements in the text (a multi-statement string is one unit).
     pub statements: usize,
     /// A COPY FROM: the server may then take copy data from the client, and until its end
@@ -223,7 +226,7 @@ impl Classification {
         Classification {
             access: Access::Write,
             parsed: false,
-            write_reason: Some(format!("unparsable: {excerpt}")),
+            write_reason: Some(format!("unparsable: {excerpt}").into()),
             statements,
             ..Self::empty()
         }

@@ -2,6 +2,8 @@
 //! statements that wrap another (EXPLAIN, PREPARE, EXECUTE) are decided here, because whether
 //! the wrapped statement runs decides what it means; everything else goes to the AST walker.
 
+use std::sync::Arc;
+
 use sqlparser::ast::{Statement, UtilityOption};
 
 use super::functions::FunctionPolicy;
@@ -185,7 +187,7 @@ fn absorb(out: &mut Classification, mut found: Findings) {
         found.write(&reason);
     }
     if out.write_reason.is_none() {
-        out.write_reason = found.write_reason.clone();
+        out.write_reason = found.write_reason.as_deref().map(Arc::from);
     }
     if found.access() == Access::Write {
         out.access = Access::Write;
