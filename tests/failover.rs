@@ -195,6 +195,54 @@ async fn a_hung_replica_leaves_the_rotation_within_the_health_timeout() {
     }
 }
 
+/// A primary stalled past one health check (the whole machine can stall like this under load)
+/// stays in service: its work has nowhere else to go, so a timed-out check counts towards
+/// `ban_after` rather than banning it at once, and the statements after the stall run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_stalled_for_one_health_check_stays_in_service() {
+    let c = on_cluster(|| private_cluster(1));
+    let config = config_for(&c);
+    // Past one check's deadline (the first timeout), short of the reconnect's (the second).
+    let stall = config.health.timeout + config.health.timeout / 2;
+    let proxy = on_cluster(|| start_proxy(config));
+    let writer = connect_within(&proxy, STATEMENT).await.expect("connect");
+    let write = || {
+        bounded(
+            "a write",
+            STATEMENT,
+            writer.batch_execute(
+                "CREATE TABLE IF NOT EXISTS stall_t (id int); INSERT INTO stall_t VALUES (1)",
+            ),
+        )
+    };
+    write().await.expect("a write before the stall");
+    let primary = c.primary();
+    on_cluster(|| c.pause(primary)).expect("SIGSTOP the primary");
+    let mut resume = Resume {
+        cluster: &c,
+        node: primary,
+        done: false,
+    };
+    tokio::time::sleep(stall).await;
+    resume.now();
+    write()
+        .await
+        .map_err(|e| describe(&e))
+        .expect("a write right after the stall (the primary must not be banned)");
+    let fresh = connect_within(&proxy, STATEMENT)
+        .await
+        .expect("a new session");
+    let count = bounded(
+        "a read",
+        STATEMENT,
+        fresh.query_one("SELECT count(*) FROM stall_t", &[]),
+    )
+    .await
+    .map_err(|e| describe(&e))
+    .expect("a read right after the stall");
+    assert!(count.get::<_, i64>(0) >= 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Primary down, then a promotion
 

@@ -41,10 +41,15 @@ pub enum CheckOutcome {
     Passed,
     /// Refused or broken: counts towards `ban_after`.
     Failed,
-    /// Not answered in time: a hung node, banned at once; unless it finished live work within
-    /// that time, which a hung node cannot (then it is only slow: a loaded primary must not be
-    /// taken out of service by one slow poll).
-    TimedOut,
+    /// Not answered in time: a hung node, banned at once when other nodes take its work
+    /// (`replaceable`: a replica); unless it finished live work within that time, which a hung
+    /// node cannot (then it is only slow: a loaded primary must not be taken out of service by
+    /// one slow poll). A primary's work has nowhere else to go, so for it a timeout counts
+    /// towards `ban_after` like a refused check: a ban would turn one stall of the machine (an
+    /// idle primary's poll late behind everything else that ran) into refused statements.
+    TimedOut {
+        replaceable: bool,
+    },
 }
 
 impl Health {
@@ -117,7 +122,8 @@ impl Health {
     }
 
     /// Counts a check: passing ones reset the count, failing ones ban after `ban_after` in a
-    /// row, and a timed-out one bans at once, unless the node is answering live work.
+    /// row, and a timed-out one bans a replaceable node at once (see [`CheckOutcome`]), unless
+    /// the node is answering live work.
     pub fn record_check(
         &self,
         node: &str,
@@ -132,18 +138,18 @@ impl Health {
                     crate::events::record("healthy", Some(node), "health checks pass again");
                 }
             }
-            CheckOutcome::TimedOut if self.answered_within(settings.timeout) => {
+            CheckOutcome::TimedOut { .. } if self.answered_within(settings.timeout) => {
                 tracing::info!(
                     node,
                     reason,
                     "a health check timed out, but the node is answering work: slow, not banned"
                 );
             }
-            CheckOutcome::TimedOut => {
+            CheckOutcome::TimedOut { replaceable: true } => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 self.ban(node, reason, settings.ban_time);
             }
-            CheckOutcome::Failed => {
+            CheckOutcome::TimedOut { replaceable: false } | CheckOutcome::Failed => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= settings.ban_after.max(1) {
                     self.ban(node, reason, settings.ban_time);
@@ -156,6 +162,8 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HUNG_REPLICA: CheckOutcome = CheckOutcome::TimedOut { replaceable: true };
 
     fn settings() -> HealthSettings {
         HealthSettings {
@@ -198,19 +206,32 @@ mod tests {
         h.record_check("n", CheckOutcome::Passed, "", &settings());
         h.record_check("n", CheckOutcome::Failed, "refused", &settings());
         assert!(!h.is_banned());
-        h.record_check("n", CheckOutcome::TimedOut, "hung", &settings());
+        h.record_check("n", HUNG_REPLICA, "hung", &settings());
         assert!(h.is_banned());
+    }
+
+    #[test]
+    fn a_primary_that_times_out_is_banned_only_after_ban_after_in_a_row() {
+        let h = Health::default();
+        let primary = CheckOutcome::TimedOut { replaceable: false };
+        h.record_check("n", primary, "one stall", &settings());
+        assert!(!h.is_banned(), "one timeout");
+        h.record_check("n", CheckOutcome::Passed, "", &settings());
+        h.record_check("n", primary, "another stall", &settings());
+        assert!(!h.is_banned(), "a pass in between starts the count again");
+        h.record_check("n", primary, "hung", &settings());
+        assert!(h.is_banned(), "ban_after (2) timeouts in a row");
     }
 
     #[test]
     fn a_timeout_while_the_node_answers_work_is_slowness_not_a_hang() {
         let h = Health::default();
         h.note_answer(Instant::now());
-        h.record_check("n", CheckOutcome::TimedOut, "slow poll", &settings());
+        h.record_check("n", HUNG_REPLICA, "slow poll", &settings());
         assert!(!h.is_banned(), "work answered within the timeout");
         let stale = Health::default();
         stale.note_answer(Instant::now() - Duration::from_secs(5));
-        stale.record_check("n", CheckOutcome::TimedOut, "hung", &settings());
+        stale.record_check("n", HUNG_REPLICA, "hung", &settings());
         assert!(
             stale.is_banned(),
             "nothing answered for longer than the timeout"

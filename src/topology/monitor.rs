@@ -174,7 +174,9 @@ impl Watch {
             tracing::debug!(node = %self.node.name, %error, "replication monitor lost its connection");
             let outcome = match error {
                 PollError::Removed => break,
-                PollError::Timeout(..) => CheckOutcome::TimedOut,
+                PollError::Timeout(..) => CheckOutcome::TimedOut {
+                    replaceable: self.node.role() != Role::Primary,
+                },
                 PollError::Postgres(_) => CheckOutcome::Failed,
             };
             self.node.stats.health.record_check(
