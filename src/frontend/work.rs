@@ -332,6 +332,7 @@ pub fn describe_text(sql: &str, classifier: &Classifier) -> Work {
     work.add(&classifier.classify(sql));
     work
 }
+
 /// The first statement text of a unit (200 characters at most), when slow queries are logged.
 pub fn slow_query_text(log: &LogSettings, frames: &[Frame]) -> Option<String> {
     if log.slow_query.is_zero() {
